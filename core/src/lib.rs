@@ -1,0 +1,25 @@
+//! `prescale-core`: the vocabulary every Prescale component shares.
+//!
+//! - [`service`]: who is scaled ([`ServiceId`]: namespace and name, validated once).
+//! - [`step`]: the step grid. Prescale samples, forecasts and decides once per step
+//!   (30 s by default, 1 s in tests and demos); the length is always a setting, and every
+//!   timestamp that crosses a component boundary is aligned to this grid.
+//! - [`schema`]: the feature schema, one row per (service, step), with units and a version.
+//! - [`location`] and [`store`]: where data and models live (`s3://bucket/prefix`, a
+//!   `file://` URL or a plain path) and one [`store::ObjectStore`] trait over a local
+//!   folder and S3, with atomic writes.
+//! - [`config`]: TOML files with environment overrides and unknown fields refused.
+//! - [`telemetry`]: `tracing` setup and the shutdown signal every long-running binary awaits.
+
+pub mod config;
+pub mod location;
+pub mod schema;
+pub mod service;
+pub mod step;
+pub mod store;
+pub mod telemetry;
+
+pub use location::Location;
+pub use schema::{Feature, FeatureRow, SCHEMA_VERSION};
+pub use service::ServiceId;
+pub use step::StepGrid;
