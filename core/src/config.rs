@@ -39,6 +39,14 @@ pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> 
     load_with_env(file, Env::prefixed(ENV_PREFIX).split("__"))
 }
 
+/// Loads `T` from one TOML file alone, without environment overrides.
+pub fn load_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::MissingFile(path.to_owned()));
+    }
+    Figment::from(Toml::file_exact(path)).extract().map_err(invalid)
+}
+
 /// Loads `T` from a TOML string alone, for tests and built-in defaults.
 pub fn from_toml_str<T: DeserializeOwned>(toml: &str) -> Result<T, ConfigError> {
     Figment::from(Toml::string(toml)).extract().map_err(invalid)

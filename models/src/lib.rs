@@ -1,9 +1,23 @@
 //! `prescale-models`: everything that turns history into a forecast.
 //!
-//! Datasets (collector Parquet or trace CSV, cut into windows), the fitted transforms,
-//! the transformer forecaster built on libtorch through `tch`, the baselines it must
-//! beat, forecast metrics, and the versioned artifact format the trainer publishes and
-//! the predictor loads.
+//! - [`series`]: demand series (trace CSV or collector data) and the evaluation split;
+//! - [`window`]: windows per forecast origin, level-normalised, with calendar features
+//!   and seasonal lags, missing values masked;
+//! - [`transformer`] and [`forecaster`]: the decoder-only transformer (libtorch through
+//!   `tch`), its training with early stopping, and calibrated p50/p90 forecasts;
+//! - [`baselines`]: persistence, seasonal naive, Holt-Winters and ridge, with residual
+//!   quantiles for their p90;
+//! - [`metrics`]: MAE, RMSE, MASE, pinball loss and coverage;
+//! - [`backtest`]: all models trained on the same split and scored on the test part.
 //!
 //! libtorch is linked dynamically; the crate's build script records its folder in the
 //! run path of every test and binary, so nothing needs `LD_LIBRARY_PATH`.
+
+pub mod artifact;
+pub mod backtest;
+pub mod baselines;
+pub mod forecaster;
+pub mod metrics;
+pub mod series;
+pub mod transformer;
+pub mod window;

@@ -1,0 +1,334 @@
+//! Versioned model artifacts on any object store.
+//!
+//! Layout below a store location:
+//!
+//! ```text
+//! <version>/weights.safetensors   the transformer's variables
+//! <version>/manifest.json         what the model is, how it was trained and scored, and the
+//!                                 SHA-256 and size of every other file of the version
+//! latest                          {"version": ..., "manifest_sha256": ...}
+//! ```
+//!
+//! A version is written file by file, manifest last; [`publish`] moves `latest` only after
+//! that, so a reader following `latest` never sees a half-written model. Loading checks
+//! every checksum and every tensor's name and shape, and refuses anything that does not
+//! match with an error saying what.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use prescale_core::store::{ObjectStore, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Device, Tensor};
+
+use crate::forecaster::{ModelParams, TrainSummary, TransformerModel};
+use crate::metrics::ModelScores;
+
+/// Version of this layout and manifest format.
+pub const ARTIFACT_FORMAT: u32 = 1;
+const WEIGHTS: &str = "weights.safetensors";
+const MANIFEST: &str = "manifest.json";
+const LATEST: &str = "latest";
+
+/// Why an artifact could not be written, found or trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Nothing has been published yet.
+    #[error("no model published at {0} (no `latest` pointer)")]
+    NothingPublished(String),
+    /// A file's content does not match the manifest.
+    #[error("model {version}: {file} is corrupt: {reason}")]
+    Corrupt {
+        /// The version.
+        version: String,
+        /// The file.
+        file: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// A manifest that cannot be parsed or is of another format.
+    #[error("model {version}: bad manifest: {reason}")]
+    BadManifest {
+        /// The version.
+        version: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The weights do not fit the network the manifest describes.
+    #[error("model {version}: weights do not match the network: {reason}")]
+    ShapeMismatch {
+        /// The version.
+        version: String,
+        /// Which tensor and how.
+        reason: String,
+    },
+    /// The quality gate refused to publish.
+    #[error("quality gate: {0}")]
+    Gate(String),
+    /// libtorch or the file system failed while (de)serialising weights.
+    #[error("model weights: {0}")]
+    Weights(String),
+}
+
+/// A file of a version, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Where the training data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingData {
+    /// A trace file or a store location and service.
+    pub source: String,
+    /// First step.
+    pub from: DateTime<Utc>,
+    /// Last step of the training part.
+    pub to: DateTime<Utc>,
+    /// Steps used for fitting and validation.
+    pub steps: usize,
+    /// Step length, seconds.
+    pub step_seconds: f64,
+}
+
+/// The backtest numbers the quality gate reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BacktestSummary {
+    /// Scores per model name.
+    pub models: BTreeMap<String, ModelScores>,
+}
+
+impl BacktestSummary {
+    /// The baseline with the lowest 10-minute MAE, and that MAE.
+    pub fn best_baseline(&self) -> Option<(&str, f64)> {
+        self.models
+            .iter()
+            .filter(|(name, _)| name.as_str() != "transformer")
+            .map(|(name, s)| (name.as_str(), s.horizon.mae))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+/// Everything known about a model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`ARTIFACT_FORMAT`].
+    pub format: u32,
+    /// The feature schema version of the data it was trained on.
+    pub schema_version: u32,
+    /// This version's name.
+    pub version: String,
+    /// When it was built.
+    pub created: DateTime<Utc>,
+    /// Input features (the target first).
+    pub features: Vec<String>,
+    /// Quantiles of the outputs.
+    pub quantiles: Vec<f64>,
+    /// Network, window, normalisation and calibration constants.
+    pub params: ModelParams,
+    /// Training data range.
+    pub training: TrainingData,
+    /// How training went.
+    pub train_summary: TrainSummary,
+    /// Backtest scores, when a backtest was run.
+    pub backtest: Option<BacktestSummary>,
+    /// Checksums of every other file of the version.
+    pub files: BTreeMap<String, FileEntry>,
+    /// Name and shape of every weight tensor.
+    pub tensors: BTreeMap<String, Vec<i64>>,
+}
+
+/// The `latest` pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latest {
+    /// The published version.
+    pub version: String,
+    /// SHA-256 of its manifest.
+    pub manifest_sha256: String,
+}
+
+fn sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// A new version name: the UTC build time, sortable.
+pub fn new_version(now: DateTime<Utc>) -> String {
+    now.format("%Y%m%dT%H%M%S%.3fZ").to_string().replace('.', "")
+}
+
+/// Serialises a model's weights.
+fn weights_bytes(model: &TransformerModel) -> Result<Vec<u8>, ArtifactError> {
+    let dir = tempfile::tempdir().map_err(|e| ArtifactError::Weights(e.to_string()))?;
+    let path = dir.path().join(WEIGHTS);
+    model.vs.save(&path).map_err(|e| ArtifactError::Weights(e.to_string()))?;
+    std::fs::read(&path).map_err(|e| ArtifactError::Weights(e.to_string()))
+}
+
+/// Writes a model as a new version (files first, manifest last); does not move `latest`.
+pub async fn write_version(
+    store: &dyn ObjectStore,
+    model: &TransformerModel,
+    mut manifest: Manifest,
+) -> Result<Manifest, ArtifactError> {
+    let weights = weights_bytes(model)?;
+    manifest.files.insert(WEIGHTS.into(), FileEntry { sha256: sha256(&weights), bytes: weights.len() as u64 });
+    manifest.tensors = model.vs.variables().into_iter().map(|(name, t)| (name, t.size())).collect();
+    let v = &manifest.version;
+    store.put(&format!("{v}/{WEIGHTS}"), Bytes::from(weights)).await?;
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
+    store.put(&format!("{v}/{MANIFEST}"), Bytes::from(json)).await?;
+    Ok(manifest)
+}
+
+/// Reads and parses a version's manifest, returning it with its checksum.
+pub async fn read_manifest(store: &dyn ObjectStore, version: &str) -> Result<(Manifest, String), ArtifactError> {
+    let raw = store.get(&format!("{version}/{MANIFEST}")).await?;
+    let manifest: Manifest = serde_json::from_slice(&raw)
+        .map_err(|e| ArtifactError::BadManifest { version: version.into(), reason: e.to_string() })?;
+    if manifest.format != ARTIFACT_FORMAT {
+        return Err(ArtifactError::BadManifest {
+            version: version.into(),
+            reason: format!("format {} is not the supported {ARTIFACT_FORMAT}", manifest.format),
+        });
+    }
+    if manifest.version != version {
+        return Err(ArtifactError::BadManifest {
+            version: version.into(),
+            reason: format!("it names version {:?}", manifest.version),
+        });
+    }
+    Ok((manifest, sha256(&raw)))
+}
+
+/// The version `latest` points to, if any.
+pub async fn latest(store: &dyn ObjectStore) -> Result<Option<Latest>, ArtifactError> {
+    match store.get(LATEST).await {
+        Ok(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| ArtifactError::BadManifest {
+            version: LATEST.into(),
+            reason: format!("unreadable latest pointer: {e}"),
+        }),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Publishes a written version: checks it loads, applies the quality gate unless
+/// `force`, then moves `latest` to it. The pointer moves last.
+pub async fn publish(store: &dyn ObjectStore, version: &str, force: bool) -> Result<Manifest, ArtifactError> {
+    let (manifest, _) = load_version(store, version, Device::Cpu).await?;
+    if !force {
+        gate(&manifest)?;
+    }
+    let (_, manifest_sha256) = read_manifest(store, version).await?;
+    let pointer = Latest { version: version.to_owned(), manifest_sha256 };
+    store.put(LATEST, Bytes::from(serde_json::to_vec(&pointer).expect("pointer serialises"))).await?;
+    Ok(manifest)
+}
+
+/// The quality gate: the transformer's backtest MAE must not be worse than the best
+/// baseline's.
+pub fn gate(manifest: &Manifest) -> Result<(), ArtifactError> {
+    let bt = manifest
+        .backtest
+        .as_ref()
+        .ok_or_else(|| ArtifactError::Gate(format!("model {} has no backtest to judge it by", manifest.version)))?;
+    let ours = bt
+        .models
+        .get("transformer")
+        .ok_or_else(|| ArtifactError::Gate("the backtest has no transformer score".into()))?
+        .horizon
+        .mae;
+    let (name, best) =
+        bt.best_baseline().ok_or_else(|| ArtifactError::Gate("the backtest has no baseline scores".into()))?;
+    if ours.is_nan() || ours > best {
+        return Err(ArtifactError::Gate(format!(
+            "transformer 10-minute MAE {ours:.4} is worse than baseline {name} ({best:.4}); use --force to publish anyway"
+        )));
+    }
+    Ok(())
+}
+
+/// Loads a version, verifying every checksum and every tensor's name and shape.
+pub async fn load_version(
+    store: &dyn ObjectStore,
+    version: &str,
+    device: Device,
+) -> Result<(Manifest, TransformerModel), ArtifactError> {
+    let (manifest, _) = read_manifest(store, version).await?;
+    let corrupt =
+        |file: &str, reason: String| ArtifactError::Corrupt { version: version.into(), file: file.into(), reason };
+    let entry = manifest.files.get(WEIGHTS).ok_or_else(|| corrupt(MANIFEST, format!("it lists no {WEIGHTS}")))?;
+    let weights = store.get(&format!("{version}/{WEIGHTS}")).await?;
+    if weights.len() as u64 != entry.bytes {
+        return Err(corrupt(WEIGHTS, format!("{} bytes, the manifest says {}", weights.len(), entry.bytes)));
+    }
+    let actual = sha256(&weights);
+    if actual != entry.sha256 {
+        return Err(corrupt(WEIGHTS, format!("SHA-256 {actual}, the manifest says {}", entry.sha256)));
+    }
+    let dir = tempfile::tempdir().map_err(|e| ArtifactError::Weights(e.to_string()))?;
+    let path = dir.path().join(WEIGHTS);
+    std::fs::write(&path, &weights).map_err(|e| ArtifactError::Weights(e.to_string()))?;
+    let stored = Tensor::read_safetensors(&path).map_err(|e| corrupt(WEIGHTS, e.to_string()))?;
+    let mut model = TransformerModel::empty(manifest.params.clone(), device);
+    let expected: BTreeMap<String, Vec<i64>> =
+        model.vs.variables().into_iter().map(|(name, t)| (name, t.size())).collect();
+    let found: BTreeMap<String, Vec<i64>> = stored.iter().map(|(name, t)| (name.clone(), t.size())).collect();
+    if expected != found {
+        let missing: Vec<_> = expected.keys().filter(|k| !found.contains_key(*k)).collect();
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter_map(|(k, s)| found.get(k).filter(|f| *f != s).map(|f| format!("{k}: {f:?} not {s:?}")))
+            .collect();
+        let extra: Vec<_> = found.keys().filter(|k| !expected.contains_key(*k)).collect();
+        return Err(ArtifactError::ShapeMismatch {
+            version: version.into(),
+            reason: format!("missing {missing:?}, wrong shape {wrong:?}, unexpected {extra:?}"),
+        });
+    }
+    model.vs.load(&path).map_err(|e| corrupt(WEIGHTS, e.to_string()))?;
+    Ok((manifest, model))
+}
+
+/// Loads whatever `latest` points to, checking the manifest against the pointer.
+pub async fn load_latest(
+    store: &dyn ObjectStore,
+    device: Device,
+) -> Result<(Manifest, TransformerModel), ArtifactError> {
+    let pointer = latest(store).await?.ok_or_else(|| ArtifactError::NothingPublished(store.location().to_string()))?;
+    let (_, sha) = read_manifest(store, &pointer.version).await?;
+    if sha != pointer.manifest_sha256 {
+        return Err(ArtifactError::Corrupt {
+            version: pointer.version.clone(),
+            file: MANIFEST.into(),
+            reason: format!("SHA-256 {sha}, the latest pointer says {}", pointer.manifest_sha256),
+        });
+    }
+    load_version(store, &pointer.version, device).await
+}
+
+/// Every version in the store with its manifest, oldest first; unreadable ones are
+/// reported with their error.
+pub async fn list(store: &dyn ObjectStore) -> Result<Vec<(String, Result<Manifest, ArtifactError>)>, ArtifactError> {
+    let mut versions: Vec<String> = store
+        .list("")
+        .await?
+        .into_iter()
+        .filter_map(|m| m.key.strip_suffix(&format!("/{MANIFEST}")).map(str::to_owned))
+        .collect();
+    versions.sort();
+    let mut out = Vec::new();
+    for v in versions {
+        let manifest = read_manifest(store, &v).await.map(|(m, _)| m);
+        out.push((v, manifest));
+    }
+    Ok(out)
+}

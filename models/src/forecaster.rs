@@ -1,0 +1,354 @@
+//! Training the transformer and forecasting with it.
+
+use chrono::NaiveDate;
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind};
+
+use crate::baselines::quantile;
+use crate::metrics::Forecasts;
+use crate::series::{Series, Split};
+use crate::transformer::{Inputs, Net, NetConfig, loss};
+use crate::window::{CONTEXT_FEATURES, HORIZON_FEATURES, WindowConfig, Windows};
+
+/// Why a model could not be trained or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Too little history to train on; callers fall back to a baseline.
+    #[error(
+        "too little history to train: {usable} usable windows in the fitting part, at least {needed} needed ({reason})"
+    )]
+    TooShort {
+        /// Usable windows found.
+        usable: usize,
+        /// Windows needed.
+        needed: usize,
+        /// What limits them.
+        reason: String,
+    },
+    /// libtorch failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Everything that shapes training. Defaults fit a 2-core CPU in minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Context length in steps.
+    pub context: usize,
+    /// Width of the residual stream.
+    pub d_model: i64,
+    /// Attention heads.
+    pub heads: i64,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Feed-forward width.
+    pub ff: i64,
+    /// Dropout.
+    pub dropout: f64,
+    /// Windows per optimisation step.
+    pub batch: usize,
+    /// Windows drawn per epoch (at most all of them).
+    pub samples_per_epoch: usize,
+    /// Upper bound on epochs.
+    pub max_epochs: usize,
+    /// Epochs without validation improvement before stopping.
+    pub patience: usize,
+    /// Learning rate of AdamW.
+    pub learning_rate: f64,
+    /// Stop after this many seconds of training even if still improving.
+    pub max_seconds: f64,
+    /// Seed for initialisation and sampling: same seed, same model.
+    pub seed: u64,
+    /// Dates whose calendar feature says "holiday".
+    pub holidays: Vec<NaiveDate>,
+    /// Season length in steps; `None` means one day of steps.
+    pub season_steps: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            context: 64,
+            d_model: 64,
+            heads: 4,
+            layers: 2,
+            ff: 128,
+            dropout: 0.1,
+            batch: 256,
+            samples_per_epoch: 32_768,
+            max_epochs: 40,
+            patience: 4,
+            learning_rate: 1e-3,
+            max_seconds: 600.0,
+            seed: 42,
+            holidays: Vec::new(),
+            season_steps: None,
+        }
+    }
+}
+
+/// Progress reports from training, for progress bars and logs.
+pub trait Observer {
+    /// Training starts with this many optimisation steps per epoch.
+    fn start(&mut self, _max_epochs: usize, _steps_per_epoch: usize) {}
+    /// One optimisation step finished with this training loss.
+    fn step(&mut self, _epoch: usize, _loss: f64) {}
+    /// One epoch finished.
+    fn epoch(&mut self, _epoch: usize, _train_loss: f64, _valid_loss: f64, _best: bool) {}
+}
+
+/// An observer that reports nothing.
+#[derive(Debug, Default)]
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What training did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Epochs run.
+    pub epochs: usize,
+    /// Best validation loss.
+    pub best_valid_loss: f64,
+    /// Windows seen in training.
+    pub windows_seen: usize,
+    /// Training wall time, seconds.
+    pub seconds: f64,
+    /// Whether early stopping ended training.
+    pub early_stopped: bool,
+}
+
+/// The fitted constants a model needs besides its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelParams {
+    /// Network sizes.
+    pub net: NetConfig,
+    /// Window shape.
+    pub window: WindowConfig,
+    /// Lowest level a window is normalised by, requests/s.
+    pub level_floor: f64,
+    /// Holiday dates of the calendar features.
+    pub holidays: Vec<NaiveDate>,
+    /// Per-horizon shift of p90 (in level units) calibrated on validation so that 90% of
+    /// validation actuals fall at or below it.
+    pub p90_shift: Vec<f64>,
+}
+
+/// A trained transformer with its constants.
+#[derive(Debug)]
+pub struct TransformerModel {
+    /// Weights.
+    pub vs: nn::VarStore,
+    net: Net,
+    /// Constants.
+    pub params: ModelParams,
+}
+
+const FORECAST_BATCH: usize = 1024;
+const MAX_VALID_WINDOWS: usize = 4096;
+
+impl TransformerModel {
+    /// An untrained model with the given constants (weights to be loaded).
+    pub fn empty(params: ModelParams, device: Device) -> Self {
+        let vs = nn::VarStore::new(device);
+        let net = Net::new(&vs.root(), params.net);
+        Self { vs, net, params }
+    }
+
+    /// Trains on the fitting part of `series`, early-stops and calibrates on its
+    /// validation part; never touches the test part.
+    pub fn train(
+        series: &Series,
+        split: Split,
+        horizon: usize,
+        config: &TrainConfig,
+        observer: &mut dyn Observer,
+    ) -> Result<(Self, TrainSummary), ModelError> {
+        let started = std::time::Instant::now();
+        tch::manual_seed(config.seed as i64);
+        let mut rng = SmallRng::seed_from_u64(config.seed);
+        let device = Device::cuda_if_available();
+        let day = config.season_steps.unwrap_or_else(|| series.grid.per_day());
+        let window = WindowConfig { context: config.context, horizon, day };
+        let train_mean = mean_observed(&series.values[..split.valid_start]);
+        let level_floor = (0.01 * train_mean).max(1e-6);
+        let windows = Windows::new(series, window, level_floor, &config.holidays);
+        let fit = windows.usable_origins(0, split.valid_start.saturating_sub(horizon));
+        let needed = config.batch.max(64);
+        if fit.len() < needed {
+            return Err(ModelError::TooShort {
+                usable: fit.len(),
+                needed,
+                reason: format!(
+                    "{} steps before validation, a {}-step context and a {horizon}-step horizon",
+                    split.valid_start, config.context
+                ),
+            });
+        }
+        let mut valid = windows.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
+        if valid.len() > MAX_VALID_WINDOWS {
+            let stride = valid.len().div_ceil(MAX_VALID_WINDOWS);
+            valid = valid.into_iter().step_by(stride).collect();
+        }
+        // Loss weights are levels over their typical size, so large windows count more,
+        // as they do in the absolute error the product is judged on.
+        let sample: Vec<f64> =
+            fit.iter().step_by(fit.len().div_ceil(10_000)).filter_map(|&o| windows.level(o)).collect();
+        let weight_scale = sample.iter().sum::<f64>() / sample.len() as f64;
+
+        let net_cfg = NetConfig {
+            context: config.context,
+            horizon,
+            context_features: CONTEXT_FEATURES,
+            horizon_features: HORIZON_FEATURES,
+            d_model: config.d_model,
+            heads: config.heads,
+            layers: config.layers,
+            ff: config.ff,
+            dropout: config.dropout,
+        };
+        let params = ModelParams {
+            net: net_cfg,
+            window,
+            level_floor,
+            holidays: config.holidays.clone(),
+            p90_shift: vec![0.0; horizon],
+        };
+        let mut model = Self::empty(params.clone(), device);
+        let mut best = Self::empty(params, device);
+        let mut opt = nn::AdamW::default().wd(1e-4).build(&model.vs, config.learning_rate)?;
+
+        let per_epoch = config.samples_per_epoch.min(fit.len());
+        let steps_per_epoch = per_epoch.div_ceil(config.batch);
+        observer.start(config.max_epochs, steps_per_epoch);
+        let valid_inputs: Vec<Inputs> =
+            valid.chunks(FORECAST_BATCH).map(|c| Inputs::from_batch(&windows.batch(c), weight_scale, device)).collect();
+        let mut summary = TrainSummary {
+            epochs: 0,
+            best_valid_loss: f64::INFINITY,
+            windows_seen: 0,
+            seconds: 0.0,
+            early_stopped: false,
+        };
+        let mut since_best = 0;
+        let mut order = fit.clone();
+        for epoch in 1..=config.max_epochs {
+            order.shuffle(&mut rng);
+            let (mut sum, mut n) = (0.0, 0);
+            for chunk in order[..per_epoch].chunks(config.batch) {
+                let input = Inputs::from_batch(&windows.batch(chunk), weight_scale, device);
+                let l = loss(&model.net.forward(&input, true), &input);
+                opt.backward_step_clip_norm(&l, 1.0);
+                let l = l.double_value(&[]);
+                sum += l;
+                n += 1;
+                summary.windows_seen += chunk.len();
+                observer.step(epoch, l);
+            }
+            let valid_loss = tch::no_grad(|| {
+                let (s, c) = valid_inputs.iter().fold((0.0, 0.0), |(s, c), input| {
+                    let w = input.target.size()[0] as f64;
+                    (s + loss(&model.net.forward(input, false), input).double_value(&[]) * w, c + w)
+                });
+                s / c.max(1.0)
+            });
+            summary.epochs = epoch;
+            let improved = valid_loss < summary.best_valid_loss;
+            observer.epoch(epoch, sum / n.max(1) as f64, valid_loss, improved);
+            if improved {
+                summary.best_valid_loss = valid_loss;
+                best.vs.copy(&model.vs)?;
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= config.patience {
+                    summary.early_stopped = true;
+                    break;
+                }
+            }
+            if started.elapsed().as_secs_f64() > config.max_seconds {
+                break;
+            }
+        }
+        model.vs.copy(&best.vs)?;
+        model.params.p90_shift = model.calibrate(series, &valid);
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok((model, summary))
+    }
+
+    /// The per-horizon p90 shift that makes 90% of validation actuals fall at or below
+    /// p90 (conformalised quantile regression, one-sided).
+    fn calibrate(&self, series: &Series, valid: &[usize]) -> Vec<f64> {
+        let horizon = self.params.window.horizon;
+        let (raw, levels) = self.raw(series, valid);
+        (1..=horizon)
+            .map(|h| {
+                let mut scores: Vec<f64> = valid
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(row, &o)| {
+                        let y = series.at((o + h) as isize)?;
+                        Some((y - raw.p90[[row, h - 1]]) / levels[row])
+                    })
+                    .collect();
+                quantile(&mut scores, 0.9)
+            })
+            .collect()
+    }
+
+    /// Uncalibrated forecasts and the window levels.
+    fn raw(&self, series: &Series, origins: &[usize]) -> (Forecasts, Vec<f64>) {
+        let p = &self.params;
+        let windows = Windows::new(series, p.window, p.level_floor, &p.holidays);
+        let h = p.window.horizon;
+        let mut p50 = Array2::zeros((origins.len(), h));
+        let mut p90 = Array2::zeros((origins.len(), h));
+        let mut levels = Vec::with_capacity(origins.len());
+        let device = self.vs.device();
+        for (c, chunk) in origins.chunks(FORECAST_BATCH).enumerate() {
+            let batch = windows.batch(chunk);
+            let input = Inputs::from_batch(&batch, 1.0, device);
+            let out = tch::no_grad(|| self.net.forward(&input, false));
+            let a50 = to_array(&out.p50);
+            let a90 = to_array(&out.p90);
+            for row in 0..chunk.len() {
+                let level = batch.level[row] as f64;
+                levels.push(level);
+                for k in 0..h {
+                    p50[[c * FORECAST_BATCH + row, k]] = (a50[[row, k]] * level).max(0.0);
+                    p90[[c * FORECAST_BATCH + row, k]] = a90[[row, k]] * level;
+                }
+            }
+        }
+        (Forecasts { origins: origins.to_vec(), p50, p90 }, levels)
+    }
+
+    /// Calibrated forecasts at each origin (origins must have some observed context; see
+    /// [`Windows::usable_origins`]).
+    pub fn forecast(&self, series: &Series, origins: &[usize]) -> Forecasts {
+        let (mut f, levels) = self.raw(series, origins);
+        for (row, level) in levels.iter().enumerate() {
+            for (k, shift) in self.params.p90_shift.iter().enumerate() {
+                let p90 = f.p90[[row, k]] + shift * level;
+                f.p90[[row, k]] = p90.max(f.p50[[row, k]]);
+            }
+        }
+        f
+    }
+}
+
+fn to_array(t: &tch::Tensor) -> Array2<f64> {
+    let (b, h) = t.size2().expect("[batch, horizon]");
+    let v: Vec<f64> = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).expect("a numeric tensor");
+    Array2::from_shape_vec((b as usize, h as usize), v).expect("shape matches")
+}
+
+fn mean_observed(values: &[Option<f64>]) -> f64 {
+    let (s, n) = values.iter().flatten().fold((0.0, 0), |(s, n), v| (s + v, n + 1));
+    if n == 0 { 0.0 } else { s / n as f64 }
+}

@@ -1,0 +1,190 @@
+//! Cutting a series into model inputs: one window per forecast origin.
+//!
+//! For an origin `t` the transformer sees
+//! - the context: the last `context` steps, each with its value, an observed flag, the
+//!   value one day earlier (so attention can compare today with yesterday), and calendar
+//!   features (time of day, day of week, holiday);
+//! - one query token per horizon step `t+h`, with the target's calendar features and its
+//!   seasonal lags (the same time one day and one week before), each with an observed flag.
+//!
+//! Every value is divided by the window's *level* (the mean observed value of the
+//! context), so one model serves services of any size; the prediction is multiplied back.
+//! Missing values enter as 0 with their observed flag 0, and missing targets are masked
+//! out of the loss: a gap is never learned as zero load.
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use ndarray::{Array1, Array2, Array3};
+use serde::{Deserialize, Serialize};
+
+use crate::series::Series;
+
+/// Calendar features per timestamp.
+pub const CALENDAR_FEATURES: usize = 5;
+/// Features of a context token (before exogenous ones).
+pub const CONTEXT_FEATURES: usize = 4 + CALENDAR_FEATURES;
+/// Features of a horizon token.
+pub const HORIZON_FEATURES: usize = 5 + CALENDAR_FEATURES;
+
+/// Shape of the windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowConfig {
+    /// Context length in steps.
+    pub context: usize,
+    /// Horizon in steps (10 minutes).
+    pub horizon: usize,
+    /// Steps per day.
+    pub day: usize,
+}
+
+/// Time of day, day of week (each as sine and cosine) and a holiday flag.
+pub fn calendar(t: DateTime<Utc>, holidays: &[NaiveDate]) -> [f32; CALENDAR_FEATURES] {
+    use std::f64::consts::TAU;
+    let day_frac = t.num_seconds_from_midnight() as f64 / 86_400.0;
+    let week_frac = (t.weekday().num_days_from_monday() as f64 + day_frac) / 7.0;
+    let holiday = holidays.contains(&t.date_naive());
+    [
+        (TAU * day_frac).sin() as f32,
+        (TAU * day_frac).cos() as f32,
+        (TAU * week_frac).sin() as f32,
+        (TAU * week_frac).cos() as f32,
+        f32::from(u8::from(holiday)),
+    ]
+}
+
+/// A batch of windows as arrays, ready to become tensors.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[B, context, CONTEXT_FEATURES]`.
+    pub context: Array3<f32>,
+    /// `[B, horizon, HORIZON_FEATURES]`.
+    pub horizon: Array3<f32>,
+    /// Last observed value over the level, `[B]`: the anchor the network predicts from.
+    pub anchor: Array1<f32>,
+    /// Targets over the level, `[B, horizon]` (0 where missing).
+    pub target: Array2<f32>,
+    /// 1 where the target is observed, `[B, horizon]`.
+    pub target_mask: Array2<f32>,
+    /// The level of each window, `[B]`, requests/s.
+    pub level: Array1<f32>,
+}
+
+/// Builds windows from a series; precomputes the calendar once.
+#[derive(Debug, Clone)]
+pub struct Windows<'a> {
+    series: &'a Series,
+    config: WindowConfig,
+    level_floor: f64,
+    calendar: Vec<[f32; CALENDAR_FEATURES]>,
+}
+
+impl<'a> Windows<'a> {
+    /// Windows over `series`; levels below `level_floor` are raised to it so that near-idle
+    /// windows do not blow up normalised values.
+    pub fn new(series: &'a Series, config: WindowConfig, level_floor: f64, holidays: &[NaiveDate]) -> Self {
+        // The calendar covers the horizon past the end too, for live forecasts.
+        let calendar = (0..series.len() + config.horizon).map(|i| calendar(series.time(i), holidays)).collect();
+        Self { series, config, level_floor, calendar }
+    }
+
+    /// The level of the window ending at `origin`; `None` when the context holds no
+    /// observed value (no forecast can be made from it).
+    pub fn level(&self, origin: usize) -> Option<f64> {
+        let from = (origin + 1).saturating_sub(self.config.context);
+        let (sum, n) = self.series.values[from..=origin].iter().flatten().fold((0.0, 0), |(s, n), v| (s + v, n + 1));
+        (n > 0).then(|| (sum / n as f64).max(self.level_floor))
+    }
+
+    /// Origins in `[from, to)` that can be forecast (some observed context).
+    pub fn usable_origins(&self, from: usize, to: usize) -> Vec<usize> {
+        (from.max(self.config.context - 1)..to.min(self.series.len())).filter(|&o| self.level(o).is_some()).collect()
+    }
+
+    /// The windows of the given origins (each must be usable).
+    pub fn batch(&self, origins: &[usize]) -> Batch {
+        let WindowConfig { context, horizon, day } = self.config;
+        let b = origins.len();
+        let mut out = Batch {
+            context: Array3::zeros((b, context, CONTEXT_FEATURES)),
+            horizon: Array3::zeros((b, horizon, HORIZON_FEATURES)),
+            anchor: Array1::zeros(b),
+            target: Array2::zeros((b, horizon)),
+            target_mask: Array2::zeros((b, horizon)),
+            level: Array1::zeros(b),
+        };
+        let s = self.series;
+        let norm = |v: Option<f64>, level: f64| v.map_or((0.0, 0.0), |x| ((x / level) as f32, 1.0));
+        for (row, &o) in origins.iter().enumerate() {
+            let level = self.level(o).unwrap_or(self.level_floor);
+            out.level[row] = level as f32;
+            out.anchor[row] = (s.last_observed(o).unwrap_or(level) / level) as f32;
+            for k in 0..context {
+                let t = o as isize - (context - 1 - k) as isize;
+                let (v, m) = norm(s.at(t), level);
+                let (lag, lag_m) = norm(s.at(t - day as isize), level);
+                let cal = if t >= 0 { self.calendar[t as usize] } else { [0.0; CALENDAR_FEATURES] };
+                let mut f = out.context.slice_mut(ndarray::s![row, k, ..]);
+                f[0] = v;
+                f[1] = m;
+                f[2] = lag;
+                f[3] = lag_m;
+                for (j, c) in cal.iter().enumerate() {
+                    f[4 + j] = *c;
+                }
+            }
+            for h in 1..=horizon {
+                let t = (o + h) as isize;
+                let (d, dm) = norm(s.at(t - day as isize), level);
+                let (w, wm) = norm(s.at(t - 7 * day as isize), level);
+                let mut f = out.horizon.slice_mut(ndarray::s![row, h - 1, ..]);
+                f[0] = d;
+                f[1] = dm;
+                f[2] = w;
+                f[3] = wm;
+                f[4] = h as f32 / horizon as f32;
+                for (j, c) in self.calendar[t as usize].iter().enumerate() {
+                    f[5 + j] = *c;
+                }
+                let (y, ym) = norm(s.at(t), level);
+                out.target[[row, h - 1]] = y;
+                out.target_mask[[row, h - 1]] = ym;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::StepGrid;
+
+    #[test]
+    fn windows_normalise_mask_and_never_peek() {
+        let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+        let mut values: Vec<Option<f64>> = (0..40).map(|i| Some(10.0 + i as f64)).collect();
+        values[9] = None;
+        values[12] = None;
+        let s = Series::new("s", StepGrid::from_secs(60).unwrap(), start, values).unwrap();
+        let w = Windows::new(&s, WindowConfig { context: 4, horizon: 3, day: 5 }, 1.0, &[]);
+        let b = w.batch(&[10]);
+        // Context 7..=10 with 9 missing: level = mean(17, 18, 20).
+        let level = (17.0 + 18.0 + 20.0) / 3.0;
+        assert!((b.level[0] as f64 - level).abs() < 1e-4);
+        assert_eq!(b.context[[0, 2, 1]], 0.0, "missing context step is flagged");
+        assert_eq!(b.context[[0, 2, 0]], 0.0);
+        assert!((b.anchor[0] as f64 - 20.0 / level).abs() < 1e-5);
+        // Target 12 (h=2) is missing and masked; target 11 (h=1) is not.
+        assert_eq!(b.target_mask.row(0).to_vec(), vec![1.0, 0.0, 1.0]);
+        // Horizon token h=1 (t=11) carries the value one day (5 steps) earlier: t=6.
+        assert!((b.horizon[[0, 0, 0]] as f64 - 16.0 / level).abs() < 1e-5);
+        assert!(w.usable_origins(0, 40).first() == Some(&3));
+    }
+
+    #[test]
+    fn calendar_features_encode_time_of_day_and_holidays() {
+        let noon = DateTime::parse_from_rfc3339("2024-12-25T12:00:00Z").unwrap().with_timezone(&Utc);
+        let c = calendar(noon, &[NaiveDate::from_ymd_opt(2024, 12, 25).unwrap()]);
+        assert!(c[0].abs() < 1e-6 && (c[1] + 1.0).abs() < 1e-6);
+        assert_eq!(c[4], 1.0);
+    }
+}
