@@ -16,7 +16,7 @@ use linfa_linalg::cholesky::SolveC;
 use ndarray::{Array1, Array2, Axis};
 
 use crate::metrics::Forecasts;
-use crate::series::Series;
+use crate::series::{Series, mean_observed};
 
 /// Anything that forecasts a median trajectory from the data up to each origin.
 pub trait PointForecaster {
@@ -31,8 +31,7 @@ pub trait PointForecaster {
 /// residual quantiles are relative to. Falls back to the last observed value.
 pub fn recent_level(series: &Series, origin: usize, window: usize) -> f64 {
     let from = origin.saturating_sub(window - 1);
-    let (sum, n) = series.values[from..=origin].iter().flatten().fold((0.0, 0), |(s, n), v| (s + v, n + 1));
-    if n > 0 { sum / n as f64 } else { series.last_observed(origin).unwrap_or(0.0) }
+    mean_observed(&series.values[from..=origin]).or_else(|| series.last_observed(origin)).unwrap_or(0.0)
 }
 
 const LEVEL_WINDOW: usize = 12;

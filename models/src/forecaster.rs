@@ -11,7 +11,7 @@ use tch::{Device, Kind};
 
 use crate::baselines::quantile;
 use crate::metrics::Forecasts;
-use crate::series::{Series, Split};
+use crate::series::{Series, Split, mean_observed};
 use crate::transformer::{Inputs, Net, NetConfig, loss};
 use crate::window::{CONTEXT_FEATURES, HORIZON_FEATURES, WindowConfig, Windows};
 
@@ -89,6 +89,25 @@ impl Default for TrainConfig {
             seed: 42,
             holidays: Vec::new(),
             season_steps: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// A small, fast model (a few seconds on CPU) for tests, demos and short histories;
+    /// `season_steps` sets the season when the data's "day" is not a calendar day.
+    pub fn small(season_steps: Option<usize>) -> Self {
+        Self {
+            context: 16,
+            d_model: 16,
+            heads: 2,
+            layers: 1,
+            ff: 32,
+            batch: 64,
+            samples_per_epoch: 512,
+            max_epochs: 3,
+            season_steps,
+            ..Self::default()
         }
     }
 }
@@ -175,7 +194,7 @@ impl TransformerModel {
         let device = Device::cuda_if_available();
         let day = config.season_steps.unwrap_or_else(|| series.grid.per_day());
         let window = WindowConfig { context: config.context, horizon, day };
-        let train_mean = mean_observed(&series.values[..split.valid_start]);
+        let train_mean = mean_observed(&series.values[..split.valid_start]).unwrap_or(0.0);
         let level_floor = (0.01 * train_mean).max(1e-6);
         let windows = Windows::new(series, window, level_floor, &config.holidays);
         let fit = windows.usable_origins(0, split.valid_start.saturating_sub(horizon));
@@ -346,9 +365,4 @@ fn to_array(t: &tch::Tensor) -> Array2<f64> {
     let (b, h) = t.size2().expect("[batch, horizon]");
     let v: Vec<f64> = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).expect("a numeric tensor");
     Array2::from_shape_vec((b as usize, h as usize), v).expect("shape matches")
-}
-
-fn mean_observed(values: &[Option<f64>]) -> f64 {
-    let (s, n) = values.iter().flatten().fold((0.0, 0), |(s, n), v| (s + v, n + 1));
-    if n == 0 { 0.0 } else { s / n as f64 }
 }

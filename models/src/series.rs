@@ -119,6 +119,12 @@ impl Split {
     }
 }
 
+/// Mean of the observed values; `None` when every value is missing.
+pub fn mean_observed(values: &[Option<f64>]) -> Option<f64> {
+    let (sum, n) = values.iter().flatten().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
 impl Series {
     /// Builds a series, refusing non-finite or negative values and all-missing input.
     pub fn new(

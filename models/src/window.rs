@@ -16,7 +16,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use ndarray::{Array1, Array2, Array3};
 use serde::{Deserialize, Serialize};
 
-use crate::series::Series;
+use crate::series::{Series, mean_observed};
 
 /// Calendar features per timestamp.
 pub const CALENDAR_FEATURES: usize = 5;
@@ -90,8 +90,7 @@ impl<'a> Windows<'a> {
     /// observed value (no forecast can be made from it).
     pub fn level(&self, origin: usize) -> Option<f64> {
         let from = (origin + 1).saturating_sub(self.config.context);
-        let (sum, n) = self.series.values[from..=origin].iter().flatten().fold((0.0, 0), |(s, n), v| (s + v, n + 1));
-        (n > 0).then(|| (sum / n as f64).max(self.level_floor))
+        mean_observed(&self.series.values[from..=origin]).map(|m| m.max(self.level_floor))
     }
 
     /// Origins in `[from, to)` that can be forecast (some observed context).

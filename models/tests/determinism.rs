@@ -12,18 +12,7 @@ fn training_is_deterministic_for_a_seed() {
     let values =
         (0..1500).map(|t| Some(50.0 + 30.0 * ((t % 96) as f64 / 15.3).sin() + ((t * 7919) % 13) as f64)).collect();
     let s = Series::new("synthetic", StepGrid::from_secs(60).unwrap(), start, values).unwrap();
-    let config = TrainConfig {
-        context: 16,
-        d_model: 16,
-        heads: 2,
-        layers: 1,
-        ff: 32,
-        batch: 64,
-        samples_per_epoch: 512,
-        max_epochs: 3,
-        season_steps: Some(96),
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig::small(Some(96));
     let train = || TransformerModel::train(&s, Split::of(s.len()), 10, &config, &mut Quiet).unwrap().0;
     let (a, b) = (train(), train());
     let origins: Vec<usize> = (1300..1320).collect();

@@ -33,18 +33,7 @@ fn series(steps: usize) -> Series {
 }
 
 fn small() -> TrainConfig {
-    TrainConfig {
-        context: 16,
-        d_model: 16,
-        heads: 2,
-        layers: 1,
-        ff: 32,
-        batch: 64,
-        samples_per_epoch: 512,
-        max_epochs: 3,
-        season_steps: Some(96),
-        ..TrainConfig::default()
-    }
+    TrainConfig::small(Some(96))
 }
 
 fn manifest_for(model: &TransformerModel, version: &str, transformer_mae: f64) -> Manifest {
