@@ -46,21 +46,8 @@ pub struct ResidualQuantiles {
 impl ResidualQuantiles {
     /// Fits the quantiles from a model's forecasts at validation origins.
     pub fn fit(series: &Series, origins: &[usize], p50: &Array2<f64>) -> Self {
-        let horizon = p50.ncols();
-        let q90 = (1..=horizon)
-            .map(|h| {
-                let mut r: Vec<f64> = origins
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(row, &o)| {
-                        let actual = series.at((o + h) as isize)?;
-                        let level = recent_level(series, o, LEVEL_WINDOW).max(1e-9);
-                        Some((actual - p50[[row, h - 1]]) / level)
-                    })
-                    .collect();
-                quantile(&mut r, 0.9)
-            })
-            .collect();
+        let levels: Vec<f64> = origins.iter().map(|&o| recent_level(series, o, LEVEL_WINDOW).max(1e-9)).collect();
+        let q90 = residual_q90(series, origins, p50, &levels);
         Self { q90 }
     }
 
@@ -75,6 +62,21 @@ impl ResidualQuantiles {
         }
         p90
     }
+}
+
+/// Per horizon, the 0.9 quantile of `(actual - pred) / level` over `origins` (rows of
+/// `pred`, with `levels[row]`); missing actuals are skipped.
+pub fn residual_q90(series: &Series, origins: &[usize], pred: &Array2<f64>, levels: &[f64]) -> Vec<f64> {
+    (1..=pred.ncols())
+        .map(|h| {
+            let mut r: Vec<f64> = origins
+                .iter()
+                .enumerate()
+                .filter_map(|(row, &o)| Some((series.at((o + h) as isize)? - pred[[row, h - 1]]) / levels[row]))
+                .collect();
+            quantile(&mut r, 0.9)
+        })
+        .collect()
 }
 
 /// The `q` quantile of `values` (linear interpolation); 0 for no values.

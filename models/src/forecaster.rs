@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind};
 
-use crate::baselines::quantile;
+use crate::baselines::residual_q90;
 use crate::metrics::Forecasts;
 use crate::series::{Series, Split, mean_observed};
 use crate::transformer::{Inputs, Net, NetConfig, loss};
@@ -303,21 +303,8 @@ impl TransformerModel {
     /// The per-horizon p90 shift that makes 90% of validation actuals fall at or below
     /// p90 (conformalised quantile regression, one-sided).
     fn calibrate(&self, series: &Series, valid: &[usize]) -> Vec<f64> {
-        let horizon = self.params.window.horizon;
         let (raw, levels) = self.raw(series, valid);
-        (1..=horizon)
-            .map(|h| {
-                let mut scores: Vec<f64> = valid
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(row, &o)| {
-                        let y = series.at((o + h) as isize)?;
-                        Some((y - raw.p90[[row, h - 1]]) / levels[row])
-                    })
-                    .collect();
-                quantile(&mut scores, 0.9)
-            })
-            .collect()
+        residual_q90(series, valid, &raw.p90, &levels)
     }
 
     /// Uncalibrated forecasts and the window levels.
