@@ -8,6 +8,8 @@
 //! - [`location`] and [`store`]: where data and models live (`s3://bucket/prefix`, a
 //!   `file://` URL or a plain path) and one [`store::ObjectStore`] trait over a local
 //!   folder and S3, with atomic writes.
+//! - `table` (feature `parquet`): feature rows to and from Parquet, the collector's
+//!   storage format and the trainer's input.
 //! - [`config`]: TOML files with environment overrides and unknown fields refused.
 //! - [`telemetry`]: `tracing` setup and the shutdown signal every long-running binary awaits.
 
@@ -17,6 +19,8 @@ pub mod schema;
 pub mod service;
 pub mod step;
 pub mod store;
+#[cfg(feature = "parquet")]
+pub mod table;
 pub mod telemetry;
 
 pub use location::Location;

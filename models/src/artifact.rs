@@ -23,8 +23,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{Device, Tensor};
 
+use prescale_core::{Feature, SCHEMA_VERSION};
+
+use crate::backtest::Backtest;
 use crate::forecaster::{ModelParams, TrainSummary, TransformerModel};
 use crate::metrics::ModelScores;
+use crate::series::Series;
 
 /// Version of this layout and manifest format.
 pub const ARTIFACT_FORMAT: u32 = 1;
@@ -157,6 +161,40 @@ pub struct Latest {
 
 fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+impl Manifest {
+    /// The manifest of the transformer a backtest trained, with the backtest's scores
+    /// (files and tensors are filled in by [`write_version`]).
+    pub fn from_backtest(version: &str, created: DateTime<Utc>, series: &Series, bt: &Backtest) -> Self {
+        let p = &bt.transformer.params;
+        let mut features = vec![Feature::RequestsPerSecond.name().to_owned()];
+        if let Some(pre) = &p.preprocess {
+            features.extend(pre.columns.iter().cloned());
+        }
+        Manifest {
+            format: ARTIFACT_FORMAT,
+            schema_version: SCHEMA_VERSION,
+            version: version.to_owned(),
+            created,
+            features,
+            quantiles: vec![0.5, 0.9],
+            params: p.clone(),
+            training: TrainingData {
+                source: series.name.clone(),
+                from: series.start,
+                to: series.time(bt.split.test_start.saturating_sub(1)),
+                steps: bt.split.test_start,
+                step_seconds: series.grid.seconds(),
+            },
+            train_summary: bt.training.clone(),
+            backtest: Some(BacktestSummary {
+                models: bt.models.iter().map(|m| (m.name.to_owned(), m.scores)).collect(),
+            }),
+            files: BTreeMap::new(),
+            tensors: BTreeMap::new(),
+        }
+    }
 }
 
 /// A new version name: the UTC build time, sortable.

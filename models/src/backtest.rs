@@ -78,7 +78,7 @@ pub fn run(series: &Series, config: &TrainConfig, observer: &mut dyn Observer) -
 
     let mut models = Vec::new();
     let started = Instant::now();
-    let forecasts = transformer.forecast(series, &test);
+    let forecasts = transformer.forecast(series, &test)?;
     models.push(ModelResult {
         name: "transformer",
         scores: score(series, &forecasts, mase_scale),

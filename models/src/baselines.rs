@@ -264,12 +264,13 @@ impl PointForecaster for HoltWinters {
 }
 
 /// Ridge regression per horizon on recent lags and daily and weekly seasonal lags.
-#[derive(Debug, Clone)]
+/// Serialisable: the transformer stores the one it refines in its manifest.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ridge {
     lags: usize,
     period: usize,
     /// Per horizon: intercept and coefficients.
-    coefs: Vec<(f64, Array1<f64>)>,
+    coefs: Vec<(f64, Vec<f64>)>,
 }
 
 impl Ridge {
@@ -306,7 +307,8 @@ impl Ridge {
             }
         }
         let all: Vec<usize> = (1..=horizon).collect();
-        Ridge { lags, period, coefs: fit_penalty(best.1, &all) }
+        let coefs = fit_penalty(best.1, &all).into_iter().map(|(b, w)| (b, w.to_vec())).collect();
+        Ridge { lags, period, coefs }
     }
 
     /// Features of each origin for horizon `h`; missing values are imputed with the last
@@ -338,7 +340,7 @@ impl PointForecaster for Ridge {
         for h in 1..=horizon.min(self.coefs.len()) {
             let (intercept, w) = &self.coefs[h - 1];
             let x = Self::design(series, origins, h, self.lags, self.period);
-            let y = x.dot(w) + *intercept;
+            let y = x.dot(&Array1::from(w.clone())) + *intercept;
             for (row, v) in y.iter().enumerate() {
                 out[[row, h - 1]] = v.max(0.0);
             }

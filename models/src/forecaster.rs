@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind};
 
-use crate::baselines::residual_q90;
+use crate::baselines::{Ridge, residual_q90};
 use crate::metrics::Forecasts;
+use crate::preprocess::{Preprocess, PreprocessError};
 use crate::series::{Series, Split, mean_observed};
 use crate::transformer::{Inputs, Net, NetConfig, loss};
-use crate::window::{CONTEXT_FEATURES, HORIZON_FEATURES, WindowConfig, Windows};
+use crate::window::{WindowConfig, Windows};
 
 /// Why a model could not be trained or used.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,9 @@ pub enum ModelError {
     /// libtorch failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// The covariates could not be preprocessed.
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
 }
 
 /// Everything that shapes training. Defaults fit a 2-core CPU in minutes.
@@ -69,6 +73,12 @@ pub struct TrainConfig {
     pub holidays: Vec<NaiveDate>,
     /// Season length in steps; `None` means one day of steps.
     pub season_steps: Option<usize>,
+    /// Share of the covariates' variance the kept principal components must explain
+    /// (collector data only; 0 leaves the covariates out).
+    pub pca_variance: f64,
+    /// Refine a ridge forecast on lags (fitted on the same fitting part) instead of
+    /// forecasting from the last value: the network learns what the linear model misses.
+    pub refine_ridge: bool,
 }
 
 impl Default for TrainConfig {
@@ -89,6 +99,8 @@ impl Default for TrainConfig {
             seed: 42,
             holidays: Vec::new(),
             season_steps: None,
+            pca_variance: 0.9,
+            refine_ridge: true,
         }
     }
 }
@@ -156,6 +168,12 @@ pub struct ModelParams {
     /// Per-horizon shift of p90 (in level units) calibrated on validation so that 90% of
     /// validation actuals fall at or below it.
     pub p90_shift: Vec<f64>,
+    /// Scaling and PCA of the covariates, fitted on training rows (collector data).
+    #[serde(default)]
+    pub preprocess: Option<Preprocess>,
+    /// The base forecast the network refines.
+    #[serde(default)]
+    pub base: Option<Ridge>,
 }
 
 /// A trained transformer with its constants.
@@ -196,8 +214,12 @@ impl TransformerModel {
         let window = WindowConfig { context: config.context, horizon, day };
         let train_mean = mean_observed(&series.values[..split.valid_start]).unwrap_or(0.0);
         let level_floor = (0.01 * train_mean).max(1e-6);
-        let windows = Windows::new(series, window, level_floor, &config.holidays);
-        let fit = windows.usable_origins(0, split.valid_start.saturating_sub(horizon));
+        let preprocess = match (&series.covariates, config.pca_variance > 0.0) {
+            (Some(cov), true) => Preprocess::fit(cov, 0, split.valid_start, config.pca_variance)?,
+            _ => None,
+        };
+        let plain = Windows::new(series, window, level_floor, &config.holidays);
+        let fit = plain.usable_origins(0, split.valid_start.saturating_sub(horizon));
         let needed = config.batch.max(64);
         if fit.len() < needed {
             return Err(ModelError::TooShort {
@@ -209,7 +231,9 @@ impl TransformerModel {
                 ),
             });
         }
-        let mut valid = windows.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
+        let mut valid = plain.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
+        let base = config.refine_ridge.then(|| Ridge::fit(series, day, split.valid_start, &valid, horizon));
+        let windows = plain.with_exog(exog(preprocess.as_ref(), series)?).with_base(base.as_ref());
         if valid.len() > MAX_VALID_WINDOWS {
             let stride = valid.len().div_ceil(MAX_VALID_WINDOWS);
             valid = valid.into_iter().step_by(stride).collect();
@@ -223,8 +247,8 @@ impl TransformerModel {
         let net_cfg = NetConfig {
             context: config.context,
             horizon,
-            context_features: CONTEXT_FEATURES,
-            horizon_features: HORIZON_FEATURES,
+            context_features: windows.context_features(),
+            horizon_features: windows.horizon_features(),
             d_model: config.d_model,
             heads: config.heads,
             layers: config.layers,
@@ -237,6 +261,8 @@ impl TransformerModel {
             level_floor,
             holidays: config.holidays.clone(),
             p90_shift: vec![0.0; horizon],
+            preprocess,
+            base: base.clone(),
         };
         let mut model = Self::empty(params.clone(), device);
         let mut best = Self::empty(params, device);
@@ -295,22 +321,24 @@ impl TransformerModel {
             }
         }
         model.vs.copy(&best.vs)?;
-        model.params.p90_shift = model.calibrate(series, &valid);
+        model.params.p90_shift = model.calibrate(series, &valid)?;
         summary.seconds = started.elapsed().as_secs_f64();
         Ok((model, summary))
     }
 
     /// The per-horizon p90 shift that makes 90% of validation actuals fall at or below
     /// p90 (conformalised quantile regression, one-sided).
-    fn calibrate(&self, series: &Series, valid: &[usize]) -> Vec<f64> {
-        let (raw, levels) = self.raw(series, valid);
-        residual_q90(series, valid, &raw.p90, &levels)
+    fn calibrate(&self, series: &Series, valid: &[usize]) -> Result<Vec<f64>, ModelError> {
+        let (raw, levels) = self.raw(series, valid)?;
+        Ok(residual_q90(series, valid, &raw.p90, &levels))
     }
 
     /// Uncalibrated forecasts and the window levels.
-    fn raw(&self, series: &Series, origins: &[usize]) -> (Forecasts, Vec<f64>) {
+    fn raw(&self, series: &Series, origins: &[usize]) -> Result<(Forecasts, Vec<f64>), ModelError> {
         let p = &self.params;
-        let windows = Windows::new(series, p.window, p.level_floor, &p.holidays);
+        let windows = Windows::new(series, p.window, p.level_floor, &p.holidays)
+            .with_exog(exog(p.preprocess.as_ref(), series)?)
+            .with_base(p.base.as_ref());
         let h = p.window.horizon;
         let mut p50 = Array2::zeros((origins.len(), h));
         let mut p90 = Array2::zeros((origins.len(), h));
@@ -331,20 +359,35 @@ impl TransformerModel {
                 }
             }
         }
-        (Forecasts { origins: origins.to_vec(), p50, p90 }, levels)
+        Ok((Forecasts { origins: origins.to_vec(), p50, p90 }, levels))
     }
 
     /// Calibrated forecasts at each origin (origins must have some observed context; see
-    /// [`Windows::usable_origins`]).
-    pub fn forecast(&self, series: &Series, origins: &[usize]) -> Forecasts {
-        let (mut f, levels) = self.raw(series, origins);
+    /// [`Windows::usable_origins`]). Fails only when the model needs covariates the
+    /// series lacks.
+    pub fn forecast(&self, series: &Series, origins: &[usize]) -> Result<Forecasts, ModelError> {
+        let (mut f, levels) = self.raw(series, origins)?;
         for (row, level) in levels.iter().enumerate() {
             for (k, shift) in self.params.p90_shift.iter().enumerate() {
                 let p90 = f.p90[[row, k]] + shift * level;
                 f.p90[[row, k]] = p90.max(f.p50[[row, k]]);
             }
         }
-        f
+        Ok(f)
+    }
+}
+
+/// The exogenous context features of a series under a fitted preprocessing.
+fn exog(preprocess: Option<&Preprocess>, series: &Series) -> Result<Option<Array2<f32>>, ModelError> {
+    match (preprocess, &series.covariates) {
+        (None, _) => Ok(None),
+        (Some(p), Some(cov)) => Ok(Some(p.transform(cov)?)),
+        (Some(p), None) => Err(PreprocessError::new(format!(
+            "{}: the model was trained on covariates ({}) and this data has none",
+            series.name,
+            p.columns.join(", ")
+        ))
+        .into()),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `prescale-models`: everything that turns history into a forecast.
 //!
 //! - [`series`]: demand series (trace CSV or collector data) and the evaluation split;
+//! - [`dataset`]: the collector's Parquet as series with covariates;
+//! - [`preprocess`]: standard scaling and PCA of the covariates (`linfa`);
 //! - [`window`]: windows per forecast origin, level-normalised, with calendar features
 //!   and seasonal lags, missing values masked;
 //! - [`transformer`] and [`forecaster`]: the decoder-only transformer (libtorch through
@@ -16,8 +18,10 @@
 pub mod artifact;
 pub mod backtest;
 pub mod baselines;
+pub mod dataset;
 pub mod forecaster;
 pub mod metrics;
+pub mod preprocess;
 pub mod series;
 pub mod transformer;
 pub mod window;

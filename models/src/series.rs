@@ -10,6 +10,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use prescale_core::StepGrid;
 
+use crate::preprocess::Covariates;
+
 /// Why a series could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -96,6 +98,8 @@ pub struct Series {
     pub start: DateTime<Utc>,
     /// One value per step.
     pub values: Vec<Option<f64>>,
+    /// The other features on the same steps (collector data); `None` for a trace.
+    pub covariates: Option<Covariates>,
 }
 
 /// Chronological split of a series into training, validation and test steps
@@ -125,6 +129,29 @@ pub fn mean_observed(values: &[Option<f64>]) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
+/// The step of sorted timestamps: their most common spacing among the first rows. A
+/// timestamp off that grid is refused by the caller rather than silently making the
+/// grid finer.
+pub fn infer_grid(name: &str, times: &[DateTime<Utc>]) -> Result<StepGrid, DataError> {
+    let mut spacings: Vec<chrono::TimeDelta> =
+        times.windows(2).take(1000).map(|w| w[1] - w[0]).filter(|d| d.num_milliseconds() > 0).collect();
+    spacings.sort();
+    let step = spacings
+        .chunk_by(|a, b| a == b)
+        .rev() // on a tie, the smallest spacing wins (max_by_key keeps the last maximum)
+        .max_by_key(|run| run.len())
+        .map(|run| run[0])
+        .ok_or_else(|| DataError::TooShort {
+            source_name: name.to_owned(),
+            reason: "no two distinct timestamps".into(),
+        })?;
+    StepGrid::new(step.to_std().unwrap_or_default()).map_err(|e| DataError::Row {
+        source_name: name.to_owned(),
+        line: 2,
+        reason: e.to_string(),
+    })
+}
+
 impl Series {
     /// Builds a series, refusing non-finite or negative values and all-missing input.
     pub fn new(
@@ -144,7 +171,22 @@ impl Series {
         if values.iter().all(Option::is_none) {
             return Err(DataError::AllMissing { source_name: name });
         }
-        Ok(Self { name, grid, start, values })
+        Ok(Self { name, grid, start, values, covariates: None })
+    }
+
+    /// Attaches covariates, one row per step.
+    pub fn with_covariates(mut self, covariates: Covariates) -> Result<Self, DataError> {
+        if covariates.values.nrows() != self.len() || covariates.values.ncols() != covariates.names.len() {
+            return Err(DataError::Parquet(format!(
+                "{}: covariates of shape {:?} for {} steps and {} names",
+                self.name,
+                covariates.values.dim(),
+                self.len(),
+                covariates.names.len()
+            )));
+        }
+        self.covariates = Some(covariates);
+        Ok(self)
     }
 
     /// Number of steps.
@@ -179,6 +221,10 @@ impl Series {
             grid: self.grid,
             start: self.time(from),
             values: self.values[from..to].to_vec(),
+            covariates: self.covariates.as_ref().map(|c| Covariates {
+                names: c.names.clone(),
+                values: c.values.slice(ndarray::s![from..to, ..]).to_owned(),
+            }),
         }
     }
 
@@ -229,25 +275,9 @@ impl Series {
         if rows.len() < 2 {
             return Err(DataError::TooShort { source_name: name.to_owned(), reason: "fewer than two rows".into() });
         }
-        // The step is the most common spacing of the first rows; a row off that grid is
-        // refused below rather than silently making the grid finer.
-        let mut spacings: Vec<chrono::TimeDelta> =
-            rows.windows(2).take(1000).map(|w| w[1].1 - w[0].1).filter(|d| d.num_milliseconds() > 0).collect();
-        spacings.sort();
-        let step = spacings
-            .chunk_by(|a, b| a == b)
-            .rev() // on a tie, the smallest spacing wins (max_by_key keeps the last maximum)
-            .max_by_key(|run| run.len())
-            .map(|run| run[0])
-            .ok_or_else(|| DataError::TooShort {
-                source_name: name.to_owned(),
-                reason: "no two distinct timestamps".into(),
-            })?;
-        let grid = StepGrid::new(step.to_std().unwrap_or_default()).map_err(|e| DataError::Row {
-            source_name: name.to_owned(),
-            line: 2,
-            reason: e.to_string(),
-        })?;
+        let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
+        let grid = infer_grid(name, &times)?;
+        let step = grid.delta();
         let start = rows[0].1;
         let step_ms = step.num_milliseconds();
         let mut values: Vec<Option<f64>> = Vec::with_capacity(rows.len());

@@ -3,7 +3,7 @@
 //! The sequence is the `context` past steps followed by one query token per horizon
 //! step. Causal self-attention lets each horizon token read the whole context and the
 //! horizon tokens before it, never the future. A linear head on each horizon token gives
-//! the median (as a correction to the last observed value) and a non-negative gap to the
+//! the median (as a correction to the anchor: a base forecast or the last observed value) and a non-negative gap to the
 //! 90th percentile, both in units of the window's level; training minimises the pinball
 //! loss at 0.5 and 0.9, weighted by the window's level so that the objective tracks the
 //! absolute error the product is judged on.
@@ -113,7 +113,14 @@ impl Net {
             pos: p.var("pos", &[tokens, cfg.d_model], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
             blocks: (0..cfg.layers).map(|i| Block::new(p / "blocks" / i, &cfg)).collect(),
             ln_f: nn::layer_norm(p / "ln_f", vec![cfg.d_model], Default::default()),
-            head: nn::linear(p / "head", cfg.d_model, 2, Default::default()),
+            // Zero-initialised, so an untrained network forecasts exactly its anchor (the
+            // base forecast) and training only ever learns corrections to it.
+            head: nn::linear(
+                p / "head",
+                cfg.d_model,
+                2,
+                nn::LinearConfig { ws_init: nn::Init::Const(0.0), bs_init: Some(nn::Init::Const(0.0)), bias: true },
+            ),
             cfg,
         }
     }
@@ -133,7 +140,7 @@ impl Net {
             x = block.forward(&x, train);
         }
         let out = self.head.forward(&self.ln_f.forward(&x.narrow(1, self.cfg.context as i64, self.cfg.horizon as i64)));
-        let p50 = out.select(2, 0) + input.anchor.unsqueeze(1);
+        let p50 = out.select(2, 0) + &input.anchor;
         let p90 = &p50 + out.select(2, 1).softplus();
         Output { p50, p90 }
     }
@@ -146,7 +153,7 @@ pub struct Inputs {
     pub context: Tensor,
     /// `[B, horizon, F]`.
     pub horizon: Tensor,
-    /// `[B]`.
+    /// `[B, horizon]`.
     pub anchor: Tensor,
     /// `[B, horizon]`.
     pub target: Tensor,

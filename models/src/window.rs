@@ -7,6 +7,13 @@
 //! - one query token per horizon step `t+h`, with the target's calendar features and its
 //!   seasonal lags (the same time one day and one week before), each with an observed flag.
 //!
+//! With collector data, each context token also carries the step's principal components
+//! of the other features (see [`crate::preprocess`]) and their observed flag.
+//!
+//! When the model refines a base forecast (the ridge on lags, see [`crate::forecaster`]),
+//! each horizon token also carries the base forecast for its step, and the anchor the
+//! network corrects is that forecast rather than the last observed value.
+//!
 //! Every value is divided by the window's *level* (the mean observed value of the
 //! context), so one model serves services of any size; the prediction is multiplied back.
 //! Missing values enter as 0 with their observed flag 0, and missing targets are masked
@@ -16,6 +23,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use ndarray::{Array1, Array2, Array3};
 use serde::{Deserialize, Serialize};
 
+use crate::baselines::{PointForecaster, Ridge};
 use crate::series::{Series, mean_observed};
 
 /// Calendar features per timestamp.
@@ -54,12 +62,13 @@ pub fn calendar(t: DateTime<Utc>, holidays: &[NaiveDate]) -> [f32; CALENDAR_FEAT
 /// A batch of windows as arrays, ready to become tensors.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// `[B, context, CONTEXT_FEATURES]`.
+    /// `[B, context, CONTEXT_FEATURES + exogenous width]`.
     pub context: Array3<f32>,
     /// `[B, horizon, HORIZON_FEATURES]`.
     pub horizon: Array3<f32>,
-    /// Last observed value over the level, `[B]`: the anchor the network predicts from.
-    pub anchor: Array1<f32>,
+    /// What the network corrects, over the level, `[B, horizon]`: the base forecast, or
+    /// the last observed value at every horizon.
+    pub anchor: Array2<f32>,
     /// Targets over the level, `[B, horizon]` (0 where missing).
     pub target: Array2<f32>,
     /// 1 where the target is observed, `[B, horizon]`.
@@ -75,6 +84,10 @@ pub struct Windows<'a> {
     config: WindowConfig,
     level_floor: f64,
     calendar: Vec<[f32; CALENDAR_FEATURES]>,
+    /// Per-step exogenous context features (`[steps, width]`), if any.
+    exog: Option<Array2<f32>>,
+    /// The base forecast the network refines, if any.
+    base: Option<&'a Ridge>,
 }
 
 impl<'a> Windows<'a> {
@@ -83,7 +96,32 @@ impl<'a> Windows<'a> {
     pub fn new(series: &'a Series, config: WindowConfig, level_floor: f64, holidays: &[NaiveDate]) -> Self {
         // The calendar covers the horizon past the end too, for live forecasts.
         let calendar = (0..series.len() + config.horizon).map(|i| calendar(series.time(i), holidays)).collect();
-        Self { series, config, level_floor, calendar }
+        Self { series, config, level_floor, calendar, exog: None, base: None }
+    }
+
+    /// Adds per-step exogenous context features, `[series.len(), width]`.
+    pub fn with_exog(mut self, exog: Option<Array2<f32>>) -> Self {
+        if let Some(e) = &exog {
+            assert_eq!(e.nrows(), self.series.len(), "one row of exogenous features per step");
+        }
+        self.exog = exog;
+        self
+    }
+
+    /// Adds a base forecast for the network to refine.
+    pub fn with_base(mut self, base: Option<&'a Ridge>) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Features per horizon token.
+    pub fn horizon_features(&self) -> usize {
+        HORIZON_FEATURES + usize::from(self.base.is_some())
+    }
+
+    /// Features per context token.
+    pub fn context_features(&self) -> usize {
+        CONTEXT_FEATURES + self.exog.as_ref().map_or(0, |e| e.ncols())
     }
 
     /// The level of the window ending at `origin`; `None` when the context holds no
@@ -103,19 +141,21 @@ impl<'a> Windows<'a> {
         let WindowConfig { context, horizon, day } = self.config;
         let b = origins.len();
         let mut out = Batch {
-            context: Array3::zeros((b, context, CONTEXT_FEATURES)),
-            horizon: Array3::zeros((b, horizon, HORIZON_FEATURES)),
-            anchor: Array1::zeros(b),
+            context: Array3::zeros((b, context, self.context_features())),
+            horizon: Array3::zeros((b, horizon, self.horizon_features())),
+            anchor: Array2::zeros((b, horizon)),
             target: Array2::zeros((b, horizon)),
             target_mask: Array2::zeros((b, horizon)),
             level: Array1::zeros(b),
         };
         let s = self.series;
+        let base = self.base.map(|r| r.p50(s, origins, horizon));
         let norm = |v: Option<f64>, level: f64| v.map_or((0.0, 0.0), |x| ((x / level) as f32, 1.0));
         for (row, &o) in origins.iter().enumerate() {
             let level = self.level(o).unwrap_or(self.level_floor);
             out.level[row] = level as f32;
-            out.anchor[row] = (s.last_observed(o).unwrap_or(level) / level) as f32;
+            let last = (s.last_observed(o).unwrap_or(level) / level) as f32;
+            out.anchor.row_mut(row).fill(last);
             for k in 0..context {
                 let t = o as isize - (context - 1 - k) as isize;
                 let (v, m) = norm(s.at(t), level);
@@ -128,6 +168,11 @@ impl<'a> Windows<'a> {
                 f[3] = lag_m;
                 for (j, c) in cal.iter().enumerate() {
                     f[4 + j] = *c;
+                }
+                if let (Some(exog), true) = (&self.exog, t >= 0) {
+                    for (j, v) in exog.row(t as usize).iter().enumerate() {
+                        f[CONTEXT_FEATURES + j] = *v;
+                    }
                 }
             }
             for h in 1..=horizon {
@@ -142,6 +187,11 @@ impl<'a> Windows<'a> {
                 f[4] = h as f32 / horizon as f32;
                 for (j, c) in self.calendar[t as usize].iter().enumerate() {
                     f[5 + j] = *c;
+                }
+                if let Some(base) = &base {
+                    let b = (base[[row, h - 1]] / level) as f32;
+                    out.anchor[[row, h - 1]] = b;
+                    f[HORIZON_FEATURES] = b;
                 }
                 let (y, ym) = norm(s.at(t), level);
                 out.target[[row, h - 1]] = y;
@@ -171,7 +221,7 @@ mod tests {
         assert!((b.level[0] as f64 - level).abs() < 1e-4);
         assert_eq!(b.context[[0, 2, 1]], 0.0, "missing context step is flagged");
         assert_eq!(b.context[[0, 2, 0]], 0.0);
-        assert!((b.anchor[0] as f64 - 20.0 / level).abs() < 1e-5);
+        assert!((b.anchor[[0, 2]] as f64 - 20.0 / level).abs() < 1e-5);
         // Target 12 (h=2) is missing and masked; target 11 (h=1) is not.
         assert_eq!(b.target_mask.row(0).to_vec(), vec![1.0, 0.0, 1.0]);
         // Horizon token h=1 (t=11) carries the value one day (5 steps) earlier: t=6.

@@ -89,7 +89,7 @@ fn trained() -> (Series, TransformerModel) {
 async fn save_load_round_trip_gives_identical_forecasts_and_gate_applies() {
     let (s, model) = trained();
     let origins: Vec<usize> = (1300..1400).collect();
-    let before = model.forecast(&s, &origins);
+    let before = model.forecast(&s, &origins).unwrap();
     assert!(before.p50.iter().all(|v| v.is_finite() && *v >= 0.0));
     assert!(before.p90.iter().zip(before.p50.iter()).all(|(a, b)| a >= b));
 
@@ -114,7 +114,7 @@ async fn save_load_round_trip_gives_identical_forecasts_and_gate_applies() {
     for (name, t) in model.vs.variables() {
         assert!(t.equal(&loaded.vs.variables()[&name]), "variable {name} differs after loading");
     }
-    let after = loaded.forecast(&s, &origins);
+    let after = loaded.forecast(&s, &origins).unwrap();
     assert_eq!(before.p50, after.p50);
     assert_eq!(before.p90, after.p90);
     let listed: Vec<String> = artifact::list(&store).await.unwrap().into_iter().map(|(v, _)| v).collect();

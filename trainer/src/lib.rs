@@ -4,10 +4,12 @@
 //! baselines, writes the evaluation files, and publishes versioned models behind a
 //! quality gate.
 //!
+//! - [`input`]: the data (trace CSV or collector Parquet) and model locations;
 //! - [`progress`]: progress bars with ETA and loss, fed by the models' training observer;
 //! - [`report`]: the files of the forecast benchmark (`forecasts.csv`, `report.json`);
 //! - [`plot`]: actual demand against the p50 and p90 forecasts, as SVG.
 
+pub mod input;
 pub mod plot;
 pub mod progress;
 pub mod report;

@@ -6,9 +6,16 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use prescale_models::artifact::{self, Manifest};
+use prescale_models::backtest::Backtest;
+use prescale_models::baselines::{Persistence, PointForecaster, SeasonalNaive, with_quantiles};
 use prescale_models::forecaster::TrainConfig;
-use prescale_models::series::Series;
+use prescale_models::metrics::{score, seasonal_naive_scale};
+use prescale_models::series::{Series, Split};
+use prescale_models::window::Windows;
+use prescale_trainer::input::{DataArgs, S3Args};
 use prescale_trainer::{plot, progress, report};
+use tch::Device;
 
 #[derive(Debug, Parser)]
 #[command(name = "prescale-trainer", version, about = "Train, backtest and publish Prescale's forecasting models")]
@@ -22,21 +29,69 @@ struct Cli {
     /// Override the training time budget, seconds.
     #[arg(long, global = true)]
     max_seconds: Option<f64>,
+    #[command(flatten)]
+    s3: S3Args,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train on the first 80% of a trace, score every model on the last 20%, and write
+    /// Train on the first 80% of the data, score every model on the last 20%, and write
     /// forecasts.csv, report.json and plot.svg to --out.
     Backtest {
-        /// A `timestamp,requests` CSV.
-        #[arg(long)]
-        trace: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Backtest, then store the transformer as a new model version (and optionally
+    /// publish it through the quality gate).
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Where models are kept (`s3://bucket/prefix`, `file://...` or a path).
+        #[arg(long, env = "PRESCALE_MODELS")]
+        models: String,
+        /// Also write the backtest files here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Move `latest` to the new version if it passes the quality gate.
+        #[arg(long)]
+        publish: bool,
+        /// With --publish: publish even if the gate refuses.
+        #[arg(long, requires = "publish")]
+        force: bool,
+    },
+    /// Score a stored model on the test part (last 20%) of some data, beside persistence
+    /// and seasonal naive.
+    Evaluate {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Where models are kept.
+        #[arg(long, env = "PRESCALE_MODELS")]
+        models: String,
+        /// The version to score; `latest` by default.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Move `latest` to a stored version, if it loads and passes the quality gate.
+    Publish {
+        /// Where models are kept.
+        #[arg(long, env = "PRESCALE_MODELS")]
+        models: String,
+        /// The version (see `list`).
+        version: String,
+        /// Publish even if the quality gate refuses.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List stored versions with their scores; `*` marks `latest`.
+    List {
+        /// Where models are kept.
+        #[arg(long, env = "PRESCALE_MODELS")]
+        models: String,
     },
 }
 
@@ -54,45 +109,165 @@ fn train_config(cli: &Cli) -> anyhow::Result<TrainConfig> {
     Ok(config)
 }
 
-fn backtest(cli: &Cli, trace: &Path, out: &Path) -> anyhow::Result<()> {
+/// Loads the data and runs the backtest, printing progress and the score table.
+async fn run_backtest(cli: &Cli, data: &DataArgs, out: Option<&Path>) -> anyhow::Result<(Series, Backtest)> {
     let started = Instant::now();
     let config = train_config(cli)?;
-    let series = Series::from_trace_csv(trace)?;
+    let series = cli.s3.load(data).await?;
     eprintln!(
-        "backtest: {} steps of {} s from {}, {} missing",
+        "data: {} steps of {} s from {}, {} missing{}",
         series.len(),
         series.grid.seconds(),
         series.name,
-        series.values.iter().filter(|v| v.is_none()).count()
+        series.values.iter().filter(|v| v.is_none()).count(),
+        series.covariates.as_ref().map(|c| format!(", {} covariates", c.names.len())).unwrap_or_default()
     );
     let mut bars = progress::Bars::new();
-    let bt = prescale_models::backtest::run(&series, &config, &mut bars)?;
+    let bt = tokio::task::block_in_place(|| prescale_models::backtest::run(&series, &config, &mut bars))?;
     drop(bars);
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let rep = report::Report::new(&series.name, &series, &bt, started.elapsed().as_secs_f64());
-    report::write_forecasts(&out.join("forecasts.csv"), &series, &bt)?;
-    report::write_report(&out.join("report.json"), &rep)?;
-    plot::write_plot(
-        &out.join("plot.svg"),
-        &series,
-        &bt,
-        &format!("{}: actual vs transformer, 10 min ahead", series.name),
-    )?;
+    if let Some(pre) = &rep.preprocessing {
+        println!(
+            "covariates: {} of {} components of [{}] explain {:.1}% of their variance",
+            pre.dims(),
+            pre.explained_variance_ratio.len(),
+            pre.columns.join(", "),
+            100.0 * pre.explained()
+        );
+    }
     println!("{}", rep.table());
     println!(
         "transformer 10-min MAE / best baseline ({}) = {:.3}; trained {} epochs in {:.0} s; backtest took {:.0} s",
         rep.best_baseline, rep.transformer_mae_ratio, rep.training.epochs, rep.training.seconds, rep.total_seconds
     );
-    println!("wrote {}/forecasts.csv, report.json, plot.svg", out.display());
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        report::write_forecasts(&out.join("forecasts.csv"), &series, &bt)?;
+        report::write_report(&out.join("report.json"), &rep)?;
+        plot::write_plot(
+            &out.join("plot.svg"),
+            &series,
+            &bt,
+            &format!("{}: actual vs transformer, 10 min ahead", series.name),
+        )?;
+        println!("wrote {}/forecasts.csv, report.json, plot.svg", out.display());
+    }
+    Ok((series, bt))
+}
+
+async fn train(
+    cli: &Cli,
+    data: &DataArgs,
+    models: &str,
+    out: Option<&Path>,
+    publish: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let store = cli.s3.open(models).await?;
+    let (series, bt) = run_backtest(cli, data, out).await?;
+    let now = chrono::Utc::now();
+    let version = artifact::new_version(now);
+    let manifest = Manifest::from_backtest(&version, now, &series, &bt);
+    artifact::write_version(store.as_ref(), &bt.transformer, manifest).await?;
+    println!("stored model {version} in {}", store.location());
+    if publish {
+        artifact::publish(store.as_ref(), &version, force).await?;
+        println!("published {version}: `latest` points to it");
+    }
     Ok(())
+}
+
+async fn evaluate(cli: &Cli, data: &DataArgs, models: &str, version: Option<&str>) -> anyhow::Result<()> {
+    let store = cli.s3.open(models).await?;
+    let (manifest, model) = match version {
+        Some(v) => artifact::load_version(store.as_ref(), v, Device::Cpu).await?,
+        None => artifact::load_latest(store.as_ref(), Device::Cpu).await?,
+    };
+    let series = cli.s3.load(data).await?;
+    if series.grid.seconds() != manifest.training.step_seconds {
+        anyhow::bail!(
+            "{} has {} s steps; model {} was trained on {} s steps",
+            series.name,
+            series.grid.seconds(),
+            manifest.version,
+            manifest.training.step_seconds
+        );
+    }
+    let p = &model.params;
+    let h = p.window.horizon;
+    let split = Split::of(series.len());
+    let windows = Windows::new(&series, p.window, p.level_floor, &p.holidays);
+    let test = windows.usable_origins(split.test_start, series.len().saturating_sub(h));
+    let valid = windows.usable_origins(split.valid_start, split.test_start.saturating_sub(h));
+    if test.is_empty() || valid.is_empty() {
+        anyhow::bail!("{}: too short to evaluate ({} steps)", series.name, series.len());
+    }
+    let scale = seasonal_naive_scale(&series, split.test_start, p.window.day);
+    let forecasts = tokio::task::block_in_place(|| model.forecast(&series, &test))?;
+    let mut rows = vec![("transformer".to_owned(), score(&series, &forecasts, scale))];
+    let baselines: [Box<dyn PointForecaster>; 2] =
+        [Box::new(Persistence), Box::new(SeasonalNaive { period: p.window.day })];
+    for b in baselines {
+        let (f, _) = with_quantiles(b.as_ref(), &series, &valid, &test, h);
+        rows.push((b.name().to_owned(), score(&series, &f, scale)));
+    }
+    println!("model {} on the last 20% of {} ({} origins):", manifest.version, series.name, test.len());
+    println!("{}", report::table(rows.iter().map(|(n, s)| (n.as_str(), s))));
+    Ok(())
+}
+
+async fn list(cli: &Cli, models: &str) -> anyhow::Result<()> {
+    let store = cli.s3.open(models).await?;
+    let latest = artifact::latest(store.as_ref()).await?.map(|l| l.version);
+    let versions = artifact::list(store.as_ref()).await?;
+    if versions.is_empty() {
+        println!("no models in {}", store.location());
+    }
+    for (version, manifest) in versions {
+        let mark = if latest.as_deref() == Some(version.as_str()) { "*" } else { " " };
+        match manifest {
+            Ok(m) => {
+                let scores = m.backtest.as_ref();
+                let ours = scores.and_then(|b| b.models.get("transformer")).map(|s| s.horizon.mae);
+                let best = scores.and_then(|b| b.best_baseline());
+                println!(
+                    "{mark} {version}  trained on {} ({} steps to {})  MAE {}  best baseline {}  gate {}",
+                    m.training.source,
+                    m.training.steps,
+                    m.training.to.to_rfc3339(),
+                    ours.map_or("-".into(), |v| format!("{v:.4}")),
+                    best.map_or("-".into(), |(n, v)| format!("{n} {v:.4}")),
+                    if artifact::gate(&m).is_ok() { "passes" } else { "fails" }
+                );
+            }
+            Err(e) => println!("{mark} {version}  unreadable: {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Backtest { data, out } => run_backtest(cli, data, Some(out)).await.map(drop),
+        Command::Train { data, models, out, publish, force } => {
+            train(cli, data, models, out.as_deref(), *publish, *force).await
+        }
+        Command::Evaluate { data, models, version } => evaluate(cli, data, models, version.as_deref()).await,
+        Command::Publish { models, version, force } => {
+            let store = cli.s3.open(models).await?;
+            artifact::publish(store.as_ref(), version, *force).await?;
+            println!("published {version}: `latest` points to it");
+            Ok(())
+        }
+        Command::List { models } => list(cli, models).await,
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = prescale_core::telemetry::init(&prescale_core::config::TelemetryConfig::default());
-    let result = match &cli.command {
-        Command::Backtest { trace, out } => backtest(&cli, trace, out),
-    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(&cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use prescale_models::backtest::{Backtest, SplitReport};
 use prescale_models::forecaster::TrainSummary;
 use prescale_models::metrics::ModelScores;
+use prescale_models::preprocess::Preprocess;
 use prescale_models::series::Series;
 use serde::Serialize;
 
@@ -33,6 +34,8 @@ pub struct Report {
     pub transformer_mae_ratio: f64,
     /// How training went.
     pub training: TrainSummary,
+    /// Scaling and PCA of the covariates (collector data), with explained variance.
+    pub preprocessing: Option<Preprocess>,
     /// Wall time of the whole backtest, seconds.
     pub total_seconds: f64,
 }
@@ -79,24 +82,30 @@ impl Report {
             transformer_mae_ratio: transformer.unwrap_or(f64::NAN) / best.scores.horizon.mae,
             models,
             training: bt.training.clone(),
+            preprocessing: bt.transformer.params.preprocess.clone(),
             total_seconds,
         }
     }
 
     /// A plain table of the 10-minute scores, for the terminal and the README.
     pub fn table(&self) -> String {
-        let mut out = String::from(
-            "| model | MAE | RMSE | MASE | pinball p90 | coverage p90 | MAE all horizons |\n|---|---|---|---|---|---|---|\n",
-        );
-        for m in &self.models {
-            let s = m.scores.horizon;
-            out += &format!(
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
-                m.model, s.mae, s.rmse, s.mase, s.pinball_p90, s.coverage_p90, m.scores.all_horizons.mae
-            );
-        }
-        out
+        table(self.models.iter().map(|m| (m.model.as_str(), &m.scores)))
     }
+}
+
+/// A Markdown table of models' 10-minute scores (and MAE over all horizons).
+pub fn table<'a>(rows: impl IntoIterator<Item = (&'a str, &'a ModelScores)>) -> String {
+    let mut out = String::from(
+        "| model | MAE | RMSE | MASE | pinball p90 | coverage p90 | MAE all horizons |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (model, scores) in rows {
+        let s = scores.horizon;
+        out += &format!(
+            "| {model} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+            s.mae, s.rmse, s.mase, s.pinball_p90, s.coverage_p90, scores.all_horizons.mae
+        );
+    }
+    out
 }
 
 /// Writes `forecasts.csv`: `model,origin,target,p50,p90` at the 10-minute horizon.

@@ -1,0 +1,155 @@
+//! The collector's Parquet as training data: one [`Series`] per service.
+//!
+//! Every `*.parquet` object below a prefix of a store is read (the collector's Hive-style
+//! `metrics/date=.../hour=.../` layout or any other), rows of the chosen service are put on
+//! their step grid, and `requests_per_second` becomes the target while every other
+//! feature of the schema becomes a covariate. Steps with no row stay missing. Two rows of
+//! one step must agree (a retried flush rewrites the same rows); otherwise the data is
+//! refused, since it cannot say which is true.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use ndarray::Array2;
+use prescale_core::schema::{Feature, FeatureRow};
+use prescale_core::store::ObjectStore;
+use prescale_core::table;
+
+use crate::preprocess::Covariates;
+use crate::series::{DataError, Series, infer_grid};
+
+/// All rows of every Parquet object below `prefix`.
+pub async fn read_rows(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<FeatureRow>, DataError> {
+    let objects = store
+        .list(prefix)
+        .await
+        .map_err(|e| DataError::Parquet(format!("listing {}/{prefix}: {e}", store.location())))?;
+    let mut rows = Vec::new();
+    for object in objects.iter().filter(|o| o.key.ends_with(".parquet")) {
+        let bytes = store.get(&object.key).await.map_err(|e| DataError::Parquet(format!("{}: {e}", object.key)))?;
+        rows.extend(table::from_parquet(&bytes).map_err(|e| DataError::Parquet(format!("{}: {e}", object.key)))?);
+    }
+    if rows.is_empty() {
+        return Err(DataError::Parquet(format!("no Parquet rows below {}/{prefix}", store.location())));
+    }
+    Ok(rows)
+}
+
+/// The series of one service (`namespace/name`, or just `name` when only one namespace
+/// has it) from collector rows, with the other features as covariates.
+pub fn service_series(rows: &[FeatureRow], service: &str) -> Result<Series, DataError> {
+    let matches = |r: &FeatureRow| match service.split_once('/') {
+        Some((ns, name)) => r.service.namespace() == ns && r.service.name() == name,
+        None => r.service.name() == service,
+    };
+    let mut by_time: BTreeMap<DateTime<Utc>, &FeatureRow> = BTreeMap::new();
+    for row in rows.iter().filter(|r| matches(r)) {
+        if let Some(prev) = by_time.insert(row.timestamp, row) {
+            if prev.service != row.service {
+                return Err(DataError::Parquet(format!(
+                    "service {service:?} is ambiguous: {} and {}; name it as namespace/name",
+                    prev.service, row.service
+                )));
+            }
+            if prev.values != row.values {
+                return Err(DataError::Parquet(format!(
+                    "{}: two different rows for step {}",
+                    row.service,
+                    row.timestamp.to_rfc3339()
+                )));
+            }
+        }
+    }
+    if by_time.is_empty() {
+        let mut known: Vec<String> = rows.iter().map(|r| r.service.to_string()).collect();
+        known.sort();
+        known.dedup();
+        return Err(DataError::Parquet(format!("no rows for service {service:?}; the data has {}", known.join(", "))));
+    }
+    let name = by_time.values().next().map(|r| r.service.to_string()).unwrap_or_default();
+    if by_time.len() < 2 {
+        return Err(DataError::TooShort { source_name: name, reason: "fewer than two steps".into() });
+    }
+    let times: Vec<DateTime<Utc>> = by_time.keys().copied().collect();
+    let grid = infer_grid(&name, &times)?;
+    let start = times[0];
+    let step_ms = grid.delta().num_milliseconds();
+    let len = ((*times.last().unwrap_or(&start) - start).num_milliseconds() / step_ms) as usize + 1;
+    let covariate_features: Vec<Feature> =
+        Feature::ALL.into_iter().filter(|f| *f != Feature::RequestsPerSecond).collect();
+    let mut values = vec![None; len];
+    let mut cov = Array2::from_elem((len, covariate_features.len()), f64::NAN);
+    for (line, (ts, row)) in by_time.iter().enumerate() {
+        let offset = (*ts - start).num_milliseconds();
+        if offset % step_ms != 0 {
+            return Err(DataError::Irregular {
+                source_name: name.clone(),
+                line: line + 1,
+                timestamp: ts.to_rfc3339(),
+                step_secs: grid.seconds(),
+                start: start.to_rfc3339(),
+            });
+        }
+        let i = (offset / step_ms) as usize;
+        values[i] = row.get(Feature::RequestsPerSecond);
+        for (j, f) in covariate_features.iter().enumerate() {
+            if let Some(v) = row.get(*f) {
+                cov[[i, j]] = v;
+            }
+        }
+    }
+    let names = covariate_features.iter().map(|f| f.name().to_owned()).collect();
+    Series::new(name, grid, start, values)?.with_covariates(Covariates { names, values: cov })
+}
+
+/// Reads one service's series from the collector's data in a store.
+pub async fn load_service(store: &dyn ObjectStore, prefix: &str, service: &str) -> Result<Series, DataError> {
+    service_series(&read_rows(store, prefix).await?, service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prescale_core::ServiceId;
+
+    fn row(t: i64, svc: &str, rps: Option<f64>) -> FeatureRow {
+        let mut r = FeatureRow::empty(
+            DateTime::from_timestamp(1_700_000_000 + t * 30, 0).unwrap(),
+            ServiceId::new("shop", svc).unwrap(),
+        );
+        r.set(Feature::RequestsPerSecond, rps);
+        r.set(Feature::CpuCores, rps.map(|v| v / 100.0));
+        r
+    }
+
+    #[test]
+    fn rows_become_a_series_on_the_grid_with_gaps_missing() {
+        let rows = vec![
+            row(0, "order", Some(5.0)),
+            row(1, "order", Some(6.0)),
+            row(3, "order", Some(8.0)),
+            row(1, "cart", Some(1.0)),
+        ];
+        let s = service_series(&rows, "order").unwrap();
+        assert_eq!(s.values, vec![Some(5.0), Some(6.0), None, Some(8.0)]);
+        assert_eq!(s.grid.seconds(), 30.0);
+        let cov = s.covariates.unwrap();
+        assert_eq!(cov.values.nrows(), 4);
+        let cpu = cov.names.iter().position(|n| n == "cpu_cores").unwrap();
+        assert_eq!(cov.values[[3, cpu]], 0.08);
+        assert!(cov.values[[2, cpu]].is_nan());
+    }
+
+    #[test]
+    fn unknown_service_and_conflicting_rows_are_refused() {
+        let rows = vec![row(0, "order", Some(5.0)), row(1, "order", Some(6.0))];
+        let err = service_series(&rows, "cart").unwrap_err().to_string();
+        assert!(err.contains("shop/order"), "{err}");
+        let mut dup = rows.clone();
+        dup.push(row(1, "order", Some(7.0)));
+        assert!(service_series(&dup, "order").unwrap_err().to_string().contains("two different rows"));
+        let mut same = rows;
+        same.push(row(1, "order", Some(6.0)));
+        assert_eq!(service_series(&same, "shop/order").unwrap().len(), 2, "identical rewrites are one step");
+    }
+}
