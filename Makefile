@@ -16,7 +16,7 @@ export PATH := $(VENV)/bin:$(PATH)
 help:
 	@echo "make demo   run the whole loop locally"
 	@echo "make test   run every test"
-	@echo "make bench  run the benchmarks and print their figures"
+	@echo "make bench  run the benchmarks and print their figures (BACKTESTS=0: skip the 30-minute backtests)"
 	@echo "make lint   rustfmt check and clippy with warnings as errors"
 	@echo "make setup  install libtorch (torch wheel), k6 and Prometheus; idempotent"
 
@@ -36,8 +36,13 @@ lint: setup
 fmt:
 	$(CARGO) fmt --all
 
+# Micro-benchmarks run with the dev profile (dependencies optimised, see Cargo.toml):
+# the heavy work is in libtorch either way, and a release build of polars and the AWS
+# SDK would cost far more time than it measures. BACKTESTS=0 skips the full backtests.
+BACKTESTS ?= 1
 bench: setup
-	$(CARGO) bench --workspace
+	$(CARGO) bench --workspace --profile dev
+	@if [[ "$(BACKTESTS)" == 1 ]]; then mkdir -p target-bench && scripts/bench-backtests.sh; fi
 
 demo: setup build
 	@echo "demo: the workspace builds and libtorch, k6 and Prometheus are installed."

@@ -77,13 +77,14 @@ pub struct Batch {
     pub level: Array1<f32>,
 }
 
-/// Builds windows from a series; precomputes the calendar once.
+/// Builds windows from a series. Calendar features are computed per window, not per
+/// series: a live forecast needs one window of a long history.
 #[derive(Debug, Clone)]
 pub struct Windows<'a> {
     series: &'a Series,
     config: WindowConfig,
     level_floor: f64,
-    calendar: Vec<[f32; CALENDAR_FEATURES]>,
+    holidays: &'a [NaiveDate],
     /// Per-step exogenous context features (`[steps, width]`), if any.
     exog: Option<Array2<f32>>,
     /// The base forecast the network refines, if any.
@@ -93,10 +94,8 @@ pub struct Windows<'a> {
 impl<'a> Windows<'a> {
     /// Windows over `series`; levels below `level_floor` are raised to it so that near-idle
     /// windows do not blow up normalised values.
-    pub fn new(series: &'a Series, config: WindowConfig, level_floor: f64, holidays: &[NaiveDate]) -> Self {
-        // The calendar covers the horizon past the end too, for live forecasts.
-        let calendar = (0..series.len() + config.horizon).map(|i| calendar(series.time(i), holidays)).collect();
-        Self { series, config, level_floor, calendar, exog: None, base: None }
+    pub fn new(series: &'a Series, config: WindowConfig, level_floor: f64, holidays: &'a [NaiveDate]) -> Self {
+        Self { series, config, level_floor, holidays, exog: None, base: None }
     }
 
     /// Adds per-step exogenous context features, `[series.len(), width]`.
@@ -160,7 +159,7 @@ impl<'a> Windows<'a> {
                 let t = o as isize - (context - 1 - k) as isize;
                 let (v, m) = norm(s.at(t), level);
                 let (lag, lag_m) = norm(s.at(t - day as isize), level);
-                let cal = if t >= 0 { self.calendar[t as usize] } else { [0.0; CALENDAR_FEATURES] };
+                let cal = if t >= 0 { calendar(s.time(t as usize), self.holidays) } else { [0.0; CALENDAR_FEATURES] };
                 let mut f = out.context.slice_mut(ndarray::s![row, k, ..]);
                 f[0] = v;
                 f[1] = m;
@@ -185,7 +184,8 @@ impl<'a> Windows<'a> {
                 f[2] = w;
                 f[3] = wm;
                 f[4] = h as f32 / horizon as f32;
-                for (j, c) in self.calendar[t as usize].iter().enumerate() {
+                // Past the end of the series too: a live forecast's horizon is the future.
+                for (j, c) in calendar(s.time(t as usize), self.holidays).iter().enumerate() {
                     f[5 + j] = *c;
                 }
                 if let Some(base) = &base {

@@ -3,3 +3,15 @@
 //! The replica policy as pure functions, the `simulate` benchmark that replays a trace
 //! against the reactive HPA and a perfect oracle, and a Kubernetes backend that applies
 //! (or, in shadow mode, only reports) decisions through the scale subresource.
+//!
+//! - [`decision`]: the serialisable decision the predictor serves;
+//! - [`policy`]: forecast term, reactive floor, stabilisation, largest change, bounds;
+//! - [`sim`]: the benchmark's cluster model, the HPA and the oracle;
+//! - [`simulate`]: training, tuning on validation and replaying the test part;
+//! - [`report`]: `decisions.csv`, `summary.json` and the plot.
+
+pub mod decision;
+pub mod policy;
+pub mod report;
+pub mod sim;
+pub mod simulate;

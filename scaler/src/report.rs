@@ -1,0 +1,146 @@
+//! The scaling benchmark's files: `decisions.csv`, `summary.json` and `plot.svg`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use plotters::prelude::*;
+use prescale_models::series::Series;
+use serde::Serialize;
+
+use crate::sim::{self, Outcome};
+use crate::simulate::{STARTUP, Simulation, Tuning};
+
+/// Writes `decisions.csv`: `timestamp,policy,desired_replicas`, one row per policy and step.
+pub fn write_decisions(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "timestamp,policy,desired_replicas")?;
+    for (policy, desired) in &sim.decisions {
+        for (i, d) in desired.iter().enumerate() {
+            writeln!(w, "{},{policy},{d}", series.time(sim.test_start + i).to_rfc3339())?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// `summary.json`.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    /// The trace.
+    pub trace: &'a str,
+    /// Step length, seconds.
+    pub step_seconds: f64,
+    /// Requests/s per replica.
+    pub capacity: f64,
+    /// Pod startup, seconds.
+    pub startup_seconds: u64,
+    /// First test step's time.
+    pub test_start: String,
+    /// Per policy on the test part.
+    pub policies: &'a [Outcome],
+    /// How the predictive policy was tuned (on validation).
+    pub tuning: &'a Tuning,
+    /// Training time, seconds.
+    pub training_seconds: f64,
+}
+
+/// Writes `summary.json`.
+pub fn write_summary(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Result<()> {
+    let summary = Summary {
+        trace: &series.name,
+        step_seconds: series.grid.seconds(),
+        capacity: sim.capacity,
+        startup_seconds: STARTUP.as_secs(),
+        test_start: series.time(sim.test_start).to_rfc3339(),
+        policies: &sim.outcomes,
+        tuning: &sim.tuning,
+        training_seconds: sim.training_seconds,
+    };
+    std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The summary table, Markdown.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut out = String::from(
+        "| policy | under-provisioned steps | replica-hours | vs oracle | changes |\n|---|---|---|---|---|\n",
+    );
+    for o in outcomes {
+        out += &format!(
+            "| {} | {:.2}% ({}) | {:.1} | {:.2} | {} |\n",
+            o.policy,
+            100.0 * o.under_provisioned,
+            o.under_steps,
+            o.replica_hours,
+            o.relative_to_oracle,
+            o.changes
+        );
+    }
+    out
+}
+
+/// Draws demand against each policy's ready capacity over the test day with the
+/// highest peak.
+pub fn write_plot(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Result<()> {
+    let day = series.grid.per_day();
+    let n = series.len() - sim.test_start;
+    let shown = day.min(n);
+    // The window (of whole days from the test start) holding the highest demand.
+    let peak = (0..n).max_by(|&a, &b| {
+        let v = |i: usize| series.at((sim.test_start + i) as isize).unwrap_or(0.0);
+        v(a).total_cmp(&v(b))
+    });
+    let first = peak.map_or(0, |p| (p / day * day).min(n - shown));
+    let hours = |i: usize| (i - first) as f64 * series.grid.seconds() / 3600.0;
+    let startup = series.grid.steps_in(STARTUP);
+    let ready: Vec<(&str, Vec<u32>)> = sim.decisions.iter().map(|(p, d)| (*p, sim::ready(d, startup))).collect();
+    let y_max = (first..first + shown)
+        .map(|i| {
+            let d = series.at((sim.test_start + i) as isize).unwrap_or(0.0);
+            ready.iter().map(|(_, r)| f64::from(r[i]) * sim.capacity).fold(d, f64::max)
+        })
+        .fold(1.0, f64::max)
+        * 1.05;
+    let err = |e: &dyn std::fmt::Display| anyhow!("{e}");
+    let root = SVGBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{}: demand and ready capacity per policy", series.name), ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..hours(first + shown).max(1e-9), 0.0..y_max)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("hours into the plotted test day")
+        .y_desc("requests per second")
+        .draw()
+        .map_err(|e| err(&e))?;
+    let demand: Vec<(f64, Option<f64>)> =
+        (first..first + shown).map(|i| (hours(i), series.at((sim.test_start + i) as isize))).collect();
+    for segment in demand.split(|p| p.1.is_none()).filter(|s| !s.is_empty()) {
+        chart
+            .draw_series(LineSeries::new(segment.iter().map(|p| (p.0, p.1.unwrap_or_default())), BLACK))
+            .map_err(|e| err(&e))?;
+    }
+    chart
+        .draw_series(std::iter::once(PathElement::new(vec![(0.0, 0.0), (0.0, 0.0)], BLACK)))
+        .map_err(|e| err(&e))?
+        .label("demand")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    for ((policy, r), color) in ready.iter().zip([RED, BLUE, GREEN]) {
+        chart
+            .draw_series(LineSeries::new(
+                (first..first + shown).map(|i| (hours(i), f64::from(r[i]) * sim.capacity)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?
+            .label(format!("{policy}: ready replicas x capacity"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}

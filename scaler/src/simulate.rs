@@ -1,0 +1,183 @@
+//! `prescale-scaler simulate`: the scaling benchmark on a trace.
+//!
+//! The transformer is trained on the trace's training part (as `prescale-trainer` does),
+//! forecasts every step from the start of validation on, and three policies are replayed
+//! through the cluster model of [`crate::sim`]: `hpa`, `predictive` (the product's
+//! [`Policy`] on those forecasts) and `oracle`. The predictive policy's quantile and
+//! headroom are chosen on the validation part (inside the training part): the cheapest
+//! setting that is under-provisioned in at most half as many steps as the HPA there and
+//! costs no more than it. The test part (last 20%) is then scored once.
+
+use ndarray::Array2;
+use prescale_models::backtest::HORIZON;
+use prescale_models::forecaster::{ModelError, Observer, TrainConfig, TransformerModel};
+use prescale_models::series::{Series, Split};
+use prescale_models::window::Windows;
+use serde::Serialize;
+
+use crate::policy::{Input, Policy, PolicyConfig, PolicyError, Quantile};
+use crate::sim::{self, MAX_REPLICAS, MIN_REPLICAS, Outcome};
+
+/// Pod startup in the benchmark's cluster model.
+pub const STARTUP: std::time::Duration = std::time::Duration::from_secs(120);
+/// The HPA's default scale-down stabilisation window.
+pub const HPA_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Forecasts per step from `first` on; `None` where no forecast can be made.
+#[derive(Debug)]
+pub struct StepForecasts {
+    /// First step covered.
+    pub first: usize,
+    /// `[steps, horizon]` medians (rows of steps without a forecast are unused).
+    pub p50: Array2<f64>,
+    /// `[steps, horizon]` 90th percentiles.
+    pub p90: Array2<f64>,
+    /// Whether a forecast exists for each step.
+    pub present: Vec<bool>,
+}
+
+impl StepForecasts {
+    /// Forecasts every step in `[first, series.len())` with the model.
+    pub fn of(model: &TransformerModel, series: &Series, first: usize) -> Result<Self, ModelError> {
+        let p = &model.params;
+        let h = p.window.horizon;
+        let windows = Windows::new(series, p.window, p.level_floor, &p.holidays);
+        let origins = windows.usable_origins(first, series.len());
+        let f = model.forecast(series, &origins)?;
+        let n = series.len() - first;
+        let (mut p50, mut p90, mut present) = (Array2::zeros((n, h)), Array2::zeros((n, h)), vec![false; n]);
+        for (row, &o) in origins.iter().enumerate() {
+            p50.row_mut(o - first).assign(&f.p50.row(row));
+            p90.row_mut(o - first).assign(&f.p90.row(row));
+            present[o - first] = true;
+        }
+        Ok(Self { first, p50, p90, present })
+    }
+}
+
+/// Runs the predictive policy over steps `[from, to)`.
+pub fn predictive(
+    series: &Series,
+    forecasts: &StepForecasts,
+    config: &PolicyConfig,
+    from: usize,
+    to: usize,
+) -> Result<Vec<u32>, PolicyError> {
+    let mut policy = Policy::new(config.clone())?;
+    let mut replicas = MIN_REPLICAS;
+    let mut out = Vec::with_capacity(to - from);
+    for t in from..to {
+        let row = t - forecasts.first;
+        let (p50, p90) = (forecasts.p50.row(row), forecasts.p90.row(row));
+        let forecast = forecasts.present[row]
+            .then(|| (p50.as_slice().expect("rows are contiguous"), p90.as_slice().expect("rows are contiguous")));
+        let demand_now = series.at(t as isize);
+        let (n, _) = policy.decide(Input { forecast, demand_now, replicas_now: replicas }, series.grid.seconds())?;
+        replicas = n;
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// The tuning chosen on validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tuning {
+    /// The chosen settings.
+    pub policy: PolicyConfig,
+    /// The validation outcome of the chosen settings.
+    pub validation: Outcome,
+    /// The HPA's validation outcome.
+    pub validation_hpa: Outcome,
+}
+
+/// Everything `simulate` produces.
+#[derive(Debug)]
+pub struct Simulation {
+    /// Requests/s one replica serves.
+    pub capacity: f64,
+    /// First test step.
+    pub test_start: usize,
+    /// Desired replicas per test step, per policy (`hpa`, `predictive`, `oracle`).
+    pub decisions: Vec<(&'static str, Vec<u32>)>,
+    /// Outcomes per policy on the test part.
+    pub outcomes: Vec<Outcome>,
+    /// How the predictive policy was tuned.
+    pub tuning: Tuning,
+    /// Training time, seconds.
+    pub training_seconds: f64,
+}
+
+/// The default capacity of the spec: the 99th percentile of test demand over 20.
+pub fn default_capacity(series: &Series, test_start: usize) -> f64 {
+    let mut v: Vec<f64> = series.values[test_start..].iter().flatten().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let p99 = v.get(((v.len().max(1) - 1) as f64 * 0.99).round() as usize).copied().unwrap_or(1.0);
+    (p99 / 20.0).max(1e-9)
+}
+
+/// Runs the whole benchmark on a series.
+pub fn run(
+    series: &Series,
+    train: &TrainConfig,
+    capacity: Option<f64>,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Simulation> {
+    let split = Split::of(series.len());
+    let horizon = series.grid.steps_in(HORIZON);
+    let startup = series.grid.steps_in(STARTUP);
+    let step = series.grid.seconds();
+    let capacity = capacity.unwrap_or_else(|| default_capacity(series, split.test_start));
+    if !(capacity.is_finite() && capacity > 0.0) {
+        anyhow::bail!("capacity {capacity} is not a positive number of requests/s");
+    }
+    let started = std::time::Instant::now();
+    let (model, _) = TransformerModel::train(series, split, horizon, train, observer)?;
+    let training_seconds = started.elapsed().as_secs_f64();
+    let forecasts = StepForecasts::of(&model, series, split.valid_start)?;
+    let demand = &series.values;
+    let hpa_window = series.grid.steps_in(HPA_WINDOW);
+    let outcome = |name: &str, from: usize, desired: &[u32]| {
+        sim::score(name, &demand[from..from + desired.len()], desired, capacity, startup, step)
+    };
+
+    // Tune on validation only.
+    let (vs, ve) = (split.valid_start, split.test_start);
+    let valid_hpa = outcome("hpa", vs, &sim::hpa(&demand[vs..ve], capacity, hpa_window));
+    let mut candidates = Vec::new();
+    for quantile in [Quantile::P50, Quantile::P90] {
+        for headroom in [0.0, 0.05, 0.1, 0.2, 0.3, 0.5] {
+            let config = PolicyConfig {
+                capacity,
+                min_replicas: MIN_REPLICAS,
+                max_replicas: MAX_REPLICAS,
+                startup_steps: startup,
+                quantile,
+                headroom,
+                scale_down_window: startup,
+                max_change: None,
+            };
+            let o = outcome("predictive", vs, &predictive(series, &forecasts, &config, vs, ve)?);
+            candidates.push((config, o));
+        }
+    }
+    let feasible =
+        |o: &Outcome| 2 * o.under_steps <= valid_hpa.under_steps && o.replica_hours <= valid_hpa.replica_hours;
+    let chosen = candidates
+        .iter()
+        .filter(|(_, o)| feasible(o))
+        .min_by(|a, b| a.1.replica_hours.total_cmp(&b.1.replica_hours))
+        .or_else(|| candidates.iter().min_by_key(|(_, o)| o.under_steps))
+        .cloned()
+        .expect("candidates are never empty");
+    let tuning = Tuning { policy: chosen.0.clone(), validation: chosen.1, validation_hpa: valid_hpa };
+
+    let test = &demand[split.test_start..];
+    let decisions = vec![
+        ("hpa", sim::hpa(test, capacity, hpa_window)),
+        ("predictive", predictive(series, &forecasts, &tuning.policy, split.test_start, series.len())?),
+        ("oracle", sim::oracle(test, capacity, startup)),
+    ];
+    let mut outcomes: Vec<Outcome> = decisions.iter().map(|(name, d)| outcome(name, split.test_start, d)).collect();
+    sim::compare(&mut outcomes);
+    Ok(Simulation { capacity, test_start: split.test_start, decisions, outcomes, tuning, training_seconds })
+}
