@@ -11,12 +11,7 @@ fn scaler() -> Command {
 fn simulate_writes_decisions_for_every_policy_and_step() {
     let trace = prescale_testkit::traces::require("azure_functions_1day_1min.csv");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("small.toml");
-    std::fs::write(
-        &config,
-        "context = 16\nd_model = 16\nheads = 2\nlayers = 1\nff = 32\nbatch = 64\nsamples_per_epoch = 512\nmax_epochs = 2\n",
-    )
-    .unwrap();
+    let config = prescale_testkit::small_train_config(dir.path());
     let out = dir.path().join("out");
     let run = scaler()
         .args(["simulate", "--train-config", config.to_str().unwrap(), "--trace"])

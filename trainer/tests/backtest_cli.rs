@@ -12,12 +12,7 @@ fn trainer() -> Command {
 fn backtest_writes_the_evaluation_files() {
     let trace = prescale_testkit::traces::require("azure_functions_1day_1min.csv");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("small.toml");
-    std::fs::write(
-        &config,
-        "context = 16\nd_model = 16\nheads = 2\nlayers = 1\nff = 32\nbatch = 64\nsamples_per_epoch = 512\nmax_epochs = 3\n",
-    )
-    .unwrap();
+    let config = prescale_testkit::small_train_config(dir.path());
     let out = dir.path().join("out");
     let run = trainer()
         .args(["--train-config", config.to_str().unwrap(), "backtest", "--trace"])

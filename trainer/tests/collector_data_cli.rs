@@ -11,9 +11,6 @@ use prescale_core::store::{ObjectStore, S3Store};
 use prescale_core::{ServiceId, table};
 use prescale_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 
-const SMALL: &str =
-    "context = 16\nd_model = 16\nheads = 2\nlayers = 1\nff = 32\nbatch = 64\nsamples_per_epoch = 512\nmax_epochs = 3\n";
-
 /// Three days of one-minute rows for two services: a daily wave in demand, with CPU,
 /// memory, latency and replicas following it, and an hour missing.
 fn rows() -> Vec<FeatureRow> {
@@ -83,8 +80,7 @@ async fn trains_evaluates_and_publishes_from_collector_parquet_on_s3() {
     let server = S3Server::start(&dir.path().join("s3")).await.unwrap();
     server.create_bucket("data").unwrap();
     write_hive(&S3Store::new(server.client(), "data", ""), &rows()).await;
-    let config = dir.path().join("small.toml");
-    std::fs::write(&config, SMALL).unwrap();
+    let config = prescale_testkit::small_train_config(dir.path());
     let models = dir.path().join("models");
     let (config, models) = (config.to_str().unwrap(), models.to_str().unwrap());
     let out = dir.path().join("out");
