@@ -71,3 +71,10 @@ pub struct Decision {
     /// Which term set the number.
     pub reason: Reason,
 }
+
+/// The body of the predictor's `GET /api/v1/services`: the latest decision per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServicesResponse {
+    /// One decision per configured service.
+    pub services: Vec<Decision>,
+}

@@ -2,9 +2,10 @@
 //!
 //! One decision, in order:
 //! 1. **forecast**: enough replicas for the chosen quantile (times `1 + headroom`) at every
-//!    step of `[now + startup, now + horizon]`: a pod started now is ready from `now +
-//!    startup`, and the steps before that are served by pods earlier decisions started;
-//!    without a forecast, current demand (`reactive`);
+//!    step of `[now + startup, now + lookahead]` (`lookahead` is at most the 10-minute
+//!    horizon): a pod started now is ready from `now + startup`, and the steps before
+//!    that are served by pods earlier decisions started (the stabilisation window keeps
+//!    them); without a forecast, current demand (`reactive`);
 //! 2. **reactive floor**: never below what current demand needs;
 //! 3. **stabilisation**: scale down only to the highest recommendation of the last
 //!    `scale_down_window` steps, so a dip does not drop pods that are needed again soon;
@@ -41,6 +42,9 @@ pub struct PolicyConfig {
     pub max_replicas: u32,
     /// Pod startup, in steps.
     pub startup_steps: usize,
+    /// Last step ahead the forecast term covers (clamped to the forecast's length); a
+    /// longer lookahead starts pods earlier for peaks further away, at a cost.
+    pub lookahead_steps: usize,
     /// The quantile to cover.
     pub quantile: Quantile,
     /// Extra share of demand to provision for (0.1 = 10% more).
@@ -85,6 +89,12 @@ impl PolicyConfig {
         if !(self.headroom.is_finite() && self.headroom >= 0.0) {
             return bad("headroom", format!("{} is not a non-negative share", self.headroom));
         }
+        if self.lookahead_steps < self.startup_steps {
+            return bad(
+                "lookahead_steps",
+                format!("{} is shorter than the pod startup of {} steps", self.lookahead_steps, self.startup_steps),
+            );
+        }
         if self.max_change == Some(0) {
             return bad("max_change", "0 would never change anything".into());
         }
@@ -113,9 +123,16 @@ pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
 
 /// The forecast term: most replicas needed over `[startup, horizon]` steps ahead, with the
 /// step (1-based, ahead of now) that needs them.
-pub fn forecast_need(trajectory: &[f64], startup_steps: usize, capacity: f64, headroom: f64) -> Option<(u32, usize)> {
-    let from = startup_steps.max(1).min(trajectory.len());
-    (from..=trajectory.len())
+pub fn forecast_need(
+    trajectory: &[f64],
+    startup_steps: usize,
+    lookahead_steps: usize,
+    capacity: f64,
+    headroom: f64,
+) -> Option<(u32, usize)> {
+    let to = lookahead_steps.min(trajectory.len());
+    let from = startup_steps.max(1).min(to);
+    (from..=to)
         .map(|ahead| (replicas_for(trajectory[ahead - 1] * (1.0 + headroom), capacity), ahead))
         .max_by_key(|&(n, ahead)| (n, std::cmp::Reverse(ahead)))
 }
@@ -173,11 +190,11 @@ impl Policy {
             None => None,
         };
         let floor = input.demand_now.map_or(0, |d| replicas_for(d, c.capacity));
-        let (mut n, mut reason) = match forecast.and_then(|f| forecast_need(f, c.startup_steps, c.capacity, c.headroom))
-        {
-            Some((n, ahead)) => (n, Reason::Forecast { at_seconds: (ahead as f64 * step_seconds).round() as u32 }),
-            None => (floor, Reason::Reactive),
-        };
+        let (mut n, mut reason) =
+            match forecast.and_then(|f| forecast_need(f, c.startup_steps, c.lookahead_steps, c.capacity, c.headroom)) {
+                Some((n, ahead)) => (n, Reason::Forecast { at_seconds: (ahead as f64 * step_seconds).round() as u32 }),
+                None => (floor, Reason::Reactive),
+            };
         if floor > n {
             (n, reason) = (floor, Reason::ReactiveFloor);
         }
@@ -217,6 +234,7 @@ mod tests {
             min_replicas: 1,
             max_replicas: 50,
             startup_steps: 4,
+            lookahead_steps: 10,
             quantile: Quantile::P90,
             headroom: 0.0,
             scale_down_window: 1,
@@ -239,6 +257,13 @@ mod tests {
         assert_eq!(decide(&mut median, &p50, &p90, Some(1.0), 3).0, 1);
         let mut roomy = Policy::new(PolicyConfig { headroom: 0.2, ..config() }).unwrap();
         assert_eq!(decide(&mut roomy, &p50, &p90, Some(1.0), 3).0, 7, "55 * 1.2 = 66 needs 7");
+        let mut near = Policy::new(PolicyConfig { lookahead_steps: 5, ..config() }).unwrap();
+        let p90 = [0.0, 0.0, 0.0, 20.0, 41.0, 90.0];
+        assert_eq!(
+            decide(&mut near, &p50, &p90, None, 3),
+            (5, Reason::Forecast { at_seconds: 150 }),
+            "6 steps is beyond"
+        );
     }
 
     #[test]
@@ -276,6 +301,7 @@ mod tests {
         assert!(err(PolicyConfig { capacity: f64::NAN, ..config() }).contains("capacity"));
         assert!(err(PolicyConfig { min_replicas: 5, max_replicas: 2, ..config() }).contains("above max_replicas"));
         assert!(err(PolicyConfig { headroom: -0.1, ..config() }).contains("headroom"));
+        assert!(err(PolicyConfig { lookahead_steps: 2, ..config() }).contains("shorter than the pod startup"));
         let mut p = Policy::new(config()).unwrap();
         let bad = |p: &mut Policy, p90: &[f64], now| {
             p.decide(Input { forecast: Some((&[1.0; 3], p90)), demand_now: now, replicas_now: 1 }, 30.0)

@@ -1,0 +1,205 @@
+//! `prescale-scaler run`: poll the predictor's decisions and apply them to Deployments.
+//!
+//! Every interval it reads `GET {predictor}/api/v1/services`, and for each decision whose
+//! `namespace/name` matches a configured [`Target`] applies it through the [`Applier`]
+//! (shadow mode by default: it reads and reports only). It serves its own `/metrics`
+//! (what it would set or set, per Deployment, and what each attempt did) and `/healthz`.
+//! A predictor that cannot be reached leaves every Deployment as it is.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::decision::ServicesResponse;
+use crate::kube_backend::{Applied, Applier, ApplyError, Target};
+
+/// `prescale-scaler run` settings (TOML, `PRESCALE__...` overrides).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Base URL of the predictor's HTTP API.
+    pub predictor_url: String,
+    /// How often to poll and apply.
+    #[serde(with = "humantime_serde", default = "default_interval")]
+    pub interval: Duration,
+    /// Report only, write nothing (the default, until an operator turns it off).
+    #[serde(default = "default_shadow")]
+    pub shadow: bool,
+    /// Where `/metrics` and `/healthz` listen.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The Deployments that may be scaled.
+    #[serde(default)]
+    pub targets: Vec<Target>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_shadow() -> bool {
+    true
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9102))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DeploymentLabels {
+    namespace: String,
+    deployment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ActionLabels {
+    namespace: String,
+    deployment: String,
+    action: String,
+}
+
+/// The scaler's own metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    desired: Family<DeploymentLabels, Gauge>,
+    current: Family<DeploymentLabels, Gauge>,
+    actions: Family<ActionLabels, Counter>,
+    poll_errors: Counter,
+    shadow: Gauge,
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "prescale_scaler_desired_replicas",
+            "Replicas the last decision asked for",
+            self.desired.clone(),
+        );
+        registry.register(
+            "prescale_scaler_current_replicas",
+            "Replicas the Deployment had when the decision was applied",
+            self.current.clone(),
+        );
+        registry.register(
+            "prescale_scaler_actions",
+            "Decisions applied, by outcome (scaled, unchanged, shadow, refused, error)",
+            self.actions.clone(),
+        );
+        registry.register(
+            "prescale_scaler_poll_errors",
+            "Failed reads of the predictor's decisions",
+            self.poll_errors.clone(),
+        );
+        registry.register("prescale_scaler_shadow_mode", "1 when decisions are only reported", self.shadow.clone());
+    }
+}
+
+/// One poll-and-apply round; returns what happened per target.
+pub async fn round(
+    http: &reqwest::Client,
+    config: &RunConfig,
+    applier: &Applier,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<(Target, Result<Applied, ApplyError>)>> {
+    let url = format!("{}/api/v1/services", config.predictor_url.trim_end_matches('/'));
+    let response: ServicesResponse = async { http.get(&url).send().await?.error_for_status()?.json().await }
+        .await
+        .inspect_err(|_| {
+            metrics.poll_errors.inc();
+        })
+        .map_err(|e: reqwest::Error| anyhow::anyhow!("reading decisions from {url}: {e}"))?;
+    let mut results = Vec::new();
+    for decision in &response.services {
+        let Some(target) =
+            config.targets.iter().find(|t| decision.service == format!("{}/{}", t.namespace, t.deployment))
+        else {
+            tracing::debug!(service = %decision.service, "no target configured; not scaled");
+            continue;
+        };
+        let labels = DeploymentLabels { namespace: target.namespace.clone(), deployment: target.deployment.clone() };
+        metrics.desired.get_or_create(&labels).set(i64::from(decision.desired_replicas));
+        let result = applier.apply(target, decision.desired_replicas).await;
+        let action = match &result {
+            Ok(Applied::Shadow { from, to }) => {
+                tracing::info!(service = %decision.service, from, to, reason = decision.reason.label(), "shadow: would scale");
+                metrics.current.get_or_create(&labels).set(i64::from(*from));
+                "shadow"
+            }
+            Ok(Applied::Unchanged { replicas }) => {
+                metrics.current.get_or_create(&labels).set(i64::from(*replicas));
+                "unchanged"
+            }
+            Ok(Applied::Scaled { from, to, .. }) => {
+                tracing::info!(service = %decision.service, from, to, reason = decision.reason.label(), "scaled");
+                metrics.current.get_or_create(&labels).set(i64::from(*to));
+                "scaled"
+            }
+            Err(e @ ApplyError::OutOfBounds { .. }) => {
+                tracing::warn!("{e}");
+                "refused"
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                "error"
+            }
+        };
+        metrics
+            .actions
+            .get_or_create(&ActionLabels {
+                namespace: labels.namespace.clone(),
+                deployment: labels.deployment.clone(),
+                action: action.into(),
+            })
+            .inc();
+        results.push((target.clone(), result));
+    }
+    Ok(results)
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: RunConfig, client: kube::Client) -> anyhow::Result<()> {
+    let applier = Applier::new(client, config.shadow);
+    let metrics = Arc::new(Metrics::default());
+    metrics.shadow.set(i64::from(config.shadow));
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let registry = Arc::new(registry);
+    let app = Router::new().route("/healthz", get(|| async { "ok" })).route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut body = String::new();
+                prometheus_client::encoding::text::encode(&mut body, &registry).map(|()| body).unwrap_or_default()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    tracing::info!(listen = %config.listen, shadow = config.shadow, targets = config.targets.len(), "scaler running");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let mut tick = tokio::time::interval(config.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let shutdown = prescale_core::telemetry::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                if let Err(e) = round(&http, &config, &applier, &metrics).await {
+                    tracing::warn!("{e:#}; leaving every Deployment as it is");
+                }
+            }
+        }
+    }
+    server.abort();
+    Ok(())
+}
