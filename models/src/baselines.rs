@@ -5,7 +5,7 @@
 //! - `holt_winters`: additive Holt-Winters with a daily season, smoothing constants chosen
 //!   on the validation part;
 //! - `ridge`: ridge regression, one per horizon, on recent lags and on the same time one
-//!   day and one week before the target, relative to the recent level, solved exactly on standardised features with
+//!   day and one week before the target, solved exactly on standardised features with
 //!   `linfa-linalg`'s Cholesky (coordinate descent, as in `linfa-elasticnet`, converges
 //!   far too slowly on lag features this collinear).
 //!
@@ -102,6 +102,21 @@ pub fn with_quantiles(
     let p50 = model.p50(series, origins, horizon);
     let p90 = calib.p90(series, origins, &p50);
     (Forecasts { origins: origins.to_vec(), p50, p90 }, calib)
+}
+
+/// MAE over every horizon of median trajectories (`[origins, horizon]`) against what
+/// happened; missing actuals are skipped.
+pub fn trajectory_mae(series: &Series, origins: &[usize], p50: &Array2<f64>) -> f64 {
+    let (mut err, mut n) = (0.0, 0);
+    for (row, &o) in origins.iter().enumerate() {
+        for (k, p) in p50.row(row).iter().enumerate() {
+            if let Some(a) = series.at((o + k + 1) as isize) {
+                err += (a - p).abs();
+                n += 1;
+            }
+        }
+    }
+    if n == 0 { f64::INFINITY } else { err / n as f64 }
 }
 
 /// MAE of `pred` (one value per origin) against the values `horizon` steps later.
@@ -263,16 +278,12 @@ impl PointForecaster for HoltWinters {
     }
 }
 
-/// Ridge regression per horizon on recent lags and daily and weekly seasonal lags, all
-/// relative to the origin's recent level (the mean of the lags), so that what it learns
-/// carries over when traffic grows or shrinks beyond what training saw.
+/// Ridge regression per horizon on recent lags and daily and weekly seasonal lags.
 /// Serialisable: the transformer stores the one it refines in its manifest.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ridge {
     lags: usize,
     period: usize,
-    /// Smallest level values are divided by (1% of the training mean).
-    level_floor: f64,
     /// Per horizon: intercept and coefficients.
     coefs: Vec<(f64, Vec<f64>)>,
 }
@@ -285,8 +296,6 @@ impl Ridge {
     /// penalty on `valid_origins` by full-horizon MAE.
     pub fn fit(series: &Series, period: usize, fit_end: usize, valid_origins: &[usize], horizon: usize) -> Self {
         let lags = Self::LAGS;
-        let level_floor = (0.01 * mean_observed(&series.values[..fit_end.min(series.len())]).unwrap_or(0.0)).max(1e-9);
-        let shape = Self { lags, period, level_floor, coefs: Vec::new() };
         let candidates: Vec<usize> = (lags..fit_end.saturating_sub(horizon)).collect();
         let stride = candidates.len().div_ceil(Self::MAX_ROWS).max(1);
         let origins: Vec<usize> = candidates.into_iter().step_by(stride).collect();
@@ -295,20 +304,18 @@ impl Ridge {
                 .map(|&h| {
                     let rows: Vec<usize> =
                         origins.iter().copied().filter(|&o| series.at((o + h) as isize).is_some()).collect();
-                    let (x, levels) = shape.design(series, &rows, h);
-                    let y = Array1::from_iter(
-                        rows.iter().zip(&levels).map(|(&o, l)| series.at((o + h) as isize).unwrap_or(0.0) / l),
-                    );
-                    solve_ridge(&x, &y, penalty).unwrap_or_else(|| (y.mean().unwrap_or(1.0), Array1::zeros(lags + 2)))
+                    let x = Self::design(series, &rows, h, lags, period);
+                    let y = Array1::from_iter(rows.iter().map(|&o| series.at((o + h) as isize).unwrap_or(0.0)));
+                    solve_ridge(&x, &y, penalty).unwrap_or_else(|| (y.mean().unwrap_or(0.0), Array1::zeros(lags + 2)))
                 })
                 .collect()
         };
         // Choose the penalty on the full horizon alone, then fit every horizon with it.
-        let (x_valid, levels_valid) = shape.design(series, valid_origins, horizon);
+        let x_valid = Self::design(series, valid_origins, horizon, lags, period);
         let mut best = (f64::INFINITY, 0.0);
         for penalty in [1e-6, 1e-4, 1e-2, 1e-1] {
             let (intercept, w) = fit_penalty(penalty, &[horizon]).remove(0);
-            let p50 = ((x_valid.dot(&w) + intercept) * &levels_valid).mapv(|v| v.max(0.0));
+            let p50 = (x_valid.dot(&w) + intercept).mapv(|v| v.max(0.0));
             let mae = mae_at_horizon(series, valid_origins, &p50, horizon);
             if mae < best.0 {
                 best = (mae, penalty);
@@ -316,15 +323,13 @@ impl Ridge {
         }
         let all: Vec<usize> = (1..=horizon).collect();
         let coefs = fit_penalty(best.1, &all).into_iter().map(|(b, w)| (b, w.to_vec())).collect();
-        Ridge { coefs, ..shape }
+        Ridge { lags, period, coefs }
     }
 
-    /// Features of each origin for horizon `h` over the origin's level, and the levels;
-    /// missing values are imputed with the last observed value, never with zeros.
-    fn design(&self, series: &Series, origins: &[usize], h: usize) -> (Array2<f64>, Array1<f64>) {
-        let (lags, period) = (self.lags, self.period);
+    /// Features of each origin for horizon `h`; missing values are imputed with the last
+    /// observed value, never with zeros.
+    fn design(series: &Series, origins: &[usize], h: usize, lags: usize, period: usize) -> Array2<f64> {
         let mut x = Array2::zeros((origins.len(), lags + 2));
-        let mut levels = Array1::zeros(origins.len());
         for (row, &o) in origins.iter().enumerate() {
             let now = series.last_observed(o).unwrap_or(0.0);
             let mut carry = now;
@@ -336,11 +341,8 @@ impl Ridge {
             let target = (o + h) as isize;
             x[[row, lags]] = series.at(target - period as isize).unwrap_or(now);
             x[[row, lags + 1]] = series.at(target - 7 * period as isize).unwrap_or(now);
-            let level = recent_level(series, o, lags).max(self.level_floor);
-            x.row_mut(row).mapv_inplace(|v| v / level);
-            levels[row] = level;
         }
-        (x, levels)
+        x
     }
 }
 
@@ -352,8 +354,8 @@ impl PointForecaster for Ridge {
         let mut out = Array2::zeros((origins.len(), horizon));
         for h in 1..=horizon.min(self.coefs.len()) {
             let (intercept, w) = &self.coefs[h - 1];
-            let (x, levels) = self.design(series, origins, h);
-            let y = (x.dot(&Array1::from(w.clone())) + *intercept) * &levels;
+            let x = Self::design(series, origins, h, self.lags, self.period);
+            let y = x.dot(&Array1::from(w.clone())) + *intercept;
             for (row, v) in y.iter().enumerate() {
                 out[[row, h - 1]] = v.max(0.0);
             }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind};
 
-use crate::baselines::{Ridge, residual_q90};
+use crate::baselines::{Persistence, PointForecaster, Ridge, residual_q90, trajectory_mae};
 use crate::metrics::Forecasts;
 use crate::preprocess::{Preprocess, PreprocessError};
 use crate::series::{Series, Split, mean_observed};
@@ -76,8 +76,9 @@ pub struct TrainConfig {
     /// Share of the covariates' variance the kept principal components must explain
     /// (collector data only; 0 leaves the covariates out).
     pub pca_variance: f64,
-    /// Refine a ridge forecast on lags (fitted on the same fitting part) instead of
-    /// forecasting from the last value: the network learns what the linear model misses.
+    /// Refine a ridge forecast on lags (fitted on the same fitting part) instead of the
+    /// last value, when the ridge beats persistence on the validation part: the network
+    /// learns what the linear model misses.
     pub refine_ridge: bool,
 }
 
@@ -232,7 +233,8 @@ impl TransformerModel {
             });
         }
         let mut valid = plain.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
-        let base = config.refine_ridge.then(|| Ridge::fit(series, day, split.valid_start, &valid, horizon));
+        let base =
+            if config.refine_ridge { choose_base(series, day, split.valid_start, &valid, horizon) } else { None };
         let windows = plain.with_exog(exog(preprocess.as_ref(), series)?).with_base(base.as_ref());
         if valid.len() > MAX_VALID_WINDOWS {
             let stride = valid.len().div_ceil(MAX_VALID_WINDOWS);
@@ -280,6 +282,10 @@ impl TransformerModel {
             seconds: 0.0,
             early_stopped: false,
         };
+        // The untrained network forecasts its anchor exactly (zero head): that is the bar
+        // every epoch must beat on validation, so training never ends worse than its base.
+        summary.best_valid_loss = validation_loss(&model.net, &valid_inputs);
+        best.vs.copy(&model.vs)?;
         let mut since_best = 0;
         let mut order = fit.clone();
         for epoch in 1..=config.max_epochs {
@@ -295,13 +301,7 @@ impl TransformerModel {
                 summary.windows_seen += chunk.len();
                 observer.step(epoch, l);
             }
-            let valid_loss = tch::no_grad(|| {
-                let (s, c) = valid_inputs.iter().fold((0.0, 0.0), |(s, c), input| {
-                    let w = input.target.size()[0] as f64;
-                    (s + loss(&model.net.forward(input, false), input).double_value(&[]) * w, c + w)
-                });
-                s / c.max(1.0)
-            });
+            let valid_loss = validation_loss(&model.net, &valid_inputs);
             summary.epochs = epoch;
             let improved = valid_loss < summary.best_valid_loss;
             observer.epoch(epoch, sum / n.max(1) as f64, valid_loss, improved);
@@ -375,6 +375,27 @@ impl TransformerModel {
         }
         Ok(f)
     }
+}
+
+/// Mean loss over the validation batches, weighted by their sizes.
+fn validation_loss(net: &Net, inputs: &[Inputs]) -> f64 {
+    tch::no_grad(|| {
+        let (s, c) = inputs.iter().fold((0.0, 0.0), |(s, c), input| {
+            let w = input.target.size()[0] as f64;
+            (s + loss(&net.forward(input, false), input).double_value(&[]) * w, c + w)
+        });
+        s / c.max(1.0)
+    })
+}
+
+/// The ridge to refine, if it beats persistence over the whole horizon on validation
+/// origins; otherwise the network refines the last observed value.
+fn choose_base(series: &Series, day: usize, fit_end: usize, valid: &[usize], horizon: usize) -> Option<Ridge> {
+    let ridge = Ridge::fit(series, day, fit_end, valid, horizon);
+    let ridge_mae = trajectory_mae(series, valid, &ridge.p50(series, valid, horizon));
+    let persistence_mae = trajectory_mae(series, valid, &Persistence.p50(series, valid, horizon));
+    tracing::info!(ridge_mae, persistence_mae, "validation MAE of the base forecasts");
+    (ridge_mae < persistence_mae).then_some(ridge)
 }
 
 /// The exogenous context features of a series under a fitted preprocessing.

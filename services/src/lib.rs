@@ -1,5 +1,181 @@
 //! `storefront`: the microservices Prescale ships with and scales in demos and tests.
 //!
 //! A gateway and six services (authen, booking, order, product, profile, recommender)
-//! that do real work per request, expose Prometheus metrics, and slow down when an
-//! instance is overloaded, so that the collector records realistic features.
+//! that do real work per request (argon2id hashing, SQLite transactions, similarity
+//! scoring), expose Prometheus metrics, and slow down when an instance is overloaded (a
+//! concurrency limit per instance queues the rest), so that the collector records
+//! realistic features.
+//!
+//! - [`common`]: JSON errors, metrics, the concurrency limit, SQLite, JWTs;
+//! - one module per service, each with its schema, handlers and routes;
+//! - [`Service`], [`Settings`] and [`app`]: building any service's app, as `storefront
+//!   <service>` and `storefront all` run them.
+
+pub mod authen;
+pub mod booking;
+pub mod common;
+pub mod gateway;
+pub mod order;
+pub mod product;
+pub mod profile;
+pub mod recommender;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+use crate::common::app::{Limits, wrap};
+use crate::common::auth::Keys;
+use crate::common::db::Db;
+use crate::common::metrics::Metrics;
+
+/// The services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Service {
+    /// The ingress.
+    Gateway,
+    /// Users and tokens.
+    Authen,
+    /// Facility slots.
+    Booking,
+    /// Orders.
+    Order,
+    /// The catalogue.
+    Product,
+    /// Profiles.
+    Profile,
+    /// Recommendations.
+    Recommender,
+}
+
+impl Service {
+    /// Every service.
+    pub const ALL: [Service; 7] = [
+        Service::Gateway,
+        Service::Authen,
+        Service::Booking,
+        Service::Order,
+        Service::Product,
+        Service::Profile,
+        Service::Recommender,
+    ];
+
+    /// Its name (in routes, metrics and data files).
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Gateway => "gateway",
+            Service::Authen => "authen",
+            Service::Booking => "booking",
+            Service::Order => "order",
+            Service::Product => "product",
+            Service::Profile => "profile",
+            Service::Recommender => "recommender",
+        }
+    }
+
+    /// Its default port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Service::Gateway => 8080,
+            Service::Authen => 4000,
+            Service::Booking => 4001,
+            Service::Order => 4002,
+            Service::Product => 4003,
+            Service::Profile => 4004,
+            Service::Recommender => 4005,
+        }
+    }
+}
+
+/// What every service needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Folder of the SQLite files (one per service).
+    pub data_dir: PathBuf,
+    /// Per-instance limits.
+    pub limits: Limits,
+    /// JWT keys (shared secret).
+    pub keys: Keys,
+    /// Base URL of each service, for the gateway and service-to-service calls.
+    pub urls: BTreeMap<&'static str, String>,
+    /// The recommender's re-ranking rounds per candidate.
+    pub recommender_work: u32,
+}
+
+impl Settings {
+    /// Every service at `http://{host}:{port}` with the given ports.
+    pub fn local_urls(host: &str, ports: &BTreeMap<Service, u16>) -> BTreeMap<&'static str, String> {
+        Service::ALL
+            .iter()
+            .map(|s| (s.name(), format!("http://{host}:{}", ports.get(s).copied().unwrap_or(s.default_port()))))
+            .collect()
+    }
+
+    fn url(&self, s: Service) -> String {
+        self.urls.get(s.name()).cloned().unwrap_or_else(|| format!("http://127.0.0.1:{}", s.default_port()))
+    }
+
+    fn db(&self, s: Service, schema: &str) -> anyhow::Result<Db> {
+        Db::open(&self.data_dir.join(format!("{}.sqlite", s.name())), schema)
+    }
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build()?)
+}
+
+/// The full app of one service (routes, health, metrics, limits), its database created,
+/// migrated and seeded.
+pub fn app(service: Service, settings: &Settings) -> anyhow::Result<Router> {
+    let keys = settings.keys.clone();
+    let mut ingress = None;
+    let metrics = Metrics::new(service.name(), |registry| {
+        if service == Service::Gateway {
+            ingress = Some(gateway::IngressMetrics::new(registry));
+        }
+    });
+    let routes = match service {
+        Service::Gateway => {
+            let upstreams = Service::ALL
+                .iter()
+                .filter(|s| **s != Service::Gateway)
+                .map(|s| (s.name().to_owned(), settings.url(*s)))
+                .collect();
+            let metrics = ingress.ok_or_else(|| anyhow::anyhow!("ingress metrics not registered"))?;
+            gateway::routes(gateway::GatewayState { upstreams, http: client()?, metrics })
+        }
+        Service::Authen => authen::routes(authen::AuthenState { db: settings.db(service, authen::SCHEMA)?, keys }),
+        Service::Booking => {
+            let db = settings.db(service, booking::SCHEMA)?;
+            seed_with(&db, booking::seed)?;
+            booking::routes(booking::BookingState { db, keys })
+        }
+        Service::Order => order::routes(order::OrderState {
+            db: settings.db(service, order::SCHEMA)?,
+            keys,
+            product_url: settings.url(Service::Product),
+            http: client()?,
+        }),
+        Service::Product => {
+            let db = settings.db(service, product::SCHEMA)?;
+            seed_with(&db, product::seed)?;
+            product::routes(db)
+        }
+        Service::Profile => profile::routes(profile::ProfileState { db: settings.db(service, profile::SCHEMA)?, keys }),
+        Service::Recommender => recommender::routes(recommender::RecommenderState {
+            keys,
+            order_url: settings.url(Service::Order),
+            http: client()?,
+            counts: Arc::new(tokio::sync::Mutex::new(recommender::Counts::default())),
+            work: settings.recommender_work,
+        }),
+    };
+    Ok(wrap(routes, metrics, settings.limits))
+}
+
+fn seed_with(db: &Db, seed: fn(&rusqlite::Connection) -> rusqlite::Result<()>) -> anyhow::Result<()> {
+    db.with_blocking(seed).map_err(|e| anyhow::anyhow!("seeding: {e}"))
+}

@@ -1,0 +1,341 @@
+//! Every storefront service through `app().oneshot(...)`, the order service against a real
+//! product service on a loopback socket, and the safety properties: idempotent orders under
+//! concurrent retries, no cross-user access, refused missing and forged tokens, passwords
+//! never stored in clear, and bad bodies answered with JSON errors naming the problem.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use storefront::common::app::Limits;
+use storefront::common::auth::Keys;
+use storefront::{Service, Settings, app};
+use tower::ServiceExt;
+
+const SECRET: &str = "test-secret-of-at-least-16-bytes";
+
+fn settings(dir: &Path, urls: BTreeMap<&'static str, String>) -> Settings {
+    Settings {
+        data_dir: dir.to_owned(),
+        limits: Limits { concurrency: 16 },
+        keys: Keys::new(SECRET).unwrap(),
+        urls,
+        recommender_work: 100,
+    }
+}
+
+async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn token(user: i64, name: &str) -> String {
+    Keys::new(SECRET).unwrap().issue(user, name).unwrap()
+}
+
+/// Serves an app on a loopback port; returns its base URL.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn authen_registers_logs_in_and_never_keeps_passwords_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(Service::Authen, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let creds = json!({"username": "alice", "password": "correct horse battery"});
+    let (s, user) = call(&app, "POST", "/register", None, Some(creds.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let (s, _) = call(&app, "POST", "/register", None, Some(creds.clone())).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, login) = call(&app, "POST", "/login", None, Some(creds)).await;
+    assert_eq!(s, StatusCode::OK);
+    let t = login["token"].as_str().unwrap();
+    let (s, me) = call(&app, "GET", "/verify", Some(t), None).await;
+    assert_eq!((s, me["username"].as_str()), (StatusCode::OK, Some("alice")));
+    let (s, _) =
+        call(&app, "POST", "/login", None, Some(json!({"username": "alice", "password": "wrong password"}))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, e) = call(&app, "POST", "/register", None, Some(json!({"username": "bob", "password": "short"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["error"].as_str().unwrap().contains("password"), "{e}");
+    // The database holds an argon2id hash, never the password.
+    let raw = std::fs::read(dir.path().join("authen.sqlite")).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains("correct horse battery"));
+    let conn = rusqlite_open(&dir.path().join("authen.sqlite"));
+    let hash: String = conn.query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+}
+
+fn rusqlite_open(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[tokio::test]
+async fn missing_forged_and_expired_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(Service::Profile, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let (s, e) = call(&app, "GET", "/profile", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(e["error"].as_str().unwrap().contains("missing Authorization"));
+    let forged = Keys::new("another-secret-of-16-bytes!").unwrap().issue(1, "mallory").unwrap();
+    assert_eq!(call(&app, "GET", "/profile", Some(&forged), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&app, "GET", "/profile", Some("not.a.jwt"), None).await.0, StatusCode::UNAUTHORIZED);
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &storefront::common::auth::Claims { sub: 1, name: "old".into(), exp: 1_000_000 },
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(call(&app, "GET", "/profile", Some(&expired), None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn profile_is_always_ones_own_and_bodies_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(Service::Profile, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let (alice, bob) = (token(1, "alice"), token(2, "bob"));
+    let (s, p) = call(&app, "GET", "/profile", Some(&alice), None).await;
+    assert_eq!((s, p["display_name"].as_str()), (StatusCode::OK, Some("alice")));
+    let update = json!({"display_name": "Alice A.", "email": "alice@example.com", "favourite_sport": "tennis"});
+    let (s, p) = call(&app, "PUT", "/profile", Some(&alice), Some(update)).await;
+    assert_eq!((s, p["email"].as_str()), (StatusCode::OK, Some("alice@example.com")));
+    let (_, p) = call(&app, "GET", "/profile", Some(&bob), None).await;
+    assert_eq!(p["display_name"], "bob", "bob sees his own profile, not alice's");
+    let (s, e) = call(&app, "PUT", "/profile", Some(&bob), Some(json!({"display_name": "B", "role": "admin"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["error"].as_str().unwrap().contains("unknown field `role`"), "{e}");
+    let (s, e) = call(&app, "PUT", "/profile", Some(&bob), Some(json!({"display_name": "B", "email": "nope"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(e["error"].as_str().unwrap().contains("email"), "{e}");
+    // Not JSON, and too large.
+    let req = Request::builder()
+        .method("PUT")
+        .uri("/profile")
+        .header(header::AUTHORIZATION, format!("Bearer {bob}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let big = json!({"display_name": "x".repeat(20_000)});
+    let (s, _) = call(&app, "PUT", "/profile", Some(&bob), Some(big)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn product_lists_searches_and_shows_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(Service::Product, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let (s, page) = call(&app, "GET", "/products?page=2&per_page=10", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 10);
+    assert_eq!(page["items"][0]["id"], 11);
+    assert_eq!(page["total"], 500);
+    let (s, found) = call(&app, "GET", "/products/search?q=racket", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(found["total"].as_i64().unwrap() > 0);
+    assert!(found["items"].as_array().unwrap().iter().all(|p| p["name"].as_str().unwrap().contains("Racket")));
+    let (s, p) = call(&app, "GET", "/products/7", None, None).await;
+    assert_eq!((s, p["id"].as_i64()), (StatusCode::OK, Some(7)));
+    let (_, stock) = call(&app, "GET", "/products/7/stock", None, None).await;
+    assert_eq!(stock["stock"], 1000);
+    assert_eq!(call(&app, "GET", "/products/9999", None, None).await.0, StatusCode::NOT_FOUND);
+    let (s, e) = call(&app, "GET", "/products?per_page=1000", None, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("per_page"));
+}
+
+#[tokio::test]
+async fn booking_refuses_double_bookings_and_other_users_cancellations() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(Service::Booking, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let (alice, bob) = (token(1, "alice"), token(2, "bob"));
+    let (s, f) = call(&app, "GET", "/facilities", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(f.as_array().unwrap().len() >= 3);
+    let slot = json!({"facility_id": 1, "date": "2030-05-01", "hour": 18});
+    let (s, booking) = call(&app, "POST", "/bookings", Some(&alice), Some(slot.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{booking}");
+    let (s, e) = call(&app, "POST", "/bookings", Some(&bob), Some(slot)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    let (_, avail) = call(&app, "GET", "/facilities/1/availability?date=2030-05-01", None, None).await;
+    assert!(!avail["free"].as_array().unwrap().contains(&json!(18)));
+    let id = booking["id"].as_i64().unwrap();
+    assert_eq!(call(&app, "DELETE", &format!("/bookings/{id}"), Some(&bob), None).await.0, StatusCode::NOT_FOUND);
+    assert!(call(&app, "GET", "/bookings", Some(&bob), None).await.1.as_array().unwrap().is_empty());
+    assert_eq!(call(&app, "DELETE", &format!("/bookings/{id}"), Some(&alice), None).await.0, StatusCode::NO_CONTENT);
+    let (s, _) =
+        call(&app, "POST", "/bookings", Some(&alice), Some(json!({"facility_id": 1, "date": "2030-13-01", "hour": 9})))
+            .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) =
+        call(&app, "POST", "/bookings", Some(&alice), Some(json!({"facility_id": 1, "date": "2030-05-01", "hour": 3})))
+            .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(call(&app, "POST", "/bookings", None, Some(json!({}))).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// Product served for real, order and recommender through `oneshot`.
+async fn order_stack(dir: &Path) -> (Router, Router, Router) {
+    let product = app(Service::Product, &settings(dir, BTreeMap::new())).unwrap();
+    let product_url = serve(product.clone()).await;
+    let mut urls = BTreeMap::new();
+    urls.insert("product", product_url);
+    let order = app(Service::Order, &settings(dir, urls.clone())).unwrap();
+    urls.insert("order", serve(order.clone()).await);
+    let recommender = app(Service::Recommender, &settings(dir, urls)).unwrap();
+    (product, order, recommender)
+}
+
+async fn place(order: &Router, token: &str, key: &str, items: Value) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/orders")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(json!({ "items": items }).to_string()))
+        .unwrap();
+    let res = order.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_of_one_order_create_it_once_and_take_stock_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (product, order, _) = order_stack(dir.path()).await;
+    let alice = token(1, "alice");
+    let items = json!([{"product_id": 3, "quantity": 2}, {"product_id": 4, "quantity": 1}]);
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let (order, alice, items) = (order.clone(), alice.clone(), items.clone());
+            tokio::spawn(async move { place(&order, &alice, "checkout-42", items).await })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for a in attempts {
+        let (status, body) = a.await.unwrap();
+        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status} {body}");
+        created += usize::from(status == StatusCode::CREATED);
+        assert_eq!(body["status"], "placed");
+        ids.insert(body["id"].as_i64().unwrap());
+    }
+    assert_eq!((ids.len(), created), (1, 1), "one order, created once");
+    let (_, s3) = call(&product, "GET", "/products/3/stock", None, None).await;
+    let (_, s4) = call(&product, "GET", "/products/4/stock", None, None).await;
+    assert_eq!((s3["stock"].as_i64(), s4["stock"].as_i64()), (Some(998), Some(999)), "stock taken once");
+
+    // Another key is another order; the list is one's own only.
+    let (s, _) = place(&order, &alice, "checkout-43", json!([{"product_id": 3, "quantity": 1}])).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, mine) = call(&order, "GET", "/orders", Some(&alice), None).await;
+    assert_eq!(mine.as_array().unwrap().len(), 2);
+    let bob = token(2, "bob");
+    assert!(call(&order, "GET", "/orders", Some(&bob), None).await.1.as_array().unwrap().is_empty());
+    let id = ids.first().unwrap();
+    assert_eq!(call(&order, "GET", &format!("/orders/{id}"), Some(&bob), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&order, "GET", &format!("/orders/{id}"), Some(&alice), None).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_refused_without_stock_or_key_and_recommendations_follow_baskets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (product, order, recommender) = order_stack(dir.path()).await;
+    let alice = token(1, "alice");
+    let (s, body) =
+        place(&order, &alice, "too-many", json!([{"product_id": 5, "quantity": 2}, {"product_id": 50, "quantity": 6}]))
+            .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["status"], "rejected");
+    assert!(body["detail"].as_str().unwrap().contains("product 50 has only 5 in stock"), "{body}");
+    assert_eq!(call(&product, "GET", "/products/5/stock", None, None).await.1["stock"], 1000, "nothing taken");
+    let req = Request::builder()
+        .method("POST")
+        .uri("/orders")
+        .header(header::AUTHORIZATION, format!("Bearer {alice}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"items": [{"product_id": 1, "quantity": 1}]}).to_string()))
+        .unwrap();
+    assert_eq!(order.clone().oneshot(req).await.unwrap().status(), StatusCode::BAD_REQUEST, "no Idempotency-Key");
+
+    for (i, basket) in [[10, 11], [10, 11], [10, 12]].iter().enumerate() {
+        let items = json!([{"product_id": basket[0], "quantity": 1}, {"product_id": basket[1], "quantity": 1}]);
+        assert_eq!(place(&order, &alice, &format!("b{i}"), items).await.0, StatusCode::CREATED);
+    }
+    let (s, recs) = call(&recommender, "GET", "/recommendations/10?limit=5", Some(&alice), None).await;
+    assert_eq!(s, StatusCode::OK, "{recs}");
+    let ids: Vec<i64> = recs.as_array().unwrap().iter().map(|r| r["product_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [11, 12], "bought together twice ranks first");
+    assert_eq!(call(&recommender, "GET", "/recommendations/10", None, None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_routes_counts_per_service_and_hides_internal_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let product_url = serve(app(Service::Product, &settings(dir.path(), BTreeMap::new())).unwrap()).await;
+    let mut urls = BTreeMap::new();
+    urls.insert("product", product_url);
+    let gateway = app(Service::Gateway, &settings(dir.path(), urls)).unwrap();
+    // Through a real socket: the gateway itself is served too.
+    let base = serve(gateway).await;
+    let http = reqwest::Client::new();
+    let page: Value =
+        http.get(format!("{base}/api/product/products?per_page=3")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 3);
+    let missing = http.get(format!("{base}/api/product/products/9999")).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let internal = http.post(format!("{base}/api/product/internal/reserve")).body("{}").send().await.unwrap();
+    assert_eq!(internal.status(), StatusCode::NOT_FOUND, "internal routes are not exposed");
+    let unknown = http.get(format!("{base}/api/nope/x")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"gateway_requests_total{service="product",status="200"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"gateway_requests_total{service="product",status="404"} 2"#), "{metrics}");
+    assert!(metrics.contains("gateway_request_duration_seconds_bucket"), "{metrics}");
+    assert!(metrics.contains("process_resident_memory_bytes"), "{metrics}");
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_service_exposes_health_and_request_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    for service in Service::ALL {
+        let app = app(service, &settings(dir.path(), BTreeMap::new())).unwrap();
+        assert_eq!(call(&app, "GET", "/healthz", None, None).await.0, StatusCode::OK, "{service:?}");
+        assert_eq!(call(&app, "GET", "/readyz", None, None).await.0, StatusCode::OK, "{service:?}");
+    }
+    let app = app(Service::Product, &settings(dir.path(), BTreeMap::new())).unwrap();
+    call(&app, "GET", "/products/1", None, None).await;
+    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{service="product",route="/products/{id}",method="GET",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("http_requests_in_flight"), "{text}");
+    assert!(text.contains("process_cpu_seconds"), "{text}");
+}
