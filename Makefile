@@ -11,12 +11,13 @@ export PRESCALE_VENV := $(VENV)
 # k6 and the venv's tools on PATH for tests, the demo and load runs.
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test demo bench lint fmt
+.PHONY: help setup build test demo bench lint fmt load
 
 help:
 	@echo "make demo   run the whole loop locally"
 	@echo "make test   run every test"
 	@echo "make bench  run the benchmarks and print their figures (BACKTESTS=0: skip the 30-minute backtests)"
+	@echo "make load   run the storefront locally and drive it with k6 (journeys, then a trace-shaped profile)"
 	@echo "make lint   rustfmt check and clippy with warnings as errors"
 	@echo "make setup  install libtorch (torch wheel), k6 and Prometheus; idempotent"
 
@@ -35,6 +36,22 @@ lint: setup
 
 fmt:
 	$(CARGO) fmt --all
+
+# k6 against a local `storefront all` (development JWT secret, data under target-load/).
+# TRACE, COMPRESS and PEAK shape the profile run; the built-in default is a one-day
+# synthetic trace when ../shared/traces is absent.
+LOAD_DURATION ?= 1m
+TRACE ?= $(firstword $(wildcard ../shared/traces/azure_functions_1day_1min.csv) loadtest/synthetic_day_1min.csv)
+COMPRESS ?= 288
+PEAK ?= 50
+load: setup
+	$(CARGO) build -p storefront
+	@mkdir -p target-load; rm -rf target-load/data
+	@set -m; "$${CARGO_TARGET_DIR:-target}/debug/storefront" --dev --data-dir target-load/data all > target-load/storefront.log 2>&1 & pid=$$!; \
+	  trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	  for i in $$(seq 1 100); do curl -sf http://127.0.0.1:8080/api/product/products?per_page=1 > /dev/null && break; sleep 0.2; done; \
+	  k6 run -e BASE_URL=http://127.0.0.1:8080 -e DURATION=$(LOAD_DURATION) -e VUS=10 loadtest/journeys.js && \
+	  k6 run -e BASE_URL=http://127.0.0.1:8080 -e TRACE=$(abspath $(TRACE)) -e COMPRESS=$(COMPRESS) -e PEAK=$(PEAK) loadtest/profile.js
 
 # Micro-benchmarks run with the dev profile (dependencies optimised, see Cargo.toml):
 # the heavy work is in libtorch either way, and a release build of polars and the AWS

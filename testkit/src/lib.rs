@@ -2,9 +2,11 @@
 //!
 //! - [`s3`]: an S3 protocol server (`s3s-fs`) served in-process on a loopback port, with
 //!   credentials, that a test can stop and restart on the same port to play an outage.
+//! - [`tools`]: k6, found where `make setup` installs it, and free ports.
 //! - [`traces`]: where the shared real traces are, and a loud message when they are not.
 
 pub mod s3;
+pub mod tools;
 pub mod traces;
 
 /// Training settings (TOML) for a tiny transformer that trains in seconds on CPU: what
