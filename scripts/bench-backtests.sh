@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# The forecast benchmark of ../shared/specs/evaluation.md on the three headline traces:
-# `prescale-trainer backtest` on each, files under $OUT (default target-bench/backtest),
-# the score table and wall time printed. Needs ../shared/traces beside the repository.
+# The two benchmarks of ../shared/specs/evaluation.md on the three headline traces, as the
+# README reports them: `prescale-trainer train` (the backtest, its files, and the model
+# stored) then `prescale-scaler simulate` with that model. Files under $OUT (default
+# target-bench); needs ../shared/traces beside the repository (or $PRESCALE_TRACES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 traces="${PRESCALE_TRACES:-../shared/traces}"
-out="${OUT:-target-bench/backtest}"
+out="${OUT:-target-bench}"
+budget="${MAX_SECONDS:-420}"
 if [[ ! -d "$traces" ]]; then
   echo "*** bench-backtests: traces folder $traces is missing (set PRESCALE_TRACES) ***" >&2
   exit 1
 fi
-cargo build -q -p prescale-trainer
-bin="${CARGO_TARGET_DIR:-target}/debug/prescale-trainer"
+cargo build -q -p prescale-trainer -p prescale-scaler
+bin="${CARGO_TARGET_DIR:-target}/debug"
+mkdir -p "$out"
 for t in nasa_http_1995_30s worldcup98_1min twitter_stream_2021_08_30s; do
-  echo "== backtest $t"
+  echo "== $t: backtest (training budget $budget s)"
   start=$(date +%s)
-  "$bin" backtest --trace "$traces/$t.csv" --out "$out/$t" 2> "$out-$t.log" || { cat "$out-$t.log" >&2; exit 1; }
+  "$bin/prescale-trainer" --max-seconds "$budget" train --trace "$traces/$t.csv" --models "$out/models/$t" \
+    --out "$out/backtest/$t" 2> "$out/$t-train.log" | tee "$out/$t-train.out" || { cat "$out/$t-train.log" >&2; exit 1; }
   echo "wall time: $(( $(date +%s) - start )) s"
+  version=$(grep -o 'stored model [0-9TZ]*' "$out/$t-train.out" | cut -d' ' -f3)
+  echo "== $t: scaling simulation with model $version"
+  "$bin/prescale-scaler" simulate --trace "$traces/$t.csv" --models "$out/models/$t" --version "$version" \
+    --out "$out/simulate/$t" 2> "$out/$t-simulate.log" || { cat "$out/$t-simulate.log" >&2; exit 1; }
 done

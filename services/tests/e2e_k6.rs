@@ -75,3 +75,19 @@ fn a_k6_journey_passes_its_checks_and_moves_the_metrics() {
     let product = get(&format!("http://127.0.0.1:{}/metrics", ports[4].1)).unwrap();
     assert!(product.contains(r#"route="/products/{id}",method="GET",status="200""#), "{product}");
 }
+
+#[test]
+fn refuses_to_start_without_a_signing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .env_remove("STOREFRONT_JWT_SECRET")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", "authen", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("STOREFRONT_JWT_SECRET") && err.contains("--dev"), "{err}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was created");
+}
