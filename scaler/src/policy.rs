@@ -6,7 +6,8 @@
 //!    horizon): a pod started now is ready from `now + startup`, and the steps before
 //!    that are served by pods earlier decisions started (the stabilisation window keeps
 //!    them); without a forecast, current demand (`reactive`);
-//! 2. **reactive floor**: never below what current demand needs;
+//! 2. **reactive floor**: never below what current demand needs at the floor's utilisation
+//!    target (1.0: exactly what it needs; 0.7: the HPA's usual headroom);
 //! 3. **stabilisation**: scale down only to the highest recommendation of the last
 //!    `scale_down_window` steps, so a dip does not drop pods that are needed again soon;
 //! 4. **largest change**: at most `max_change` replicas up or down per decision;
@@ -49,6 +50,10 @@ pub struct PolicyConfig {
     pub quantile: Quantile,
     /// Extra share of demand to provision for (0.1 = 10% more).
     pub headroom: f64,
+    /// Utilisation the reactive floor provisions current demand at (0 to 1; 1 covers it
+    /// exactly).
+    #[serde(default = "full_utilisation")]
+    pub floor_utilisation: f64,
     /// Scale-down stabilisation window, in steps (0: scale down at once).
     pub scale_down_window: usize,
     /// Largest change of replicas per decision; `None`: unlimited.
@@ -76,6 +81,10 @@ pub enum PolicyError {
     },
 }
 
+fn full_utilisation() -> f64 {
+    1.0
+}
+
 impl PolicyConfig {
     /// Checks the settings, naming the first bad one.
     pub fn validate(&self) -> Result<(), PolicyError> {
@@ -88,6 +97,9 @@ impl PolicyConfig {
         }
         if !(self.headroom.is_finite() && self.headroom >= 0.0) {
             return bad("headroom", format!("{} is not a non-negative share", self.headroom));
+        }
+        if !(self.floor_utilisation > 0.0 && self.floor_utilisation <= 1.0) {
+            return bad("floor_utilisation", format!("{} is not in (0, 1]", self.floor_utilisation));
         }
         if self.lookahead_steps < self.startup_steps {
             return bad(
@@ -189,7 +201,7 @@ impl Policy {
             }
             None => None,
         };
-        let floor = input.demand_now.map_or(0, |d| replicas_for(d, c.capacity));
+        let floor = input.demand_now.map_or(0, |d| replicas_for(d / c.floor_utilisation, c.capacity));
         let (mut n, mut reason) =
             match forecast.and_then(|f| forecast_need(f, c.startup_steps, c.lookahead_steps, c.capacity, c.headroom)) {
                 Some((n, ahead)) => (n, Reason::Forecast { at_seconds: (ahead as f64 * step_seconds).round() as u32 }),
@@ -237,6 +249,7 @@ mod tests {
             lookahead_steps: 10,
             quantile: Quantile::P90,
             headroom: 0.0,
+            floor_utilisation: 1.0,
             scale_down_window: 1,
             max_change: None,
         }
@@ -270,6 +283,8 @@ mod tests {
     fn reactive_floor_and_no_forecast() {
         let mut p = Policy::new(config()).unwrap();
         assert_eq!(decide(&mut p, &[1.0; 6], &[1.0; 6], Some(95.0), 3), (10, Reason::ReactiveFloor));
+        let mut hpa_like = Policy::new(PolicyConfig { floor_utilisation: 0.7, ..config() }).unwrap();
+        assert_eq!(decide(&mut hpa_like, &[1.0; 6], &[1.0; 6], Some(70.0), 3), (10, Reason::ReactiveFloor));
         let r = p.decide(Input { forecast: None, demand_now: Some(42.0), replicas_now: 3 }, 30.0).unwrap();
         assert_eq!(r, (5, Reason::Reactive));
     }
@@ -302,6 +317,7 @@ mod tests {
         assert!(err(PolicyConfig { min_replicas: 5, max_replicas: 2, ..config() }).contains("above max_replicas"));
         assert!(err(PolicyConfig { headroom: -0.1, ..config() }).contains("headroom"));
         assert!(err(PolicyConfig { lookahead_steps: 2, ..config() }).contains("shorter than the pod startup"));
+        assert!(err(PolicyConfig { floor_utilisation: 0.0, ..config() }).contains("floor_utilisation"));
         let mut p = Policy::new(config()).unwrap();
         let bad = |p: &mut Policy, p90: &[f64], now| {
             p.decide(Input { forecast: Some((&[1.0; 3], p90)), demand_now: now, replicas_now: 1 }, 30.0)

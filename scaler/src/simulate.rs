@@ -173,9 +173,16 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
         sim::score(name, &demand[from..from + desired.len()], desired, capacity, startup, step)
     };
 
-    // Tune on validation only.
+    // Tune on validation only. There, demand above what the largest cluster serves is
+    // capped at it: such steps are short under any policy and would otherwise tie every
+    // candidate; capped, they still ask whether the cluster was at its largest in time.
     let (vs, ve) = (split.valid_start, split.test_start);
-    let valid_hpa = outcome("hpa", vs, &sim::hpa(&demand[vs..ve], capacity, hpa_window));
+    let most = f64::from(MAX_REPLICAS) * capacity;
+    let capped: Vec<Option<f64>> = demand.iter().map(|d| d.map(|v| v.min(most))).collect();
+    let tuning_outcome = |name: &str, from: usize, desired: &[u32]| {
+        sim::score(name, &capped[from..from + desired.len()], desired, capacity, startup, step)
+    };
+    let valid_hpa = tuning_outcome("hpa", vs, &sim::hpa(&demand[vs..ve], capacity, hpa_window));
     let mut candidates = Vec::new();
     let mut lookaheads = vec![startup, startup + (horizon - startup) / 2, horizon];
     lookaheads.dedup();
@@ -184,7 +191,9 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     for quantile in [Quantile::P50, Quantile::P90] {
         for headroom in [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0] {
             for &lookahead_steps in &lookaheads {
-                for &scale_down_window in &windows {
+                for (&scale_down_window, floor_utilisation) in
+                    windows.iter().flat_map(|w| [(w, 1.0), (w, 0.85), (w, 0.7)])
+                {
                     let config = PolicyConfig {
                         capacity,
                         min_replicas: MIN_REPLICAS,
@@ -193,10 +202,11 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
                         lookahead_steps,
                         quantile,
                         headroom,
+                        floor_utilisation,
                         scale_down_window,
                         max_change: None,
                     };
-                    let o = outcome("predictive", vs, &predictive(series, &forecasts, &config, vs, ve)?);
+                    let o = tuning_outcome("predictive", vs, &predictive(series, &forecasts, &config, vs, ve)?);
                     candidates.push((config, o));
                 }
             }
