@@ -76,6 +76,15 @@ impl ServiceId {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Whether a user's selector names this service: `namespace/name`, or just `name`
+    /// (any namespace), as command lines accept them.
+    pub fn matches(&self, selector: &str) -> bool {
+        match selector.split_once('/') {
+            Some((ns, name)) => self.namespace == ns && self.name == name,
+            None => self.name == selector,
+        }
+    }
 }
 
 impl fmt::Display for ServiceId {

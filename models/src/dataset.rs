@@ -38,12 +38,8 @@ pub async fn read_rows(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<Feat
 /// The series of one service (`namespace/name`, or just `name` when only one namespace
 /// has it) from collector rows, with the other features as covariates.
 pub fn service_series(rows: &[FeatureRow], service: &str) -> Result<Series, DataError> {
-    let matches = |r: &FeatureRow| match service.split_once('/') {
-        Some((ns, name)) => r.service.namespace() == ns && r.service.name() == name,
-        None => r.service.name() == service,
-    };
     let mut by_time: BTreeMap<DateTime<Utc>, &FeatureRow> = BTreeMap::new();
-    for row in rows.iter().filter(|r| matches(r)) {
+    for row in rows.iter().filter(|r| r.service.matches(service)) {
         if let Some(prev) = by_time.insert(row.timestamp, row) {
             if prev.service != row.service {
                 return Err(DataError::Parquet(format!(

@@ -117,11 +117,6 @@ impl Applier {
         Self { client, shadow, max_conflicts: 5 }
     }
 
-    /// Whether this applier only reports.
-    pub fn shadow(&self) -> bool {
-        self.shadow
-    }
-
     /// Sets the Deployment's replicas to `desired`.
     pub async fn apply(&self, target: &Target, desired: u32) -> Result<Applied, ApplyError> {
         if desired < target.min_replicas || desired > target.max_replicas {

@@ -9,6 +9,7 @@ use prescale_models::artifact::{self, Manifest};
 use prescale_models::forecaster::{TrainConfig, TransformerModel};
 use prescale_models::series::Series;
 use prescale_scaler::{report, simulate};
+use prescale_trainer::input::S3Args;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +18,8 @@ use prescale_scaler::{report, simulate};
     about = "Prescale's replica policy: simulate it, estimate capacity, apply decisions to Kubernetes"
 )]
 struct Cli {
+    #[command(flatten)]
+    s3: S3Args,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,11 +79,10 @@ enum Command {
 }
 
 /// A stored model and its manifest.
-fn load_model(models: &str, version: Option<&str>) -> anyhow::Result<(TransformerModel, Manifest)> {
+fn load_model(s3: &S3Args, models: &str, version: Option<&str>) -> anyhow::Result<(TransformerModel, Manifest)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let location: prescale_core::Location = models.parse()?;
-        let store = prescale_core::store::open(&location, &Default::default()).await?;
+        let store = s3.open(models).await?;
         let (manifest, model) = match version {
             Some(v) => artifact::load_version(store.as_ref(), v, tch::Device::Cpu).await?,
             None => artifact::load_latest(store.as_ref(), tch::Device::Cpu).await?,
@@ -97,10 +99,11 @@ struct SimulateArgs<'a> {
     max_seconds: Option<f64>,
     models: Option<&'a str>,
     version: Option<&'a str>,
+    s3: &'a S3Args,
 }
 
 fn simulate_cmd(args: SimulateArgs<'_>) -> anyhow::Result<()> {
-    let SimulateArgs { trace, out, capacity, train_config, max_seconds, models, version } = args;
+    let SimulateArgs { trace, out, capacity, train_config, max_seconds, models, version, s3 } = args;
     let mut config: TrainConfig = match train_config {
         Some(path) => prescale_core::config::load_file(path)?,
         None => TrainConfig::default(),
@@ -113,7 +116,7 @@ fn simulate_cmd(args: SimulateArgs<'_>) -> anyhow::Result<()> {
     let mut bars = prescale_trainer::progress::Bars::new();
     let source = match models {
         Some(models) => {
-            let (model, manifest) = load_model(models, version)?;
+            let (model, manifest) = load_model(s3, models, version)?;
             eprintln!("simulate: using model {} from {models}", manifest.version);
             simulate::ModelSource::Trained(Box::new(model), Box::new(manifest))
         }
@@ -146,20 +149,13 @@ fn simulate_cmd(args: SimulateArgs<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn estimate_capacity(data: &str, service: &str, objective: f64, quantile: f64) -> anyhow::Result<()> {
+fn estimate_capacity(s3: &S3Args, data: &str, service: &str, objective: f64, quantile: f64) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let rows = runtime.block_on(async {
-        let location: prescale_core::Location = data.parse()?;
-        let store = prescale_core::store::open(&location, &Default::default()).await?;
+        let store = s3.open(data).await?;
         anyhow::Ok(prescale_models::dataset::read_rows(store.as_ref(), "").await?)
     })?;
-    let ours: Vec<_> = rows
-        .iter()
-        .filter(|r| match service.split_once('/') {
-            Some((ns, name)) => r.service.namespace() == ns && r.service.name() == name,
-            None => r.service.name() == service,
-        })
-        .collect();
+    let ours: Vec<_> = rows.iter().filter(|r| r.service.matches(service)).collect();
     if ours.is_empty() {
         anyhow::bail!("no rows for service {service:?} in {data}");
     }
@@ -200,7 +196,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::EstimateCapacity { data, service, latency_objective, quantile } => {
-            estimate_capacity(data, service, *latency_objective, *quantile)
+            estimate_capacity(&cli.s3, data, service, *latency_objective, *quantile)
         }
         Command::Simulate { trace, out, capacity, train_config, max_seconds, models, version } => {
             simulate_cmd(SimulateArgs {
@@ -211,6 +207,7 @@ fn main() -> ExitCode {
                 max_seconds: *max_seconds,
                 models: models.as_deref(),
                 version: version.as_deref(),
+                s3: &cli.s3,
             })
         }
     };

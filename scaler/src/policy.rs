@@ -172,11 +172,6 @@ impl Policy {
         Ok(Self { config, recent: VecDeque::new() })
     }
 
-    /// The settings.
-    pub fn config(&self) -> &PolicyConfig {
-        &self.config
-    }
-
     /// Decides the replicas for this step and why. Bad input changes nothing.
     pub fn decide(&mut self, input: Input<'_>, step_seconds: f64) -> Result<(u32, Reason), PolicyError> {
         let c = &self.config;

@@ -169,7 +169,8 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     let forecasts = StepForecasts::of(&model, series, split.valid_start)?;
     let demand = &series.values;
     let hpa_window = series.grid.steps_in(HPA_WINDOW);
-    let outcome = |name: &str, from: usize, desired: &[u32]| {
+    // Scores decisions made from step `from` on against a demand series.
+    let outcome = |name: &str, demand: &[Option<f64>], from: usize, desired: &[u32]| {
         sim::score(name, &demand[from..from + desired.len()], desired, capacity, startup, step)
     };
 
@@ -179,10 +180,7 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     let (vs, ve) = (split.valid_start, split.test_start);
     let most = f64::from(MAX_REPLICAS) * capacity;
     let capped: Vec<Option<f64>> = demand.iter().map(|d| d.map(|v| v.min(most))).collect();
-    let tuning_outcome = |name: &str, from: usize, desired: &[u32]| {
-        sim::score(name, &capped[from..from + desired.len()], desired, capacity, startup, step)
-    };
-    let valid_hpa = tuning_outcome("hpa", vs, &sim::hpa(&demand[vs..ve], capacity, hpa_window));
+    let valid_hpa = outcome("hpa", &capped, vs, &sim::hpa(&demand[vs..ve], capacity, hpa_window));
     let mut candidates = Vec::new();
     let mut lookaheads = vec![startup, startup + (horizon - startup) / 2, horizon];
     lookaheads.dedup();
@@ -206,7 +204,7 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
                         scale_down_window,
                         max_change: None,
                     };
-                    let o = tuning_outcome("predictive", vs, &predictive(series, &forecasts, &config, vs, ve)?);
+                    let o = outcome("predictive", &capped, vs, &predictive(series, &forecasts, &config, vs, ve)?);
                     candidates.push((config, o));
                 }
             }
@@ -231,7 +229,8 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
         ("predictive", predictive(series, &forecasts, &tuning.policy, split.test_start, series.len())?),
         ("oracle", sim::oracle(test, capacity, startup)),
     ];
-    let mut outcomes: Vec<Outcome> = decisions.iter().map(|(name, d)| outcome(name, split.test_start, d)).collect();
+    let mut outcomes: Vec<Outcome> =
+        decisions.iter().map(|(name, d)| outcome(name, demand, split.test_start, d)).collect();
     sim::compare(&mut outcomes);
     Ok(Simulation { capacity, test_start: split.test_start, decisions, outcomes, tuning, training_seconds })
 }

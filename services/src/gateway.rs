@@ -71,8 +71,9 @@ pub struct GatewayState {
     pub metrics: IngressMetrics,
 }
 
-/// Headers passed through to services and back.
-const FORWARDED: [header::HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+/// Headers passed through to services.
+const FORWARDED: [header::HeaderName; 4] =
+    [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::HeaderName::from_static("idempotency-key")];
 
 async fn forward(
     state: &GatewayState,
@@ -92,7 +93,7 @@ async fn forward(
         None => format!("{base}/{path}"),
     };
     let mut req = state.http.request(method, url).body(body);
-    for name in FORWARDED.iter().chain(std::iter::once(&header::HeaderName::from_static("idempotency-key"))) {
+    for name in &FORWARDED {
         if let Some(v) = headers.get(name) {
             req = req.header(name, v);
         }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{FromRef, Path, Query, State};
@@ -25,7 +26,13 @@ pub struct Counts {
     pub product: HashMap<i64, u64>,
     /// Orders holding both products (both orders of each pair).
     pub pair: HashMap<(i64, i64), u64>,
+    /// When the order service was last read.
+    pub refreshed: Option<Instant>,
 }
+
+/// How stale the counts may be: requests within it score without calling the order
+/// service, so a burst of recommendations costs one read, not one per request.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 impl Counts {
     /// Adds a basket.
@@ -77,9 +84,12 @@ pub struct Recommendation {
     pub score: f64,
 }
 
-/// Reads new baskets from the order service.
+/// Reads new baskets from the order service, at most once per [`REFRESH_EVERY`].
 async fn refresh(s: &RecommenderState) -> Result<(), ApiError> {
     let mut counts = s.counts.lock().await;
+    if counts.refreshed.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+        return Ok(());
+    }
     loop {
         let baskets: Vec<Basket> = s
             .http
@@ -92,6 +102,7 @@ async fn refresh(s: &RecommenderState) -> Result<(), ApiError> {
             .await
             .map_err(ApiError::upstream)?;
         if baskets.is_empty() {
+            counts.refreshed = Some(Instant::now());
             return Ok(());
         }
         for b in &baskets {
