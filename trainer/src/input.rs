@@ -26,30 +26,19 @@ pub struct DataArgs {
     pub service: Option<String>,
 }
 
-/// How to reach S3 for `s3://` locations.
+/// How to reach S3 for `s3://` locations: the shared `--s3-*` flags.
 #[derive(Debug, Clone, Args)]
 pub struct S3Args {
-    /// S3-compatible endpoint (unset for AWS).
-    #[arg(long, global = true, env = "PRESCALE_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region.
-    #[arg(long, global = true, env = "PRESCALE_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Address buckets by path (most self-hosted S3 servers need it).
-    #[arg(long, global = true, env = "PRESCALE_S3_PATH_STYLE")]
-    pub s3_path_style: bool,
+    /// The S3 options.
+    #[command(flatten)]
+    pub options: S3Options,
 }
 
 impl S3Args {
     /// Opens a store at a location string.
     pub async fn open(&self, location: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
         let location: Location = location.parse().with_context(|| format!("location {location:?}"))?;
-        let options = S3Options {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            path_style: self.s3_path_style,
-        };
-        Ok(store::open(&location, &options).await?)
+        Ok(store::open(&location, &self.options).await?)
     }
 
     /// Loads the series `data` names.

@@ -1,0 +1,458 @@
+//! The local spool: rows are durable here before a step counts as done, and stay until
+//! they are safely in the store.
+//!
+//! The folder holds:
+//! - `active.jsonl`: one line per step (`{"step": ..., "rows": [...]}`), appended and
+//!   `fsync`ed before the step counts as collected;
+//! - `sealed-<n>.jsonl`: former active files, closed at each flush interval. The flusher
+//!   turns each into Parquet objects whose names depend only on its content, puts them,
+//!   and only then deletes it; a flush cut short by a crash is redone with the same
+//!   names, so the store never holds a row twice;
+//! - `state.json`: the last step handled (`cursor`) and the steps still to fill from
+//!   Prometheus (`gaps`), replaced atomically;
+//! - `spool.lock`: held while a collector uses the folder.
+//!
+//! Every step lives in exactly one segment: a step is appended once, either live or when
+//! its gap is filled. On open, a torn last line (a crash mid-append) is cut off, and any
+//! step found in a segment is taken off the gaps and counts for the cursor, so a crash
+//! between appending and saving the state neither loses nor repeats a step.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use prescale_core::{FeatureRow, StepGrid};
+use serde::{Deserialize, Serialize};
+
+/// Why the spool failed; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// A file of the spool could not be read or written.
+    #[error("spool {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Another collector holds the folder.
+    #[error("spool {0} is in use by another collector (its spool.lock is held)")]
+    Locked(PathBuf),
+    /// A file of the spool holds something this collector did not write.
+    #[error("spool {path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.to_owned(), source }
+}
+
+/// One line of a segment: the rows of one step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// The step.
+    pub step: DateTime<Utc>,
+    /// One row per service.
+    pub rows: Vec<FeatureRow>,
+}
+
+/// An inclusive range of steps still to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// First missing step.
+    pub from: DateTime<Utc>,
+    /// Last missing step.
+    pub to: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    cursor: Option<DateTime<Utc>>,
+    gaps: Vec<Gap>,
+}
+
+/// What opening the spool found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes of a torn last line cut off the active file.
+    pub torn_bytes: u64,
+    /// Rows waiting in the active and sealed files.
+    pub pending_rows: u64,
+    /// Sealed files waiting for the flusher.
+    pub sealed: usize,
+}
+
+/// The spool, owned by the step loop. The flusher works on sealed files only, through
+/// [`sealed_segments`], [`read_segment`] and [`remove_segment`].
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    grid: StepGrid,
+    active: File,
+    active_rows: u64,
+    state: State,
+    _lock: File,
+}
+
+const ACTIVE: &str = "active.jsonl";
+const STATE: &str = "state.json";
+
+impl Spool {
+    /// Opens (creating) the spool in `dir` and recovers from any earlier crash.
+    pub fn open(dir: &Path, grid: StepGrid) -> Result<(Self, Recovery), SpoolError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("spool.lock");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        lock.try_lock().map_err(|_| SpoolError::Locked(dir.to_owned()))?;
+
+        let state_path = dir.join(STATE);
+        let mut state: State = match std::fs::read(&state_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| SpoolError::Corrupt { path: state_path.clone(), message: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(io(&state_path)(e)),
+        };
+
+        let active_path = dir.join(ACTIVE);
+        let mut recovery = Recovery::default();
+        let (active_records, torn) = read_records(&active_path, true)?;
+        recovery.torn_bytes = torn;
+        let mut seen: Vec<DateTime<Utc>> = active_records.iter().map(|r| r.step).collect();
+        let active_rows: u64 = active_records.iter().map(|r| r.rows.len() as u64).sum();
+        recovery.pending_rows = active_rows;
+        let sealed = sealed_segments(dir)?;
+        recovery.sealed = sealed.len();
+        for path in &sealed {
+            let (records, _) = read_records(path, false)?;
+            recovery.pending_rows += records.iter().map(|r| r.rows.len() as u64).sum::<u64>();
+            seen.extend(records.iter().map(|r| r.step));
+        }
+        for step in seen {
+            state.cursor = state.cursor.max(Some(step));
+            state.gaps = subtract(&state.gaps, step, step, grid);
+        }
+        let active = OpenOptions::new().create(true).append(true).open(&active_path).map_err(io(&active_path))?;
+        let spool = Self { dir: dir.to_owned(), grid, active, active_rows, state, _lock: lock };
+        spool.save_state()?;
+        sync_dir(dir)?;
+        Ok((spool, recovery))
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last step handled (collected, or given up as a gap).
+    pub fn cursor(&self) -> Option<DateTime<Utc>> {
+        self.state.cursor
+    }
+
+    /// Steps still to fill, oldest first.
+    pub fn gaps(&self) -> &[Gap] {
+        &self.state.gaps
+    }
+
+    /// Number of steps still to fill.
+    pub fn gap_steps(&self) -> u64 {
+        self.state.gaps.iter().map(|g| (self.grid.steps_between(g.from, g.to) + 1) as u64).sum()
+    }
+
+    /// Rows in the active file.
+    pub fn active_rows(&self) -> u64 {
+        self.active_rows
+    }
+
+    /// Appends the rows of some steps and makes them durable; then takes the steps off
+    /// the gaps and moves the cursor.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), SpoolError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join(ACTIVE);
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(|e| SpoolError::Corrupt { path: path.clone(), message: e.to_string() })?;
+            buf.push(b'\n');
+        }
+        self.active.write_all(&buf).map_err(io(&path))?;
+        self.active.sync_data().map_err(io(&path))?;
+        self.active_rows += records.iter().map(|r| r.rows.len() as u64).sum::<u64>();
+        let gaps_before = self.state.gaps.clone();
+        for r in records {
+            self.state.cursor = self.state.cursor.max(Some(r.step));
+            self.state.gaps = subtract(&self.state.gaps, r.step, r.step, self.grid);
+        }
+        // The cursor alone can be recovered from the active file; the gaps cannot.
+        if self.state.gaps != gaps_before {
+            self.save_state()?;
+        }
+        Ok(())
+    }
+
+    /// Records steps `[from, to]` as missed: to be filled from Prometheus later.
+    pub fn mark_missed(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), SpoolError> {
+        if to < from {
+            return Ok(());
+        }
+        let mut gaps = subtract(&self.state.gaps, from, to, self.grid);
+        gaps.push(Gap { from, to });
+        gaps.sort_by_key(|g| g.from);
+        self.state.gaps = merge(gaps, self.grid);
+        self.state.cursor = self.state.cursor.max(Some(to));
+        self.save_state()
+    }
+
+    /// Takes steps `[from, to]` off the gaps without rows: for steps no service existed
+    /// at, which have nothing to write.
+    pub fn forget(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), SpoolError> {
+        self.state.gaps = subtract(&self.state.gaps, from, to, self.grid);
+        self.save_state()
+    }
+
+    /// Closes the active file as the next sealed segment, for the flusher. Returns the
+    /// sealed file, or `None` when there was nothing to seal.
+    pub fn seal(&mut self) -> Result<Option<PathBuf>, SpoolError> {
+        if self.active_rows == 0 {
+            return Ok(None);
+        }
+        // The cursor must outlive the rows that prove it once the flusher deletes them.
+        self.save_state()?;
+        let active = self.dir.join(ACTIVE);
+        let next = sealed_segments(&self.dir)?
+            .last()
+            .and_then(|p| segment_number(p))
+            .map_or(1, |n| n + 1);
+        let sealed = self.dir.join(format!("sealed-{next:012}.jsonl"));
+        std::fs::rename(&active, &sealed).map_err(io(&sealed))?;
+        self.active = OpenOptions::new().create(true).append(true).open(&active).map_err(io(&active))?;
+        sync_dir(&self.dir)?;
+        self.active_rows = 0;
+        Ok(Some(sealed))
+    }
+
+    fn save_state(&self) -> Result<(), SpoolError> {
+        let path = self.dir.join(STATE);
+        let tmp = self.dir.join(".state.json.tmp");
+        let bytes = serde_json::to_vec(&self.state)
+            .map_err(|e| SpoolError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_data().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        sync_dir(&self.dir)
+    }
+}
+
+/// Total bytes of the spool's segment files.
+pub fn spool_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Sealed segments waiting in `dir`, oldest first.
+pub fn sealed_segments(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| segment_number(p).is_some())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn segment_number(path: &Path) -> Option<u64> {
+    path.file_name()?.to_str()?.strip_prefix("sealed-")?.strip_suffix(".jsonl")?.parse().ok()
+}
+
+/// The rows of a sealed segment.
+pub fn read_segment(path: &Path) -> Result<Vec<FeatureRow>, SpoolError> {
+    Ok(read_records(path, false)?.0.into_iter().flat_map(|r| r.rows).collect())
+}
+
+/// Deletes a flushed segment.
+pub fn remove_segment(path: &Path) -> Result<(), SpoolError> {
+    std::fs::remove_file(path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// The records of a segment. With `repair`, a torn or unparsable tail is cut off the
+/// file (returning its length); otherwise it is an error, because sealed files were
+/// complete when sealed.
+fn read_records(path: &Path, repair: bool) -> Result<(Vec<Record>, u64), SpoolError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let total = file.metadata().map_err(io(path))?.len();
+    let mut reader = BufReader::new(file);
+    let mut records = Vec::new();
+    let mut good: u64 = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        let complete = line.last() == Some(&b'\n');
+        match serde_json::from_slice::<Record>(&line) {
+            Ok(r) if complete => {
+                records.push(r);
+                good += n as u64;
+            }
+            _ => break,
+        }
+    }
+    let torn = total - good;
+    if torn > 0 {
+        if !repair {
+            return Err(SpoolError::Corrupt {
+                path: path.to_owned(),
+                message: format!("unreadable after byte {good} of {total}"),
+            });
+        }
+        tracing::warn!(path = %path.display(), torn, "cutting a torn tail off the spool (a crash mid-append); its step will be filled from Prometheus");
+        let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+        f.set_len(good).map_err(io(path))?;
+        f.sync_all().map_err(io(path))?;
+    }
+    Ok((records, torn))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// `gaps` without the steps `[from, to]`.
+fn subtract(gaps: &[Gap], from: DateTime<Utc>, to: DateTime<Utc>, grid: StepGrid) -> Vec<Gap> {
+    let step = grid.delta();
+    let mut out = Vec::with_capacity(gaps.len() + 1);
+    for g in gaps {
+        if g.to < from || g.from > to {
+            out.push(*g);
+            continue;
+        }
+        if g.from < from {
+            out.push(Gap { from: g.from, to: from - step });
+        }
+        if g.to > to {
+            out.push(Gap { from: to + step, to: g.to });
+        }
+    }
+    out
+}
+
+/// Sorted gaps with touching ranges joined.
+fn merge(gaps: Vec<Gap>, grid: StepGrid) -> Vec<Gap> {
+    let mut out: Vec<Gap> = Vec::with_capacity(gaps.len());
+    for g in gaps {
+        match out.last_mut() {
+            Some(last) if g.from <= last.to + grid.delta() => last.to = last.to.max(g.to),
+            _ => out.push(g),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use prescale_core::{Feature, ServiceId};
+
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn record(s: i64) -> Record {
+        let mut row = FeatureRow::empty(t(s), ServiceId::new("shop", "order").unwrap());
+        row.set(Feature::RequestsPerSecond, Some(s as f64 + 0.1));
+        Record { step: t(s), rows: vec![row] }
+    }
+
+    fn grid() -> StepGrid {
+        StepGrid::from_secs(1).unwrap()
+    }
+
+    #[test]
+    fn gaps_split_and_merge() {
+        let g = vec![Gap { from: t(0), to: t(10) }];
+        assert_eq!(subtract(&g, t(3), t(4), grid()), vec![Gap { from: t(0), to: t(2) }, Gap { from: t(5), to: t(10) }]);
+        assert_eq!(subtract(&g, t(0), t(10), grid()), vec![]);
+        let merged = merge(vec![Gap { from: t(0), to: t(2) }, Gap { from: t(3), to: t(5) }], grid());
+        assert_eq!(merged, vec![Gap { from: t(0), to: t(5) }]);
+    }
+
+    #[test]
+    fn rows_survive_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut spool, rec) = Spool::open(dir.path(), grid()).unwrap();
+            assert_eq!(rec, Recovery::default());
+            spool.append(&[record(0), record(1)]).unwrap();
+            spool.mark_missed(t(2), t(4)).unwrap();
+            spool.append(&[record(5)]).unwrap();
+            assert!(matches!(Spool::open(dir.path(), grid()), Err(SpoolError::Locked(_))));
+        }
+        // A crash mid-append leaves half a line.
+        let mut f = OpenOptions::new().append(true).open(dir.path().join(ACTIVE)).unwrap();
+        f.write_all(br#"{"step":"2023-11-14T22:13"#).unwrap();
+        drop(f);
+        let (mut spool, rec) = Spool::open(dir.path(), grid()).unwrap();
+        assert!(rec.torn_bytes > 0);
+        assert_eq!(rec.pending_rows, 3);
+        assert_eq!(spool.cursor(), Some(t(5)));
+        assert_eq!(spool.gaps(), &[Gap { from: t(2), to: t(4) }]);
+        assert_eq!(spool.gap_steps(), 3);
+        spool.append(&[record(3)]).unwrap();
+        assert_eq!(spool.gaps(), &[Gap { from: t(2), to: t(2) }, Gap { from: t(4), to: t(4) }]);
+        let sealed = spool.seal().unwrap().unwrap();
+        assert_eq!(read_segment(&sealed).unwrap().len(), 4);
+        assert_eq!(spool.seal().unwrap(), None, "nothing new to seal");
+        spool.append(&[record(6)]).unwrap();
+        let second = spool.seal().unwrap().unwrap();
+        assert_eq!(sealed_segments(dir.path()).unwrap(), vec![sealed.clone(), second]);
+        remove_segment(&sealed).unwrap();
+        drop(spool);
+        let (spool, rec) = Spool::open(dir.path(), grid()).unwrap();
+        assert_eq!((rec.pending_rows, rec.sealed), (1, 1));
+        assert_eq!(spool.cursor(), Some(t(6)), "the cursor outlives flushed rows");
+    }
+
+    #[test]
+    fn a_step_appended_before_a_crash_leaves_the_gaps_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut spool, _) = Spool::open(dir.path(), grid()).unwrap();
+            spool.mark_missed(t(0), t(3)).unwrap();
+        }
+        // The crash came after the append and before the state was saved.
+        let mut f = OpenOptions::new().append(true).open(dir.path().join(ACTIVE)).unwrap();
+        let mut line = serde_json::to_vec(&record(1)).unwrap();
+        line.push(b'\n');
+        f.write_all(&line).unwrap();
+        drop(f);
+        let (spool, _) = Spool::open(dir.path(), grid()).unwrap();
+        assert_eq!(spool.gaps(), &[Gap { from: t(0), to: t(0) }, Gap { from: t(2), to: t(3) }]);
+    }
+}
