@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         let _ = telemetry::init(&Default::default());
         return report(runtime.block_on(run_inspect(&cli.s3, location, table, *json)));
     }
-    let (config, catalog) = match config::load::<CollectorConfig>(cli.config.as_deref())
+    let (mut config, catalog) = match config::load::<CollectorConfig>(cli.config.as_deref())
         .map_err(|e| e.to_string())
         .and_then(|c| c.validate().map(|cat| (c, cat)))
     {
@@ -78,6 +78,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // The `--s3-*` flags (and their variables) win over `[store.s3]`.
+    let s3 = &mut config.store.s3;
+    s3.endpoint = cli.s3.endpoint.clone().or(s3.endpoint.take());
+    s3.region = cli.s3.region.clone().or(s3.region.take());
+    s3.path_style |= cli.s3.path_style;
     if let Err(e) = telemetry::init(&config.telemetry) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_CONFIG);

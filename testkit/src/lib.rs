@@ -2,9 +2,12 @@
 //!
 //! - [`s3`]: an S3 protocol server (`s3s-fs`) served in-process on a loopback port, with
 //!   credentials, that a test can stop and restart on the same port to play an outage.
+//! - [`prometheus`]: a real Prometheus on loopback, with history loaded by `promtool`,
+//!   that a test can stop and restart.
 //! - [`tools`]: k6, found where `make setup` installs it, and free ports.
 //! - [`traces`]: where the shared real traces are, and a loud message when they are not.
 
+pub mod prometheus;
 pub mod s3;
 pub mod tools;
 pub mod traces;

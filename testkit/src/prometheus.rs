@@ -1,0 +1,155 @@
+//! A real Prometheus on loopback (Debian's `prometheus` package, as `make setup` installs
+//! it), with history loaded by `promtool tsdb create-blocks-from openmetrics`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::tools::free_port;
+
+/// The `prometheus` binary: `$PROMETHEUS`, else on `PATH`. Panics loudly when missing.
+pub fn prometheus_bin() -> PathBuf {
+    tool("PROMETHEUS", "prometheus")
+}
+
+/// The `promtool` binary: `$PROMTOOL`, else on `PATH`. Panics loudly when missing.
+pub fn promtool_bin() -> PathBuf {
+    tool("PROMTOOL", "promtool")
+}
+
+fn tool(var: &str, name: &str) -> PathBuf {
+    let mut candidates: Vec<PathBuf> = std::env::var_os(var).map(PathBuf::from).into_iter().collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
+    }
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("\n\n*** {name} not found (${var} or PATH); `make setup` installs Debian's prometheus package ***\n")
+    })
+}
+
+/// Turns OpenMetrics text (ending in `# EOF`) into TSDB blocks in `data_dir`.
+pub fn load_openmetrics(data_dir: &Path, openmetrics: &str) {
+    std::fs::create_dir_all(data_dir).expect("creating the TSDB folder");
+    let file = data_dir.with_extension("om");
+    std::fs::write(&file, openmetrics).expect("writing the OpenMetrics file");
+    let out = Command::new(promtool_bin())
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&file)
+        .arg(data_dir)
+        .output()
+        .expect("running promtool");
+    assert!(
+        out.status.success(),
+        "promtool create-blocks-from failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Prometheus server; dropping it kills it.
+#[derive(Debug)]
+pub struct Prometheus {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with its TSDB in `dir/data` (history loaded with
+    /// [`load_openmetrics`] into that folder is served) and `scrape_configs` (YAML list
+    /// items, may be empty) scraped every `scrape_interval`. Waits until it is ready.
+    pub fn start(dir: &Path, scrape_interval: &str, scrape_configs: &str) -> Self {
+        let scrape = if scrape_configs.trim().is_empty() { "[]".to_owned() } else { format!("\n{scrape_configs}") };
+        let config = format!(
+            "global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\nscrape_configs: {scrape}\n"
+        );
+        std::fs::create_dir_all(dir.join("data")).expect("creating the Prometheus folder");
+        std::fs::write(dir.join("prometheus.yml"), config).expect("writing prometheus.yml");
+        let mut p = Self { dir: dir.to_owned(), port: free_port(), child: None };
+        p.launch();
+        p
+    }
+
+    /// The data folder, for [`load_openmetrics`].
+    pub fn data_dir(dir: &Path) -> PathBuf {
+        dir.join("data")
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("prometheus.log"))
+            .expect("opening the Prometheus log");
+        let child = Command::new(prometheus_bin())
+            .arg(format!("--config.file={}", self.dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", self.dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .arg("--storage.tsdb.retention.time=30d")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("http://127.0.0.1:{}/-/ready", self.port);
+        while Instant::now() < deadline {
+            if http_ok(&url) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+        panic!("Prometheus did not become ready in 60 s; its log:\n{log}");
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 10 s); the port then refuses connections.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether a GET of `url` answers 200, with a plain blocking socket (no runtime needed).
+fn http_ok(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let Ok(mut s) = std::net::TcpStream::connect(host) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
