@@ -21,11 +21,15 @@ pub struct TelemetryError {
 }
 
 /// Installs the global `tracing` subscriber: `RUST_LOG` if set, else `config.log`;
-/// JSON lines when `config.json`. Calling it twice keeps the first subscriber.
+/// JSON lines when `config.json`. Logs go to stderr, so that a command's stdout holds
+/// only its result. Calling it twice keeps the first subscriber.
 pub fn init(config: &TelemetryConfig) -> Result<(), TelemetryError> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.clone());
     let env_filter = EnvFilter::try_new(&filter).map_err(|source| TelemetryError { filter, source })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_span_events(FmtSpan::NONE);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_span_events(FmtSpan::NONE)
+        .with_writer(std::io::stderr);
     // try_init fails only when a subscriber is already set, which is fine (tests).
     let _ = if config.json { builder.json().try_init() } else { builder.try_init() };
     Ok(())

@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -24,6 +27,7 @@ pub struct S3Server {
     root: PathBuf,
     addr: SocketAddr,
     task: Option<JoinHandle<()>>,
+    put_delay_ms: Arc<AtomicU64>,
 }
 
 impl S3Server {
@@ -31,14 +35,14 @@ impl S3Server {
     pub async fn start(root: &Path) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let mut server = Self { root: root.to_owned(), addr, task: None };
+        let mut server = Self { root: root.to_owned(), addr, task: None, put_delay_ms: Arc::default() };
         server.serve(listener)?;
         Ok(server)
     }
 
     fn serve(&mut self, listener: TcpListener) -> std::io::Result<()> {
         let fs = s3s_fs::FileSystem::new(&self.root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-        let mut builder = S3ServiceBuilder::new(Faithful { fs, root: self.root.clone() });
+        let mut builder = S3ServiceBuilder::new(Faithful { fs, root: self.root.clone(), put_delay_ms: self.put_delay_ms.clone() });
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
         self.task = Some(tokio::spawn(async move {
@@ -55,6 +59,12 @@ impl S3Server {
             }
         }));
         Ok(())
+    }
+
+    /// Makes every later PUT wait this long before it is stored: a slow store, so a test
+    /// can crash a client in the middle of its writes.
+    pub fn set_put_delay(&self, delay: Duration) {
+        self.put_delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Creates a bucket (a folder of the root).
@@ -106,6 +116,7 @@ impl S3Server {
 struct Faithful {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
+    put_delay_ms: Arc<AtomicU64>,
 }
 
 #[async_trait::async_trait]
@@ -113,6 +124,10 @@ impl S3 for Faithful {
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         if !self.root.join(&req.input.bucket).is_dir() {
             return Err(s3_error!(NoSuchBucket));
+        }
+        let delay = self.put_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         self.fs.put_object(req).await
     }

@@ -97,3 +97,90 @@ pub fn write_config(dir: &Path, prometheus: &str, body: &str) -> (std::path::Pat
     std::fs::write(&path, text).unwrap();
     (path, format!("http://127.0.0.1:{port}/metrics"))
 }
+
+/// The storefront's services, each on its own free port, in this process.
+pub async fn start_storefront(data_dir: &Path) -> Vec<(&'static str, u16)> {
+    use std::collections::BTreeMap;
+
+    use storefront::common::app::Limits;
+    use storefront::common::auth::{DEV_SECRET, Keys};
+    use storefront::{Service, Settings, app};
+
+    let ports: BTreeMap<Service, u16> =
+        Service::ALL.iter().map(|s| (*s, prescale_testkit::tools::free_port())).collect();
+    let settings = Settings {
+        data_dir: data_dir.to_owned(),
+        limits: Limits { concurrency: 32 },
+        keys: Keys::new(DEV_SECRET).unwrap(),
+        urls: Settings::local_urls("127.0.0.1", &ports),
+        recommender_work: 1000,
+    };
+    for (service, port) in &ports {
+        let app = app(*service, &settings).unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", *port)).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    ports.into_iter().map(|(s, p)| (s.name(), p)).collect()
+}
+
+/// A Prometheus scrape job for the storefront: `namespace` and `service` target labels,
+/// as the storefront catalog expects (`honor_labels` keeps the metrics' own `service`).
+pub fn storefront_scrape(ports: &[(&str, u16)]) -> String {
+    let mut out = String::from("  - job_name: storefront\n    honor_labels: true\n    static_configs:\n");
+    for (name, port) in ports {
+        out.push_str(&format!(
+            "      - targets: [\"127.0.0.1:{port}\"]\n        labels: {{namespace: storefront, service: {name}}}\n"
+        ));
+    }
+    out
+}
+
+/// Collector settings for 1 s steps over the storefront.
+pub const STOREFRONT_COLLECTOR: &str = r#"step = "1s"
+query_delay = "1s"
+flush_interval = "3s"
+[catalog]
+base = "storefront"
+window = "5s"
+[services.discover]
+query = 'group by (namespace, service) (up{job="storefront"})'"#;
+
+/// Steps in order, each with its rows' service names; panics unless every step from the
+/// first to the last has exactly one row per service of `services`.
+pub fn assert_one_row_per_service_per_step(rows: &[FeatureRow], services: &[&str]) -> usize {
+    use std::collections::BTreeMap;
+    let mut by_step: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        assert_eq!(r.service.namespace(), "storefront");
+        by_step.entry(r.timestamp.timestamp_millis()).or_default().push(r.service.name().to_owned());
+    }
+    let mut want: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let first = *by_step.keys().next().expect("some rows");
+    let last = *by_step.keys().last().unwrap();
+    let mut problems = Vec::new();
+    for t in (first..=last).step_by(1000) {
+        let mut got = by_step.get(&t).cloned().unwrap_or_default();
+        got.sort();
+        if got != want {
+            problems.push(format!("step {t}: {got:?}"));
+        }
+    }
+    assert!(problems.is_empty(), "{} of {} steps are wrong:\n{}", problems.len(), (last - first) / 1000 + 1, problems.join("\n"));
+    ((last - first) / 1000 + 1) as usize
+}
+
+/// A GET returning the body, or `None`.
+pub async fn get(url: &str) -> Option<String> {
+    let r = reqwest::get(url).await.ok()?;
+    if r.status().is_success() { r.text().await.ok() } else { None }
+}
+
+/// The value of one sample line of a metrics text (`name{labels}` exactly), or 0.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
