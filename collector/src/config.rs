@@ -175,6 +175,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_are_valid() {
+        for text in
+            [include_str!("../../deploy/config/collector-kubernetes.toml"), include_str!("../../deploy/config/collector-storefront.toml")]
+        {
+            let config: CollectorConfig = from_toml_str(text).unwrap();
+            config.validate().unwrap();
+        }
+    }
+
+    #[test]
     fn bad_configs_name_what_is_wrong() {
         let cases = [
             (GOOD.replace("[catalog]", "[catalog.features]\ncpu = \"up\"\n[catalog]"), "cpu"),
