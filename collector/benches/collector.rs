@@ -81,7 +81,8 @@ fn main() {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", exporter_port)).await.unwrap();
         axum::serve(listener, app).await.unwrap();
     });
-    let scrape = format!("  - job_name: synthetic\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n");
+    let scrape =
+        format!("  - job_name: synthetic\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n");
     // `honor_labels` keeps the exporter's own `namespace` and `service` labels.
     let scrape = scrape.replace("    static_configs", "    honor_labels: true\n    static_configs");
     let prometheus = Prometheus::start(&dir.path().join("prometheus"), "5s", &scrape);
@@ -171,8 +172,10 @@ fn main() {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or(f64::NAN)
     };
-    let (sum, count) =
-        (value("prescale_collector_step_duration_seconds_sum"), value("prescale_collector_step_duration_seconds_count"));
+    let (sum, count) = (
+        value("prescale_collector_step_duration_seconds_sum"),
+        value("prescale_collector_step_duration_seconds_count"),
+    );
     println!(
         "  live binary, 40 s: peak RSS {:.0} MiB, {} steps collected (mean step {:.2} s), {} rows flushed",
         peak.unwrap_or(f64::NAN),

@@ -213,9 +213,15 @@ const KUBERNETES: [(Feature, &str); 11] = [
 // The storefront's metrics carry a `service` label; Prometheus adds `namespace` (and the
 // same `service`) as target labels. Requests and limits do not exist outside a cluster.
 const STOREFRONT: [(Feature, &str); 7] = [
-    (Feature::CpuCores, r#"sum(rate(process_cpu_seconds_total{namespace="{namespace}",service="{service}"}[{window}]))"#),
+    (
+        Feature::CpuCores,
+        r#"sum(rate(process_cpu_seconds_total{namespace="{namespace}",service="{service}"}[{window}]))"#,
+    ),
     (Feature::MemoryBytes, r#"sum(process_resident_memory_bytes{namespace="{namespace}",service="{service}"})"#),
-    (Feature::RequestsPerSecond, r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}"}[{window}]))"#),
+    (
+        Feature::RequestsPerSecond,
+        r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}"}[{window}]))"#,
+    ),
     (
         Feature::LatencyP95Seconds,
         r#"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="{namespace}",service="{service}"}[{window}])))"#,

@@ -176,9 +176,10 @@ mod tests {
 
     #[test]
     fn the_shipped_configs_are_valid() {
-        for text in
-            [include_str!("../../deploy/config/collector-kubernetes.toml"), include_str!("../../deploy/config/collector-storefront.toml")]
-        {
+        for text in [
+            include_str!("../../deploy/config/collector-kubernetes.toml"),
+            include_str!("../../deploy/config/collector-storefront.toml"),
+        ] {
             let config: CollectorConfig = from_toml_str(text).unwrap();
             config.validate().unwrap();
         }

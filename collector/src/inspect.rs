@@ -84,7 +84,9 @@ pub async fn inspect(store: &dyn ObjectStore, prefix: &str) -> Result<Inventory,
         let data = store.get(&object.key).await?;
         objects += 1;
         bytes += data.len() as u64;
-        rows.extend(table::from_parquet(&data).map_err(|source| InspectError::Table { key: object.key.clone(), source })?);
+        rows.extend(
+            table::from_parquet(&data).map_err(|source| InspectError::Table { key: object.key.clone(), source })?,
+        );
     }
     Ok(summarise(objects, bytes, rows))
 }
@@ -160,14 +162,24 @@ impl fmt::Display for Inventory {
         let (Some(first), Some(last)) = (self.first, self.last) else {
             return writeln!(f, "no rows ({} objects)", self.objects);
         };
-        writeln!(f, "objects    {} ({} bytes, {:.1} bytes/row)", self.objects, self.bytes, self.bytes as f64 / self.rows.max(1) as f64)?;
+        writeln!(
+            f,
+            "objects    {} ({} bytes, {:.1} bytes/row)",
+            self.objects,
+            self.bytes,
+            self.bytes as f64 / self.rows.max(1) as f64
+        )?;
         writeln!(f, "rows       {}", self.rows)?;
         writeln!(f, "range      {} .. {}", first.to_rfc3339(), last.to_rfc3339())?;
         if let Some(s) = self.step_seconds {
             writeln!(f, "step       {s} s")?;
         }
         writeln!(f)?;
-        writeln!(f, "{:<32} {:>8} {:>9} {:>6} {:>5}  {:<25} {:<25} mostly missing", "service", "rows", "missing", "gaps", "dups", "first", "last")?;
+        writeln!(
+            f,
+            "{:<32} {:>8} {:>9} {:>6} {:>5}  {:<25} {:<25} mostly missing",
+            "service", "rows", "missing", "gaps", "dups", "first", "last"
+        )?;
         for s in &self.services {
             let mostly_missing: Vec<&str> =
                 s.missing_share.iter().filter(|(_, share)| **share > 0.5).map(|(k, _)| k.as_str()).collect();

@@ -88,16 +88,23 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let metrics = Metrics::new();
-    let source = match Source::new(config.prometheus.clone(), catalog, config.services.clone(), metrics.query_errors.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
+    let source =
+        match Source::new(config.prometheus.clone(), catalog, config.services.clone(), metrics.query_errors.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
     match cli.command {
         Command::Check => {
-            println!("config OK: step {:?}, {} → {}/{}", config.step.duration(), config.prometheus.url, config.store.location, config.table);
+            println!(
+                "config OK: step {:?}, {} → {}/{}",
+                config.step.duration(),
+                config.prometheus.url,
+                config.store.location,
+                config.table
+            );
             print!("{}", source.catalog());
             ExitCode::SUCCESS
         }
@@ -137,7 +144,12 @@ async fn run(config: CollectorConfig, source: Source, metrics: Metrics) -> anyho
     result.context("the spool failed; stopping so that no step is counted without being durable")
 }
 
-async fn run_backfill(config: CollectorConfig, source: Source, from: DateTime<Utc>, to: DateTime<Utc>) -> anyhow::Result<()> {
+async fn run_backfill(
+    config: CollectorConfig,
+    source: Source,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let store = store::open(&config.store.location, &config.store.s3).await?;
     let started = std::time::Instant::now();
     let report = backfill(

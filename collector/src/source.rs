@@ -91,9 +91,8 @@ impl ServicesConfig {
         self.list
             .iter()
             .map(|s| {
-                let (ns, name) = s
-                    .split_once('/')
-                    .ok_or_else(|| format!("services.list: {s:?} must be written namespace/name"))?;
+                let (ns, name) =
+                    s.split_once('/').ok_or_else(|| format!("services.list: {s:?} must be written namespace/name"))?;
                 ServiceId::new(ns, name).map_err(|e| format!("services.list: {s:?}: {e}"))
             })
             .collect()
@@ -193,8 +192,8 @@ impl Source {
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .build()
             .map_err(|e| format!("prometheus: building the HTTP client: {e}"))?;
-        let client =
-            Client::from(http, &config.url).map_err(|e| format!("prometheus.url {:?} is not a URL: {e}", config.url))?;
+        let client = Client::from(http, &config.url)
+            .map_err(|e| format!("prometheus.url {:?} is not a URL: {e}", config.url))?;
         let listed = services.listed()?;
         Ok(Self { client, config, catalog, services, listed, errors })
     }

@@ -108,7 +108,8 @@ impl Spool {
     pub fn open(dir: &Path, grid: StepGrid) -> Result<(Self, Recovery), SpoolError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let lock_path = dir.join("spool.lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
         lock.try_lock().map_err(|_| SpoolError::Locked(dir.to_owned()))?;
 
         let state_path = dir.join(STATE);
@@ -178,7 +179,8 @@ impl Spool {
         let path = self.dir.join(ACTIVE);
         let mut buf = Vec::new();
         for r in records {
-            serde_json::to_writer(&mut buf, r).map_err(|e| SpoolError::Corrupt { path: path.clone(), message: e.to_string() })?;
+            serde_json::to_writer(&mut buf, r)
+                .map_err(|e| SpoolError::Corrupt { path: path.clone(), message: e.to_string() })?;
             buf.push(b'\n');
         }
         self.active.write_all(&buf).map_err(io(&path))?;
@@ -225,10 +227,7 @@ impl Spool {
         // The cursor must outlive the rows that prove it once the flusher deletes them.
         self.save_state()?;
         let active = self.dir.join(ACTIVE);
-        let next = sealed_segments(&self.dir)?
-            .last()
-            .and_then(|p| segment_number(p))
-            .map_or(1, |n| n + 1);
+        let next = sealed_segments(&self.dir)?.last().and_then(|p| segment_number(p)).map_or(1, |n| n + 1);
         let sealed = self.dir.join(format!("sealed-{next:012}.jsonl"));
         std::fs::rename(&active, &sealed).map_err(io(&sealed))?;
         self.active = OpenOptions::new().create(true).append(true).open(&active).map_err(io(&active))?;

@@ -28,7 +28,8 @@ type History = BTreeMap<(String, String), Vec<(i64, f64)>>;
 /// `order`'s to a careless matcher.
 fn history(start: i64) -> History {
     let mut h = History::new();
-    let mut push = |name: &str, labels: String, t: i64, v: f64| h.entry((name.to_owned(), labels)).or_default().push((t, v));
+    let mut push =
+        |name: &str, labels: String, t: i64, v: f64| h.entry((name.to_owned(), labels)).or_default().push((t, v));
     for (k, svc) in SERVICES.iter().enumerate() {
         let k = k as f64 * if *svc == "order-history" { 10.0 } else { 1.0 };
         let ingress = format!(r#"namespace="shop",service="{svc}""#);
@@ -148,8 +149,10 @@ fn expected(h: &History, svc: &str, t: i64) -> [Option<f64>; Feature::COUNT] {
     };
     let mut v = [None; Feature::COUNT];
     v[Feature::CpuCores.index()] = Some(pod_sum("container_cpu_usage_seconds_total", "", true));
-    v[Feature::CpuRequestCores.index()] = Some(pod_sum("kube_pod_container_resource_requests", r#",resource="cpu""#, false));
-    v[Feature::CpuLimitCores.index()] = Some(pod_sum("kube_pod_container_resource_limits", r#",resource="cpu""#, false));
+    v[Feature::CpuRequestCores.index()] =
+        Some(pod_sum("kube_pod_container_resource_requests", r#",resource="cpu""#, false));
+    v[Feature::CpuLimitCores.index()] =
+        Some(pod_sum("kube_pod_container_resource_limits", r#",resource="cpu""#, false));
     v[Feature::MemoryBytes.index()] = Some(pod_sum("container_memory_working_set_bytes", "", false));
     v[Feature::MemoryRequestBytes.index()] =
         Some(pod_sum("kube_pod_container_resource_requests", r#",resource="memory""#, false));

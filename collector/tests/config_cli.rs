@@ -6,7 +6,12 @@ use std::process::Command;
 fn run(dir: &std::path::Path, body: &str, command: &str) -> (i32, String) {
     let config = dir.join("c.toml");
     std::fs::write(&config, format!("spool_dir = {:?}\n{body}", dir.join("spool").display().to_string())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_prescale-collector")).arg("--config").arg(&config).arg(command).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prescale-collector"))
+        .arg("--config")
+        .arg(&config)
+        .arg(command)
+        .output()
+        .unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -17,7 +22,12 @@ fn bad_settings_are_refused_naming_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (format!("{GOOD}[catalog.features]\nrequests = \"up\"\n"), "\"requests\""),
-        (format!("{GOOD}[catalog.features]\nin_flight = \"sum(http_requests_in_flight{{service=\\\"{{service}}\\\"}}\"\n"), "in_flight"),
+        (
+            format!(
+                "{GOOD}[catalog.features]\nin_flight = \"sum(http_requests_in_flight{{service=\\\"{{service}}\\\"}}\"\n"
+            ),
+            "in_flight",
+        ),
         (GOOD.replace("s3://bucket/prefix", "s3://"), "location"),
         (GOOD.replace("s3://bucket/prefix", "ftp://host/x"), "location"),
         (format!("{GOOD}[services.discover]\nquery = \"group by (service) (up\"\n"), "services.discover.query"),

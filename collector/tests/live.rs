@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    STOREFRONT_COLLECTOR, Running, assert_one_row_per_service_per_step, collector, get, sample, start_storefront,
+    Running, STOREFRONT_COLLECTOR, assert_one_row_per_service_per_step, collector, get, sample, start_storefront,
     stored_rows, storefront_scrape, write_config,
 };
 use prescale_core::Feature;
@@ -37,8 +37,7 @@ async fn rig() -> Rig {
     std::fs::create_dir_all(root.join("storefront")).unwrap();
     let services = start_storefront(&root.join("storefront")).await;
     let prom_dir = root.join("prometheus");
-    let prometheus =
-        tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "1s", &storefront_scrape(&services)));
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "1s", &storefront_scrape(&services)));
     let query = format!("{}/api/v1/query?query=count(up%7Bjob%3D%22storefront%22%7D%3D%3D1)", prometheus.url());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -42,7 +42,8 @@ impl S3Server {
 
     fn serve(&mut self, listener: TcpListener) -> std::io::Result<()> {
         let fs = s3s_fs::FileSystem::new(&self.root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-        let mut builder = S3ServiceBuilder::new(Faithful { fs, root: self.root.clone(), put_delay_ms: self.put_delay_ms.clone() });
+        let mut builder =
+            S3ServiceBuilder::new(Faithful { fs, root: self.root.clone(), put_delay_ms: self.put_delay_ms.clone() });
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
         self.task = Some(tokio::spawn(async move {

@@ -166,7 +166,13 @@ pub fn assert_one_row_per_service_per_step(rows: &[FeatureRow], services: &[&str
             problems.push(format!("step {t}: {got:?}"));
         }
     }
-    assert!(problems.is_empty(), "{} of {} steps are wrong:\n{}", problems.len(), (last - first) / 1000 + 1, problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} of {} steps are wrong:\n{}",
+        problems.len(),
+        (last - first) / 1000 + 1,
+        problems.join("\n")
+    );
     ((last - first) / 1000 + 1) as usize
 }
 
