@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_LIB");
     let lib = std::env::var_os("LIBTORCH_LIB")

@@ -1,0 +1,268 @@
+//! The step loop: read the window, forecast, decide, publish.
+//!
+//! Each service keeps its recent rows (the collector's feature rows, from the same
+//! catalog the training data came from) in memory: at start, and after any step
+//! Prometheus could not answer, the missing stretch is read with range queries; otherwise
+//! one instant query per feature and service adds the new step. The rows become the
+//! model's input series exactly as the trainer builds it from the collector's Parquet.
+//! Without a model, or with too little history for its context, the decision is
+//! reactive (current demand); if Prometheus is unreachable nothing is published, and the
+//! last decision is served until it goes stale.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use prescale_collector::source::{QueryError, Source};
+use prescale_core::{Feature, FeatureRow, ServiceId, StepGrid};
+use prescale_models::dataset;
+use prescale_scaler::decision::{Decision, ForecastView, Reason};
+use prescale_scaler::policy::{Input, Policy};
+
+use crate::config::ServicePlan;
+use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
+use crate::model::Models;
+use crate::state::{Served, Shared};
+
+/// Every reason label, so the one in force is 1 and the others 0.
+const REASONS: [&str; 7] =
+    ["forecast", "reactive_floor", "min_bound", "max_bound", "stabilised", "rate_limited", "reactive"];
+
+#[derive(Debug)]
+struct ServiceRun {
+    plan: ServicePlan,
+    policy: Policy,
+    rows: BTreeMap<DateTime<Utc>, FeatureRow>,
+    /// (target step, p50 forecast for it) of forecasts not yet due, for the error gauge.
+    pending: VecDeque<(DateTime<Utc>, f64)>,
+    labels: ServiceLabels,
+    last_model: Option<String>,
+}
+
+/// The live loop's state.
+#[derive(Debug)]
+pub struct Engine {
+    grid: StepGrid,
+    history_steps: usize,
+    source: Source,
+    models: Arc<Models>,
+    shared: Arc<Shared>,
+    runs: Vec<ServiceRun>,
+    last_step: Option<DateTime<Utc>>,
+}
+
+impl Engine {
+    /// An engine for the planned services.
+    pub fn new(
+        grid: StepGrid,
+        history_steps: usize,
+        source: Source,
+        models: Arc<Models>,
+        shared: Arc<Shared>,
+        plans: Vec<ServicePlan>,
+    ) -> Result<Self, String> {
+        let runs = plans
+            .into_iter()
+            .map(|plan| {
+                let policy = Policy::new(plan.policy.clone()).map_err(|e| format!("{}: {e}", plan.id))?;
+                let labels =
+                    ServiceLabels { namespace: plan.id.namespace().to_owned(), service: plan.id.name().to_owned() };
+                Ok(ServiceRun {
+                    plan,
+                    policy,
+                    rows: BTreeMap::new(),
+                    pending: VecDeque::new(),
+                    labels,
+                    last_model: None,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self { grid, history_steps: history_steps.max(2), source, models, shared, runs, last_step: None })
+    }
+
+    /// Computes and publishes the decisions of step `t`. On error (Prometheus
+    /// unreachable) nothing is published.
+    pub async fn step(&mut self, t: DateTime<Utc>) -> Result<(), QueryError> {
+        let started = Instant::now();
+        let ids: Vec<ServiceId> = self.runs.iter().map(|r| r.plan.id.clone()).collect();
+        let oldest = t - self.grid.delta() * (self.history_steps as i32 - 1);
+        let rows = match self.last_step {
+            // In step: one instant query per feature and service.
+            Some(last) if last + self.grid.delta() == t => self.source.rows_at(t, &ids).await,
+            // Start, or back after a gap: read what is missing with range queries.
+            last => {
+                let from = last.map_or(oldest, |l| (l + self.grid.delta()).max(oldest));
+                self.source.rows_between(from, t, self.grid, &ids).await
+            }
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.shared.metrics.fallback("prometheus_unreachable");
+                tracing::warn!(step = %t, error = %e, "Prometheus unreachable; serving the last decisions until they go stale");
+                return Err(e);
+            }
+        };
+        for row in rows {
+            if let Some(run) = self.runs.iter_mut().find(|r| r.plan.id == row.service) {
+                run.rows.insert(row.timestamp, row);
+            }
+        }
+        let shadow = self.shared.shadow();
+        let mut served = Vec::with_capacity(self.runs.len());
+        for run in &mut self.runs {
+            run.rows = run.rows.split_off(&oldest);
+            let s = decide(run, &self.models, &self.shared, self.grid, t, shadow);
+            served.push((run.plan.id.clone(), s));
+        }
+        self.shared.publish(served);
+        self.last_step = Some(t);
+        let m = &self.shared.metrics;
+        m.step_seconds.observe(started.elapsed().as_secs_f64());
+        m.last_step.set(t.timestamp_millis() as f64 / 1000.0);
+        Ok(())
+    }
+}
+
+/// One service's decision at `t`, with every metric it moves.
+fn decide(
+    run: &mut ServiceRun,
+    models: &Models,
+    shared: &Shared,
+    grid: StepGrid,
+    t: DateTime<Utc>,
+    shadow: bool,
+) -> Served {
+    let m = &shared.metrics;
+    let now_row = run.rows.get(&t);
+    let demand_now = now_row.and_then(|r| r.get(Feature::RequestsPerSecond));
+    let ready_now = now_row.and_then(|r| r.get(Feature::ReplicasReady)).map(|r| r.round().max(0.0) as u32);
+    if let Some(d) = demand_now {
+        m.observed.get_or_create(&run.labels).set(d);
+    }
+    // The forecast that was made one horizon ago for this step.
+    while run.pending.front().is_some_and(|(due, _)| *due < t) {
+        run.pending.pop_front();
+    }
+    if run.pending.front().is_some_and(|(due, _)| *due == t) {
+        if let (Some((_, p50)), Some(d)) = (run.pending.pop_front(), demand_now) {
+            m.forecast_error.get_or_create(&run.labels).set((p50 - d).abs());
+        }
+    }
+
+    let forecast = forecast(run, models, shared, grid, t);
+    let input = Input {
+        forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
+        demand_now,
+        replicas_now: ready_now.unwrap_or(run.plan.policy.min_replicas),
+    };
+    let (desired, reason) = match run.policy.decide(input, grid.seconds()) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(service = %run.plan.id, error = %e, "the policy refused its input; reactive decision");
+            let reactive = Input { forecast: None, ..input };
+            run.policy.decide(reactive, grid.seconds()).unwrap_or((run.plan.policy.min_replicas, Reason::Reactive))
+        }
+    };
+    if let Some(f) = &forecast {
+        if let Some(last) = f.p50.last() {
+            run.pending.push_back((t + grid.delta() * f.p50.len() as i32, *last));
+        }
+        for (k, (p50, p90)) in f.p50.iter().zip(&f.p90).enumerate() {
+            let horizon_seconds = ((k + 1) as f64 * grid.seconds()).round() as u32;
+            for (quantile, v) in [("p50", p50), ("p90", p90)] {
+                let labels = ForecastLabels {
+                    namespace: run.labels.namespace.clone(),
+                    service: run.labels.service.clone(),
+                    quantile,
+                    horizon_seconds,
+                };
+                m.forecast.get_or_create(&labels).set(*v);
+            }
+        }
+    }
+    for r in REASONS {
+        let labels =
+            ReasonLabels { namespace: run.labels.namespace.clone(), service: run.labels.service.clone(), reason: r };
+        m.reason.get_or_create(&labels).set(i64::from(r == reason.label()));
+    }
+    let replicas = if shadow { ready_now.unwrap_or(desired) } else { desired };
+    m.decided_replicas.get_or_create(&run.labels).set(f64::from(desired));
+    m.predicted_replicas.get_or_create(&run.labels).set(f64::from(replicas));
+    let decision = Decision {
+        service: run.plan.id.to_string(),
+        time: t,
+        desired_replicas: desired,
+        observed_demand: demand_now,
+        forecast,
+        reason,
+    };
+    Served { decision, replicas, shadow }
+}
+
+/// The model's forecast from the window, or `None` (counted as a fallback) when there is
+/// no model or too little history.
+fn forecast(
+    run: &mut ServiceRun,
+    models: &Models,
+    shared: &Shared,
+    grid: StepGrid,
+    t: DateTime<Utc>,
+) -> Option<ForecastView> {
+    let m = &shared.metrics;
+    let Some(loaded) = models.get(&run.plan.id) else {
+        m.fallback("no_model");
+        return None;
+    };
+    let version = loaded.manifest.version.clone();
+    if run.last_model.as_ref() != Some(&version) {
+        if let Some(old) = run.last_model.take() {
+            let labels = ModelLabels {
+                namespace: run.labels.namespace.clone(),
+                service: run.labels.service.clone(),
+                version: old,
+            };
+            m.model_info.get_or_create(&labels).set(0);
+        }
+        let labels = ModelLabels {
+            namespace: run.labels.namespace.clone(),
+            service: run.labels.service.clone(),
+            version: version.clone(),
+        };
+        m.model_info.get_or_create(&labels).set(1);
+        run.last_model = Some(version.clone());
+    }
+    m.model_age
+        .get_or_create(&run.labels)
+        .set((Utc::now() - loaded.manifest.created).num_milliseconds() as f64 / 1000.0);
+
+    let context = loaded.manifest.params.window.context;
+    let rows: Vec<FeatureRow> = run.rows.values().cloned().collect();
+    let series = match dataset::service_series(&rows, &run.plan.id.to_string()) {
+        Ok(s) if s.time(s.len() - 1) == t && s.len() >= context && s.values[s.len() - 1].is_some() => s,
+        _ => {
+            m.fallback("short_history");
+            return None;
+        }
+    };
+    debug_assert_eq!(series.grid, grid);
+    let result = loaded
+        .model
+        .lock()
+        .map_err(|e| e.to_string())
+        .and_then(|model| model.forecast(&series, &[series.len() - 1]).map_err(|e| e.to_string()));
+    match result {
+        Ok(f) => Some(ForecastView {
+            step_seconds: grid.seconds(),
+            p50: f.p50.row(0).to_vec(),
+            p90: f.p90.row(0).to_vec(),
+            model_version: version,
+        }),
+        Err(e) => {
+            tracing::warn!(service = %run.plan.id, error = %e, "forecast failed; reactive decision");
+            m.fallback("forecast_failed");
+            None
+        }
+    }
+}

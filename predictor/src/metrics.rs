@@ -1,0 +1,159 @@
+//! The predictor's `/metrics`: what it serves, what it forecast, how good past forecasts
+//! were, which model, and every fallback.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `namespace` and `service`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub service: String,
+}
+
+/// A forecast point.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForecastLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub service: String,
+    /// `p50` or `p90`.
+    pub quantile: &'static str,
+    /// Seconds ahead.
+    pub horizon_seconds: u32,
+}
+
+/// The model of a service.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub service: String,
+    /// Model version.
+    pub version: String,
+}
+
+/// The reason of the last decision (1 for the current one).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub service: String,
+    /// The policy term that decided.
+    pub reason: &'static str,
+}
+
+/// A fallback or an outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// What happened.
+    pub kind: &'static str,
+}
+
+/// Every metric the predictor exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Replicas served to KEDA (in shadow mode: the replicas ready now).
+    pub predicted_replicas: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// Replicas the policy decided, served or not (shadow).
+    pub decided_replicas: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// Forecast demand per horizon and quantile.
+    pub forecast: Family<ForecastLabels, Gauge<f64, AtomicU64>>,
+    /// Demand observed at the last step.
+    pub observed: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// Absolute error of the forecast made one horizon ago for the last step, requests/s.
+    pub forecast_error: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// 1 for the model version in use.
+    pub model_info: Family<ModelLabels, Gauge>,
+    /// Seconds since the model in use was trained.
+    pub model_age: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// 1 for the reason of the last decision.
+    pub reason: Family<ReasonLabels, Gauge>,
+    /// Fallbacks taken: `no_model`, `short_history`, `prometheus_unreachable`, `stale`.
+    pub fallbacks: Family<KindLabels, Counter>,
+    /// Model reload checks by outcome.
+    pub reloads: Family<KindLabels, Counter>,
+    /// Time of one step for every service.
+    pub step_seconds: Histogram,
+    /// 1 in shadow mode.
+    pub shadow: Gauge,
+    /// Unix time of the last step computed.
+    pub last_step: Gauge<f64, AtomicU64>,
+    registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let m = Self {
+            predicted_replicas: Family::default(),
+            decided_replicas: Family::default(),
+            forecast: Family::default(),
+            observed: Family::default(),
+            forecast_error: Family::default(),
+            model_info: Family::default(),
+            model_age: Family::default(),
+            reason: Family::default(),
+            fallbacks: Family::default(),
+            reloads: Family::default(),
+            step_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            shadow: Gauge::default(),
+            last_step: Gauge::default(),
+            registry: Arc::new(Registry::default()),
+        };
+        r.register("ml_predicted_replicas", "Replicas served to KEDA", m.predicted_replicas.clone());
+        let p = r.sub_registry_with_prefix("prescale_predictor");
+        p.register(
+            "decided_replicas",
+            "Replicas the policy decided (served unless in shadow mode)",
+            m.decided_replicas.clone(),
+        );
+        p.register("forecast_requests_per_second", "Forecast demand by horizon and quantile", m.forecast.clone());
+        p.register("observed_requests_per_second", "Demand observed at the last step", m.observed.clone());
+        p.register(
+            "forecast_error_requests_per_second",
+            "Absolute error of the forecast made one horizon ago for the last step",
+            m.forecast_error.clone(),
+        );
+        p.register("model_info", "The model version in use", m.model_info.clone());
+        p.register("model_age_seconds", "Seconds since the model in use was built", m.model_age.clone());
+        p.register("decision_reason", "1 for the policy term that set the last decision", m.reason.clone());
+        p.register("fallbacks", "Fallbacks taken, by kind", m.fallbacks.clone());
+        p.register("model_reloads", "Model reload checks, by outcome", m.reloads.clone());
+        p.register("step_duration_seconds", "Time of one step for every service", m.step_seconds.clone());
+        p.register("shadow", "1 in shadow mode", m.shadow.clone());
+        p.register("last_step_timestamp_seconds", "Unix time of the last step computed", m.last_step.clone());
+        Self { registry: Arc::new(r), ..m }
+    }
+
+    /// Counts a fallback.
+    pub fn fallback(&self, kind: &'static str) {
+        self.fallbacks.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,169 @@
+//! The models in use, one per service, and their hot reload.
+//!
+//! Each service's model folder has the trainer's versions and a `latest` pointer. The
+//! predictor checks the pointer every `reload_interval` (and on the admin reload). A new
+//! version is loaded (checksums and tensor shapes verified by the artifact format) and
+//! then validated: trained on this step, and forecasting finite, ordered values of the
+//! right length. Only then does it replace the model in use; a corrupt or bad model
+//! never replaces a good one, and the failure shows in logs and metrics.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use ndarray::Array2;
+use prescale_core::store::{self, ObjectStore, S3Options};
+use prescale_core::{Location, ServiceId, StepGrid};
+use prescale_models::artifact::{self, Manifest};
+use prescale_models::forecaster::TransformerModel;
+use prescale_models::preprocess::Covariates;
+use prescale_models::series::Series;
+
+/// A model in use.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The network. `tch` modules are not `Sync`; a forecast takes the lock briefly.
+    pub model: Mutex<TransformerModel>,
+    /// When it was loaded here.
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// What a reload check did for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Nothing published yet.
+    NothingPublished,
+    /// The published version is already in use.
+    Unchanged,
+    /// A new version is in use.
+    Swapped {
+        /// The version now in use.
+        version: String,
+    },
+    /// The published version was refused; the previous model (if any) stays.
+    Rejected {
+        /// The refused version, when known.
+        version: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ReloadOutcome {
+    /// A label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ReloadOutcome::NothingPublished => "nothing_published",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Swapped { .. } => "swapped",
+            ReloadOutcome::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    store: Arc<dyn ObjectStore>,
+    current: RwLock<Option<Arc<Loaded>>>,
+}
+
+/// Every service's model.
+#[derive(Debug)]
+pub struct Models {
+    grid: StepGrid,
+    slots: BTreeMap<ServiceId, Slot>,
+}
+
+impl Models {
+    /// Opens each service's model folder; loads nothing yet.
+    pub async fn open(
+        grid: StepGrid,
+        locations: &[(ServiceId, Location)],
+        s3: &S3Options,
+    ) -> Result<Self, store::StoreError> {
+        let mut slots = BTreeMap::new();
+        for (id, location) in locations {
+            let store = store::open(location, s3).await?;
+            slots.insert(id.clone(), Slot { store, current: RwLock::new(None) });
+        }
+        Ok(Self { grid, slots })
+    }
+
+    /// The model in use for a service.
+    pub fn get(&self, id: &ServiceId) -> Option<Arc<Loaded>> {
+        self.slots.get(id).and_then(|s| s.current.read().ok().and_then(|c| c.clone()))
+    }
+
+    /// Checks every service's `latest` pointer and swaps in validated new versions.
+    pub async fn reload(&self) -> Vec<(ServiceId, ReloadOutcome)> {
+        let mut out = Vec::new();
+        for (id, slot) in &self.slots {
+            let outcome = self.reload_one(id, slot).await;
+            match &outcome {
+                ReloadOutcome::Swapped { version } => tracing::info!(service = %id, version, "model swapped in"),
+                ReloadOutcome::Rejected { version, reason } => {
+                    tracing::warn!(service = %id, ?version, reason, "model refused; the previous one stays")
+                }
+                _ => {}
+            }
+            out.push((id.clone(), outcome));
+        }
+        out
+    }
+
+    async fn reload_one(&self, id: &ServiceId, slot: &Slot) -> ReloadOutcome {
+        let pointer = match artifact::latest(slot.store.as_ref()).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return ReloadOutcome::NothingPublished,
+            Err(e) => return ReloadOutcome::Rejected { version: None, reason: e.to_string() },
+        };
+        let current = slot.current.read().ok().and_then(|c| c.as_ref().map(|l| l.manifest.version.clone()));
+        if current.as_deref() == Some(pointer.version.as_str()) {
+            return ReloadOutcome::Unchanged;
+        }
+        let (manifest, model) = match artifact::load_latest(slot.store.as_ref(), tch::Device::Cpu).await {
+            Ok(v) => v,
+            Err(e) => return ReloadOutcome::Rejected { version: Some(pointer.version), reason: e.to_string() },
+        };
+        if let Err(reason) = validate(&manifest, &model, self.grid, id) {
+            return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason };
+        }
+        let version = manifest.version.clone();
+        let loaded = Arc::new(Loaded { manifest, model: Mutex::new(model), loaded_at: Utc::now() });
+        if let Ok(mut current) = slot.current.write() {
+            *current = Some(loaded);
+        }
+        ReloadOutcome::Swapped { version }
+    }
+}
+
+/// A model fit for this predictor: trained on its step, and forecasting finite, ordered
+/// (p90 ≥ p50 ≥ 0) values over its horizon from a plain window.
+pub fn validate(manifest: &Manifest, model: &TransformerModel, grid: StepGrid, id: &ServiceId) -> Result<(), String> {
+    let step = manifest.training.step_seconds;
+    if (step - grid.seconds()).abs() > 1e-9 {
+        return Err(format!("trained on {step} s steps; this predictor runs {} s steps", grid.seconds()));
+    }
+    let window = manifest.params.window;
+    let len = window.context + 1;
+    let start = grid.floor(Utc::now()) - grid.delta() * len as i32;
+    let mut series = Series::new(id.to_string(), grid, start, vec![Some(10.0); len]).map_err(|e| e.to_string())?;
+    if let Some(p) = &manifest.params.preprocess {
+        let covariates =
+            Covariates { names: p.columns.clone(), values: Array2::from_elem((len, p.columns.len()), 1.0) };
+        series = series.with_covariates(covariates).map_err(|e| e.to_string())?;
+    }
+    let f = model.forecast(&series, &[len - 1]).map_err(|e| format!("forecast failed: {e}"))?;
+    if f.horizon() != window.horizon {
+        return Err(format!("forecasts {} steps; the manifest says {}", f.horizon(), window.horizon));
+    }
+    for k in 0..f.horizon() {
+        let (p50, p90) = (f.p50[[0, k]], f.p90[[0, k]]);
+        if !(p50.is_finite() && p90.is_finite() && p50 >= 0.0 && p90 >= p50 - 1e-9) {
+            return Err(format!("step {}: p50 {p50}, p90 {p90} are not finite, non-negative and ordered", k + 1));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! What the predictor serves: the latest decision per service, shared by the step loop
+//! (writer) and the gRPC and HTTP servers (readers).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use prescale_core::ServiceId;
+use prescale_scaler::decision::Decision;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// One service's latest decision as served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Served {
+    /// The policy's decision, with its forecast and reason.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// What KEDA is told: the decision, or in shadow mode the replicas ready now.
+    pub replicas: u32,
+    /// Whether the decision is only exported (shadow mode).
+    pub shadow: bool,
+}
+
+/// Why there is nothing to serve for a service.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    /// The service is not configured.
+    #[error("service {0} is not configured in this predictor")]
+    UnknownService(String),
+    /// No step has completed for it yet.
+    #[error("no decision for {0} yet: the predictor is starting or Prometheus has not answered")]
+    NoDecisionYet(String),
+    /// The last decision is older than the staleness limit (Prometheus unreachable).
+    #[error(
+        "the last decision for {service} is {age_seconds} s old, over the {limit_seconds} s staleness limit (Prometheus unreachable?)"
+    )]
+    Stale {
+        /// The service.
+        service: String,
+        /// Age of its last decision.
+        age_seconds: i64,
+        /// The limit.
+        limit_seconds: u64,
+    },
+}
+
+/// The shared state.
+#[derive(Debug)]
+pub struct Shared {
+    services: Vec<ServiceId>,
+    latest: RwLock<BTreeMap<ServiceId, Served>>,
+    shadow: AtomicBool,
+    staleness: Duration,
+    steps: watch::Sender<u64>,
+    /// The metrics.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// State for `services`, nothing decided yet.
+    pub fn new(services: Vec<ServiceId>, shadow: bool, staleness: Duration, metrics: Metrics) -> Self {
+        metrics.shadow.set(i64::from(shadow));
+        Self {
+            services,
+            latest: RwLock::new(BTreeMap::new()),
+            shadow: AtomicBool::new(shadow),
+            staleness,
+            steps: watch::channel(0).0,
+            metrics,
+        }
+    }
+
+    /// The configured services.
+    pub fn services(&self) -> &[ServiceId] {
+        &self.services
+    }
+
+    /// Finds a configured service by `namespace/name`, or by name when unique.
+    pub fn resolve(&self, namespace: Option<&str>, name: &str) -> Result<ServiceId, Unavailable> {
+        let matches: Vec<&ServiceId> =
+            self.services.iter().filter(|s| s.name() == name && namespace.is_none_or(|n| s.namespace() == n)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(Unavailable::UnknownService(namespace.map_or(name.to_owned(), |n| format!("{n}/{name}")))),
+        }
+    }
+
+    /// Whether decisions are only exported.
+    pub fn shadow(&self) -> bool {
+        self.shadow.load(Ordering::Relaxed)
+    }
+
+    /// Turns shadow mode on or off; takes effect at the next step.
+    pub fn set_shadow(&self, on: bool) {
+        self.shadow.store(on, Ordering::Relaxed);
+        self.metrics.shadow.set(i64::from(on));
+    }
+
+    /// Publishes a step's decisions and wakes the `StreamIsActive` streams.
+    pub fn publish(&self, served: Vec<(ServiceId, Served)>) {
+        if let Ok(mut latest) = self.latest.write() {
+            latest.extend(served);
+        }
+        self.steps.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that changes at every published step.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.steps.subscribe()
+    }
+
+    /// What to serve for a service now, unless it is unknown, undecided or stale.
+    pub fn served(&self, id: &ServiceId) -> Result<Served, Unavailable> {
+        if !self.services.contains(id) {
+            return Err(Unavailable::UnknownService(id.to_string()));
+        }
+        let latest = self.latest.read().map_err(|_| Unavailable::NoDecisionYet(id.to_string()))?;
+        let served = latest.get(id).cloned().ok_or_else(|| Unavailable::NoDecisionYet(id.to_string()))?;
+        let age = (Utc::now() - served.decision.time).num_seconds();
+        if age > self.staleness.as_secs() as i64 {
+            self.metrics.fallback("stale");
+            return Err(Unavailable::Stale {
+                service: id.to_string(),
+                age_seconds: age,
+                limit_seconds: self.staleness.as_secs(),
+            });
+        }
+        Ok(served)
+    }
+
+    /// Every service's latest decision, fresh or not (for people and the JSON API).
+    pub fn all(&self) -> Vec<Served> {
+        self.latest.read().map(|l| l.values().cloned().collect()).unwrap_or_default()
+    }
+}

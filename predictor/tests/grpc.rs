@@ -1,0 +1,150 @@
+//! KEDA's external-scaler interface through a real gRPC client generated from the same
+//! proto (`proto/externalscaler.proto`, written field for field from `keda.md`), against
+//! the server on a loopback port.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use prescale_core::ServiceId;
+use prescale_predictor::grpc;
+use prescale_predictor::metrics::Metrics;
+use prescale_predictor::proto::external_scaler_client::ExternalScalerClient;
+use prescale_predictor::proto::{GetMetricsRequest, ScaledObjectRef};
+use prescale_predictor::state::{Served, Shared};
+use prescale_scaler::decision::{Decision, Reason};
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn served(id: &ServiceId, replicas: u32, age_seconds: i64) -> (ServiceId, Served) {
+    let decision = Decision {
+        service: id.to_string(),
+        time: Utc::now() - chrono::Duration::seconds(age_seconds),
+        desired_replicas: replicas,
+        observed_demand: Some(12.0),
+        forecast: None,
+        reason: Reason::Reactive,
+    };
+    (id.clone(), Served { decision, replicas, shadow: false })
+}
+
+async fn start(shared: Arc<Shared>) -> ExternalScalerClient<Channel> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(grpc::serve(shared, listener, None, std::future::pending()));
+    for _ in 0..50 {
+        if let Ok(c) = ExternalScalerClient::connect(format!("http://{addr}")).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gRPC server did not come up");
+}
+
+fn object(meta: &[(&str, &str)]) -> ScaledObjectRef {
+    ScaledObjectRef {
+        name: "order-scaler".into(),
+        namespace: "shop".into(),
+        scaler_metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
+    }
+}
+
+fn ids() -> (ServiceId, ServiceId) {
+    (ServiceId::new("shop", "order").unwrap(), ServiceId::new("shop", "cart").unwrap())
+}
+
+#[tokio::test]
+async fn metric_spec_metrics_and_activity_follow_the_decisions() {
+    let (order, cart) = ids();
+    let shared =
+        Arc::new(Shared::new(vec![order.clone(), cart.clone()], false, Duration::from_secs(300), Metrics::new()));
+    shared.publish(vec![served(&order, 7, 0), served(&cart, 0, 0)]);
+    let mut client = start(shared.clone()).await;
+
+    let spec = client.get_metric_spec(object(&[("service", "order")])).await.unwrap().into_inner();
+    assert_eq!(spec.metric_specs.len(), 1);
+    let s = &spec.metric_specs[0];
+    #[allow(deprecated)]
+    let target = s.target_size;
+    assert_eq!((s.metric_name.as_str(), s.target_size_float, target), (grpc::METRIC_NAME, 1.0, 1));
+
+    let request = |meta: &[(&str, &str)]| GetMetricsRequest {
+        scaled_object_ref: Some(object(meta)),
+        metric_name: "s0-ml_predicted_replicas".into(),
+    };
+    let values = client
+        .get_metrics(request(&[("service", "order"), ("scalerAddress", "predictor:9500")]))
+        .await
+        .unwrap()
+        .into_inner();
+    #[allow(deprecated)]
+    let (float, int) = (values.metric_values[0].metric_value_float, values.metric_values[0].metric_value);
+    assert_eq!((float, int), (7.0, 7), "the predicted replicas of the named service");
+    let values = client.get_metrics(request(&[("service", "shop/cart")])).await.unwrap().into_inner();
+    assert_eq!(values.metric_values[0].metric_value_float, 0.0);
+
+    assert!(client.is_active(object(&[("service", "order")])).await.unwrap().into_inner().result);
+    assert!(!client.is_active(object(&[("service", "cart")])).await.unwrap().into_inner().result);
+
+    // StreamIsActive: the current state at once, then each change.
+    let mut stream = client.stream_is_active(object(&[("service", "cart")])).await.unwrap().into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(2), stream.message()).await.unwrap().unwrap().unwrap();
+    assert!(!first.result, "cart starts inactive");
+    shared.publish(vec![served(&cart, 2, 0)]);
+    let next = tokio::time::timeout(Duration::from_secs(2), stream.message()).await.unwrap().unwrap().unwrap();
+    assert!(next.result, "cart turned active");
+
+    let status = client.stream_metric_spec(object(&[("service", "order")])).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn bad_metadata_is_refused_naming_the_key() {
+    let (order, cart) = ids();
+    let shared =
+        Arc::new(Shared::new(vec![order.clone(), cart.clone()], false, Duration::from_secs(300), Metrics::new()));
+    shared.publish(vec![served(&order, 3, 0)]);
+    let mut client = start(shared).await;
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (&[], "`service` is missing"),
+        (&[("service", "order"), ("quantile", "p99")], "quantile"),
+        (&[("service", "payments")], "shop/payments"),
+        (&[("service", "order"), ("activationReplicas", "two")], "activationReplicas"),
+        (&[("service", "other/order")], "other/order"),
+    ];
+    for (meta, needle) in cases {
+        let status = client.get_metric_spec(object(meta)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{meta:?}: {status:?}");
+        assert!(status.message().contains(needle), "{meta:?}: expected {needle:?} in {:?}", status.message());
+        let status = client
+            .get_metrics(GetMetricsRequest { scaled_object_ref: Some(object(meta)), metric_name: String::new() })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+    let status = client
+        .get_metrics(GetMetricsRequest { scaled_object_ref: None, metric_name: String::new() })
+        .await
+        .unwrap_err();
+    assert!(status.message().contains("scaledObjectRef"));
+}
+
+#[tokio::test]
+async fn no_decision_or_a_stale_one_fails_unavailable_for_kedas_fallback() {
+    let (order, cart) = ids();
+    let shared =
+        Arc::new(Shared::new(vec![order.clone(), cart.clone()], false, Duration::from_secs(60), Metrics::new()));
+    shared.publish(vec![served(&order, 4, 120)]);
+    let mut client = start(shared).await;
+    let get = |svc: &str| GetMetricsRequest {
+        scaled_object_ref: Some(object(&[("service", svc)])),
+        metric_name: String::new(),
+    };
+    let stale = client.get_metrics(get("order")).await.unwrap_err();
+    assert_eq!(stale.code(), Code::Unavailable);
+    assert!(stale.message().contains("staleness"), "{}", stale.message());
+    let none = client.get_metrics(get("cart")).await.unwrap_err();
+    assert_eq!(none.code(), Code::Unavailable);
+    assert!(client.is_active(object(&[("service", "order")])).await.is_err());
+}
