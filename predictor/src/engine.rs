@@ -145,10 +145,10 @@ fn decide(
     while run.pending.front().is_some_and(|(due, _)| *due < t) {
         run.pending.pop_front();
     }
-    if run.pending.front().is_some_and(|(due, _)| *due == t) {
-        if let (Some((_, p50)), Some(d)) = (run.pending.pop_front(), demand_now) {
-            m.forecast_error.get_or_create(&run.labels).set((p50 - d).abs());
-        }
+    if run.pending.front().is_some_and(|(due, _)| *due == t)
+        && let (Some((_, p50)), Some(d)) = (run.pending.pop_front(), demand_now)
+    {
+        m.forecast_error.get_or_create(&run.labels).set((p50 - d).abs());
     }
 
     let forecast = forecast(run, models, shared, grid, t);

@@ -19,6 +19,8 @@ use prescale_models::forecaster::TransformerModel;
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::Series;
 
+use crate::metrics::{KindLabels, Metrics};
+
 /// A model in use.
 #[derive(Debug)]
 pub struct Loaded {
@@ -96,8 +98,9 @@ impl Models {
         self.slots.get(id).and_then(|s| s.current.read().ok().and_then(|c| c.clone()))
     }
 
-    /// Checks every service's `latest` pointer and swaps in validated new versions.
-    pub async fn reload(&self) -> Vec<(ServiceId, ReloadOutcome)> {
+    /// Checks every service's `latest` pointer and swaps in validated new versions,
+    /// counting each outcome in `metrics`.
+    pub async fn reload(&self, metrics: &Metrics) -> Vec<(ServiceId, ReloadOutcome)> {
         let mut out = Vec::new();
         for (id, slot) in &self.slots {
             let outcome = self.reload_one(id, slot).await;
@@ -108,6 +111,7 @@ impl Models {
                 }
                 _ => {}
             }
+            metrics.reloads.get_or_create(&KindLabels { kind: outcome.label() }).inc();
             out.push((id.clone(), outcome));
         }
         out

@@ -69,9 +69,7 @@ pub async fn run(
             (models.clone(), shared.clone(), reload.clone(), config.reload_interval, stopped.clone());
         tokio::spawn(async move {
             loop {
-                for (_, outcome) in models.reload().await {
-                    shared.metrics.reloads.get_or_create(&KindLabels { kind: outcome.label() }).inc();
-                }
+                models.reload(&shared.metrics).await;
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     () = reload.notified() => {}

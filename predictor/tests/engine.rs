@@ -1,0 +1,271 @@
+//! The step engine against a real Prometheus holding a recent synthetic history of the
+//! storefront's metrics, with a small transformer trained on that pattern and published
+//! to a model folder: forecasts, the reactive fallback without a model, hot reload that
+//! refuses a corrupt model, Prometheus going away, and the HTTP API over the result.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use bytes::Bytes;
+use chrono::{DateTime, DurationRound, Utc};
+use prescale_collector::Source;
+use prescale_collector::catalog::{Catalog, CatalogConfig, CatalogName};
+use prescale_collector::source::{PrometheusConfig, ServicesConfig};
+use prescale_core::store::{LocalStore, ObjectStore, S3Options};
+use prescale_core::{ServiceId, StepGrid};
+use prescale_models::artifact::{self, BacktestSummary, Manifest, TrainingData};
+use prescale_models::forecaster::{Quiet, TrainConfig, TrainSummary, TransformerModel};
+use prescale_models::metrics::ModelScores;
+use prescale_models::series::{Series, Split};
+use prescale_predictor::config::ServicePlan;
+use prescale_predictor::engine::Engine;
+use prescale_predictor::http::{self, Api};
+use prescale_predictor::metrics::Metrics;
+use prescale_predictor::model::{Models, ReloadOutcome};
+use prescale_predictor::state::Shared;
+use prescale_scaler::decision::Reason;
+use prescale_scaler::policy::{PolicyConfig, Quantile};
+use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
+use tower::ServiceExt;
+
+const STEP: i64 = 30;
+const PERIOD: f64 = 3600.0;
+
+/// Requests/s of `order` at unix time `t`: an hourly wave.
+fn rate(t: f64) -> f64 {
+    40.0 + 25.0 * (std::f64::consts::TAU * t / PERIOD).sin()
+}
+
+/// Six hours of 15 s samples up to `end`: the request counter (integrating the wave)
+/// and `up` for `order` and `cart`.
+fn history(end: i64) -> String {
+    let start = end - 6 * 3600;
+    let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for (svc, scale) in [("order", 1.0), ("cart", 0.5)] {
+        let labels = format!(r#"namespace="storefront",service="{svc}""#);
+        let mut count = 0.0;
+        for t in (start..=end).step_by(15) {
+            count += scale * rate(t as f64 - 7.5) * 15.0;
+            series.entry(format!("http_requests_total{{{labels},status=\"200\"}}")).or_default().push((t, count));
+            series.entry(format!("up{{{labels}}}")).or_default().push((t, 2.0));
+        }
+    }
+    let mut out = String::new();
+    for (s, samples) in series {
+        for (t, v) in samples {
+            out.push_str(&format!("{s} {v} {t}\n"));
+        }
+    }
+    out + "# EOF\n"
+}
+
+fn manifest(model: &TransformerModel, version: &str, start: DateTime<Utc>) -> Manifest {
+    let mut models = BTreeMap::new();
+    models.insert("transformer".to_owned(), ModelScores::default());
+    Manifest {
+        format: artifact::ARTIFACT_FORMAT,
+        schema_version: prescale_core::SCHEMA_VERSION,
+        version: version.to_owned(),
+        created: start,
+        features: vec!["requests_per_second".into()],
+        quantiles: vec![0.5, 0.9],
+        params: model.params.clone(),
+        training: TrainingData {
+            source: "synthetic".into(),
+            from: start,
+            to: start,
+            steps: 1,
+            step_seconds: STEP as f64,
+        },
+        train_summary: TrainSummary {
+            epochs: 1,
+            best_valid_loss: 0.1,
+            windows_seen: 0,
+            seconds: 0.0,
+            early_stopped: false,
+        },
+        backtest: Some(BacktestSummary { models }),
+        files: BTreeMap::new(),
+        tensors: BTreeMap::new(),
+    }
+}
+
+/// A tiny transformer trained on the same wave at 30 s steps, published as `v1`.
+async fn publish_model(store: &dyn ObjectStore) {
+    let grid = StepGrid::from_secs(STEP as u64).unwrap();
+    let start = DateTime::parse_from_rfc3339("2024-03-04T00:00:00Z").unwrap().with_timezone(&Utc);
+    let values: Vec<Option<f64>> = (0..2400).map(|i| Some(rate((start.timestamp() + i * STEP) as f64))).collect();
+    let series = Series::new("storefront/order", grid, start, values).unwrap();
+    let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some((PERIOD as i64 / STEP) as usize)) };
+    let (model, _) = TransformerModel::train(&series, Split::of(series.len()), 20, &config, &mut Quiet).unwrap();
+    artifact::write_version(store, &model, manifest(&model, "v1", start)).await.unwrap();
+    artifact::publish(store, "v1", true).await.unwrap();
+}
+
+fn policy() -> PolicyConfig {
+    PolicyConfig {
+        capacity: 10.0,
+        min_replicas: 1,
+        max_replicas: 50,
+        startup_steps: 2,
+        lookahead_steps: 20,
+        quantile: Quantile::P90,
+        headroom: 0.1,
+        floor_utilisation: 0.8,
+        scale_down_window: 4,
+        max_change: None,
+    }
+}
+
+async fn get(app: &axum::Router, uri: &str, token: Option<&str>, method: &str, body: &str) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = app.clone().oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecasts_decide_fall_back_and_reload_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
+    let prom_dir = dir.path().join("prometheus");
+    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history(end.timestamp()));
+    let mut prometheus = tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "15s", ""));
+
+    let models_root = dir.path().join("models");
+    let order_store = LocalStore::new(models_root.join("storefront/order"));
+    publish_model(&order_store).await;
+
+    let grid = StepGrid::from_secs(STEP as u64).unwrap();
+    let order = ServiceId::new("storefront", "order").unwrap();
+    let cart = ServiceId::new("storefront", "cart").unwrap();
+    let plans: Vec<ServicePlan> = [&order, &cart]
+        .iter()
+        .map(|id| ServicePlan {
+            id: (*id).clone(),
+            models: models_root.join(format!("{}/{}", id.namespace(), id.name())).to_str().unwrap().parse().unwrap(),
+            policy: policy(),
+        })
+        .collect();
+    let catalog = Catalog::from_config(&CatalogConfig {
+        base: CatalogName::Storefront,
+        window: Duration::from_secs(60),
+        features: Default::default(),
+    })
+    .unwrap();
+    let metrics = Metrics::new();
+    let source = Source::new(
+        PrometheusConfig { url: prometheus.url(), retries: 0, timeout: Duration::from_secs(2), ..Default::default() },
+        catalog,
+        ServicesConfig { list: vec![order.to_string(), cart.to_string()], discover: None },
+        Default::default(),
+    )
+    .unwrap();
+    let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
+    let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
+    let reloads = models.reload(&metrics).await;
+    assert_eq!(reloads[0], (cart.clone(), ReloadOutcome::NothingPublished));
+    assert_eq!(reloads[1], (order.clone(), ReloadOutcome::Swapped { version: "v1".into() }));
+    let shared =
+        Arc::new(Shared::new(vec![order.clone(), cart.clone()], false, Duration::from_secs(3600), metrics.clone()));
+    let mut engine = Engine::new(grid, 240, source, models.clone(), shared.clone(), plans).unwrap();
+
+    // The first step reads two hours with range queries; the next ones one instant each.
+    let t0 = end - chrono::Duration::minutes(20);
+    for k in 0..3 {
+        engine.step(t0 + chrono::Duration::seconds(STEP * k)).await.unwrap();
+    }
+    let t = t0 + chrono::Duration::seconds(STEP * 2);
+    let served = shared.served(&order).unwrap();
+    let d = &served.decision;
+    assert_eq!(d.time, t);
+    let observed = d.observed_demand.unwrap();
+    assert!((observed - rate(t.timestamp() as f64 - 30.0)).abs() < 1.5, "observed {observed} at {t}");
+    let f = d.forecast.as_ref().expect("a forecast with a model and enough history");
+    assert_eq!((f.p50.len(), f.model_version.as_str()), (20, "v1"));
+    assert!(f.p50.iter().zip(&f.p90).all(|(a, b)| a.is_finite() && b >= a));
+    assert!(matches!(d.reason, Reason::Forecast { .. } | Reason::ReactiveFloor | Reason::Stabilised), "{:?}", d.reason);
+    assert!(
+        d.desired_replicas >= 4,
+        "demand {observed} at 10 req/s per replica needs at least 4, got {}",
+        d.desired_replicas
+    );
+    assert_eq!(served.replicas, d.desired_replicas);
+
+    // No model for cart: the reactive fallback, from current demand.
+    let c = shared.served(&cart).unwrap().decision;
+    assert_eq!((c.reason, c.forecast), (Reason::Reactive, None));
+    let need = (c.observed_demand.unwrap() / 0.8 / 10.0).ceil() as u32;
+    assert_eq!(c.desired_replicas, need);
+
+    // A new version is published, then its weights file is corrupted before the
+    // predictor loads it: refused, and the good one keeps serving.
+    let weights = order_store.get("v1/weights.safetensors").await.unwrap();
+    let mut m1: serde_json::Value =
+        serde_json::from_slice(&order_store.get("v1/manifest.json").await.unwrap()).unwrap();
+    m1["version"] = "v2".into();
+    order_store.put("v2/weights.safetensors", weights.clone()).await.unwrap();
+    order_store.put("v2/manifest.json", Bytes::from(serde_json::to_vec(&m1).unwrap())).await.unwrap();
+    artifact::publish(&order_store, "v2", true).await.unwrap();
+    let mut bad = weights.to_vec();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    order_store.put("v2/weights.safetensors", Bytes::from(bad)).await.unwrap();
+    let reloads = models.reload(&shared.metrics).await;
+    assert!(matches!(&reloads[1].1, ReloadOutcome::Rejected { version: Some(v), .. } if v == "v2"), "{reloads:?}");
+    engine.step(t + chrono::Duration::seconds(STEP)).await.unwrap();
+    let still = shared.served(&order).unwrap().decision;
+    assert_eq!(still.forecast.unwrap().model_version, "v1", "the good model keeps serving");
+
+    // The HTTP API over the same state.
+    let api = Api { shared: shared.clone(), admin_token: Some("s3cret".into()), reload: Default::default() };
+    let app = http::app(api);
+    let (status, body) = get(&app, "/api/v1/services/storefront/order", None, "GET", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["replicas"], json["desired_replicas"]);
+    assert_eq!(json["forecast"]["p90"].as_array().unwrap().len(), 20);
+    let (status, body) = get(&app, "/api/v1/services", None, "GET", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["services"].as_array().unwrap().len(), 2);
+    assert_eq!(get(&app, "/api/v1/services/payments", None, "GET", "").await.0, StatusCode::NOT_FOUND);
+    let (_, metrics) = get(&app, "/metrics", None, "GET", "").await;
+    for needle in [
+        r#"ml_predicted_replicas{namespace="storefront",service="order"}"#,
+        r#"prescale_predictor_forecast_requests_per_second{namespace="storefront",service="order",quantile="p90",horizon_seconds="600"}"#,
+        r#"prescale_predictor_model_info{namespace="storefront",service="order",version="v1"} 1"#,
+        r#"prescale_predictor_decision_reason{namespace="storefront",service="cart",reason="reactive"} 1"#,
+        r#"prescale_predictor_fallbacks_total{kind="no_model"}"#,
+        r#"prescale_predictor_model_reloads_total{kind="rejected"} 1"#,
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
+    }
+    // Admin: shadow mode needs the token; then KEDA is told the replicas ready now.
+    assert_eq!(get(&app, "/api/v1/admin/shadow", None, "PUT", r#"{"shadow":true}"#).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&app, "/api/v1/admin/shadow", Some("nope"), "PUT", r#"{"shadow":true}"#).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&app, "/api/v1/admin/shadow", Some("s3cret"), "PUT", r#"{"shadow":"yes"}"#).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(get(&app, "/api/v1/admin/shadow", Some("s3cret"), "PUT", r#"{"shadow":true}"#).await.0, StatusCode::OK);
+    engine.step(t + chrono::Duration::seconds(2 * STEP)).await.unwrap();
+    let shadowed = shared.served(&order).unwrap();
+    assert!(shadowed.shadow);
+    assert_eq!(shadowed.replicas, 2, "in shadow mode KEDA keeps the 2 replicas ready now");
+    assert_eq!(get(&app, "/api/v1/admin/reload", Some("s3cret"), "POST", "").await.0, StatusCode::ACCEPTED);
+
+    // Prometheus gone: the step fails, the last decision is still served (not stale yet).
+    tokio::task::block_in_place(|| prometheus.stop());
+    assert!(engine.step(t + chrono::Duration::seconds(3 * STEP)).await.is_err());
+    assert_eq!(shared.served(&order).unwrap().decision.time, t + chrono::Duration::seconds(2 * STEP));
+}
