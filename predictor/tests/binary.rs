@@ -1,0 +1,123 @@
+//! The `prescale-predictor` binary wired end to end: against a real Prometheus it steps on
+//! its own, answers KEDA over gRPC and people over HTTP, and stops cleanly on SIGTERM;
+//! bad settings are refused with status 64 naming the field.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prescale_predictor::proto::external_scaler_client::ExternalScalerClient;
+use prescale_predictor::proto::{GetMetricsRequest, ScaledObjectRef};
+use prescale_testkit::prometheus::Prometheus;
+use prescale_testkit::tools::free_port;
+
+fn config(dir: &std::path::Path, prometheus: &str, http: u16, grpc: u16) -> std::path::PathBuf {
+    let path = dir.join("predictor.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"step = "1s"
+query_delay = "500ms"
+history = "30s"
+listen = "127.0.0.1:{http}"
+grpc_listen = "127.0.0.1:{grpc}"
+[prometheus]
+url = "{prometheus}"
+timeout = "2s"
+[catalog]
+base = "storefront"
+window = "5s"
+[models]
+location = {models:?}
+[policy]
+capacity = 10.0
+min_replicas = 2
+startup = "2s"
+lookahead = "10s"
+[[services]]
+service = "storefront/order"
+"#,
+            models = dir.join("models").display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_steps_and_serves_grpc_and_http() {
+    let dir = tempfile::tempdir().unwrap();
+    // Prometheus scraping itself is enough to answer the catalog's queries (empty).
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&dir.path().join("prometheus"), "1s", ""));
+    let (http, grpc) = (free_port(), free_port());
+    let path = config(dir.path(), &prometheus.url(), http, grpc);
+    let log = std::fs::File::create(dir.path().join("predictor.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale-predictor"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{http}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = reqwest::get(format!("{base}/readyz")).await.map(|r| r.status().is_success()).unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            std::fs::read_to_string(dir.path().join("predictor.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let body: serde_json::Value = reqwest::get(format!("{base}/api/v1/services/order")).await.unwrap().json().await.unwrap();
+    // No model and no demand: no forecast, raised to the minimum.
+    assert_eq!(body["reason"]["kind"], "min_bound", "{body}");
+    assert!(body["forecast"].is_null(), "{body}");
+    assert_eq!(body["replicas"], 2, "{body}");
+    let openapi: serde_json::Value = reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap();
+    assert!(openapi["paths"]["/api/v1/services/{namespace}/{name}"].is_object());
+
+    let mut client = ExternalScalerClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
+    let object = ScaledObjectRef {
+        name: "order".into(),
+        namespace: "storefront".into(),
+        scaler_metadata: [("service".to_owned(), "order".to_owned())].into_iter().collect(),
+    };
+    let values = client
+        .get_metrics(GetMetricsRequest { scaled_object_ref: Some(object), metric_name: "ml_predicted_replicas".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(values.metric_values[0].metric_value_float, 2.0);
+
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"ml_predicted_replicas{namespace="storefront",service="order"} 2.0"#), "{metrics}");
+    assert!(metrics.contains(r#"prescale_predictor_model_reloads_total{kind="nothing_published"}"#), "{metrics}");
+
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit {status}");
+}
+
+#[test]
+fn bad_settings_exit_64_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "http://127.0.0.1:9", 1, 2);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for (broken, needle) in [
+        (text.replace("storefront/order", "order"), "services[0].service"),
+        (text.replace("capacity = 10.0", "capacity = 0.0"), "capacity"),
+        (text.replace("[policy]", "[policy]\nquantile = \"p99\""), "quantile"),
+        (text.replace("base = \"storefront\"", "base = \"storefront\"\n[catalog.features]\nlatency = \"up\""), "latency"),
+    ] {
+        std::fs::write(&path, broken).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_prescale-predictor")).arg("--config").arg(&path).arg("check").output().unwrap();
+        assert_eq!(out.status.code(), Some(64));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "expected {needle:?} in {stderr}");
+    }
+}
