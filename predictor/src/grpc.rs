@@ -177,6 +177,12 @@ impl ExternalScaler for Scaler {
     }
 }
 
+/// Selects ring as the process's TLS provider (once; later calls do nothing). Both ring
+/// and aws-lc-rs are compiled in (the AWS SDK brings the latter), so rustls cannot choose.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Serves the scaler on `listener` until `shutdown`, with TLS (and client certificates
 /// when `client_ca` is set) if configured.
 pub async fn serve(
@@ -188,6 +194,7 @@ pub async fn serve(
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         use anyhow::Context;
+        install_tls_provider();
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
         let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));

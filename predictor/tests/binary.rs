@@ -73,7 +73,8 @@ async fn the_binary_steps_and_serves_grpc_and_http() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let body: serde_json::Value = reqwest::get(format!("{base}/api/v1/services/order")).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value =
+        reqwest::get(format!("{base}/api/v1/services/order")).await.unwrap().json().await.unwrap();
     // No model and no demand: no forecast, raised to the minimum.
     assert_eq!(body["reason"]["kind"], "min_bound", "{body}");
     assert!(body["forecast"].is_null(), "{body}");
@@ -112,10 +113,18 @@ fn bad_settings_exit_64_naming_the_field() {
         (text.replace("storefront/order", "order"), "services[0].service"),
         (text.replace("capacity = 10.0", "capacity = 0.0"), "capacity"),
         (text.replace("[policy]", "[policy]\nquantile = \"p99\""), "quantile"),
-        (text.replace("base = \"storefront\"", "base = \"storefront\"\n[catalog.features]\nlatency = \"up\""), "latency"),
+        (
+            text.replace("base = \"storefront\"", "base = \"storefront\"\n[catalog.features]\nlatency = \"up\""),
+            "latency",
+        ),
     ] {
         std::fs::write(&path, broken).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_prescale-predictor")).arg("--config").arg(&path).arg("check").output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_prescale-predictor"))
+            .arg("--config")
+            .arg(&path)
+            .arg("check")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(64));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "expected {needle:?} in {stderr}");

@@ -148,3 +148,73 @@ async fn no_decision_or_a_stale_one_fails_unavailable_for_kedas_fallback() {
     assert_eq!(none.code(), Code::Unavailable);
     assert!(client.is_active(object(&[("service", "order")])).await.is_err());
 }
+
+/// PEM files of a CA, a server certificate for `localhost` and a client certificate.
+fn certificates(dir: &std::path::Path) -> prescale_predictor::config::TlsConfig {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&server_key, &issuer).unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client =
+        CertificateParams::new(vec!["keda-operator".to_owned()]).unwrap().signed_by(&client_key, &issuer).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    write("client.pem", client.pem());
+    write("client-key.pem", client_key.serialize_pem());
+    prescale_predictor::config::TlsConfig {
+        cert: write("server.pem", server.pem()),
+        key: write("server-key.pem", server_key.serialize_pem()),
+        client_ca: Some(write("ca.pem", ca.pem())),
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_client_certificate() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    grpc::install_tls_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certificates(dir.path());
+    let (order, _) = ids();
+    let shared = Arc::new(Shared::new(vec![order.clone()], false, Duration::from_secs(300), Metrics::new()));
+    shared.publish(vec![served(&order, 5, 0)]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_tls = tls.clone();
+    tokio::spawn(async move { grpc::serve(shared, listener, Some(&server_tls), std::future::pending()).await });
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let ca = Certificate::from_pem(read(tls.client_ca.as_ref().unwrap()));
+    let connect = |identity: Option<Identity>| {
+        let mut config = ClientTlsConfig::new().ca_certificate(ca.clone()).domain_name("localhost");
+        if let Some(id) = identity {
+            config = config.identity(id);
+        }
+        async move {
+            let channel =
+                Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(config)?.connect().await?;
+            Ok::<_, tonic::transport::Error>(ExternalScalerClient::new(channel))
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let request =
+        || GetMetricsRequest { scaled_object_ref: Some(object(&[("service", "order")])), metric_name: String::new() };
+
+    let identity = Identity::from_pem(read(&dir.path().join("client.pem")), read(&dir.path().join("client-key.pem")));
+    let mut client = connect(Some(identity)).await.unwrap();
+    let values = client.get_metrics(request()).await.unwrap().into_inner();
+    assert_eq!(values.metric_values[0].metric_value_float, 5.0, "served over mutual TLS");
+
+    // Without a client certificate the handshake or the call fails.
+    let refused = match connect(None).await {
+        Err(_) => true,
+        Ok(mut c) => c.get_metrics(request()).await.is_err(),
+    };
+    assert!(refused, "a client without a certificate must be refused");
+}
