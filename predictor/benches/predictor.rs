@@ -1,0 +1,230 @@
+//! `make bench`: the predictor's serving latency and step time.
+//!
+//! - `GetMetrics` through a real gRPC client on loopback, offered at 1,000 calls/s for
+//!   10 s (each call on its own task, so a slow call does not slow the offered rate):
+//!   p50, p99 and max latency.
+//! - One step for 100 services against a real Prometheus holding six hours of their
+//!   metrics, each with a small trained transformer: the first step (two hours read with
+//!   range queries) and the steady steps (one instant query per feature and service).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, DurationRound, Utc};
+use prescale_collector::Source;
+use prescale_collector::catalog::{Catalog, CatalogConfig, CatalogName};
+use prescale_collector::source::{PrometheusConfig, ServicesConfig};
+use prescale_core::store::{LocalStore, S3Options};
+use prescale_core::{ServiceId, StepGrid};
+use prescale_models::artifact::{self, BacktestSummary, Manifest, TrainingData};
+use prescale_models::forecaster::{Quiet, TrainConfig, TrainSummary, TransformerModel};
+use prescale_models::metrics::ModelScores;
+use prescale_models::series::{Series, Split};
+use prescale_predictor::config::ServicePlan;
+use prescale_predictor::engine::Engine;
+use prescale_predictor::grpc;
+use prescale_predictor::metrics::Metrics;
+use prescale_predictor::model::Models;
+use prescale_predictor::proto::external_scaler_client::ExternalScalerClient;
+use prescale_predictor::proto::{GetMetricsRequest, ScaledObjectRef};
+use prescale_predictor::state::{Served, Shared};
+use prescale_scaler::decision::{Decision, Reason};
+use prescale_scaler::policy::{PolicyConfig, Quantile};
+use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
+
+const SERVICES: usize = 100;
+const STEP: i64 = 30;
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn rate(t: f64, i: usize) -> f64 {
+    (20.0 + i as f64) * (1.5 + (std::f64::consts::TAU * t / 3600.0).sin())
+}
+
+async fn grpc_latency(rt_services: &[ServiceId]) {
+    let shared = Arc::new(Shared::new(rt_services.to_vec(), false, Duration::from_secs(300), Metrics::new()));
+    let served = rt_services
+        .iter()
+        .map(|id| {
+            let decision = Decision {
+                service: id.to_string(),
+                time: Utc::now(),
+                desired_replicas: 3,
+                observed_demand: Some(10.0),
+                forecast: None,
+                reason: Reason::Reactive,
+            };
+            (id.clone(), Served { decision, replicas: 3, shadow: false })
+        })
+        .collect();
+    shared.publish(served);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(grpc::serve(shared, listener, None, std::future::pending()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = ExternalScalerClient::connect(format!("http://{addr}")).await.unwrap();
+    let (rate, seconds) = (1000u64, 10u64);
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..rate * seconds {
+        ticker.tick().await;
+        let mut c = client.clone();
+        let name = rt_services[k as usize % rt_services.len()].name().to_owned();
+        tasks.spawn(async move {
+            let object = ScaledObjectRef {
+                name: "bench".into(),
+                namespace: "bench".into(),
+                scaler_metadata: [("service".to_owned(), name)].into_iter().collect(),
+            };
+            let began = Instant::now();
+            c.get_metrics(GetMetricsRequest { scaled_object_ref: Some(object), metric_name: String::new() })
+                .await
+                .unwrap();
+            began.elapsed().as_secs_f64() * 1000.0
+        });
+    }
+    let mut latencies: Vec<f64> = tasks.join_all().await;
+    println!(
+        "  GetMetrics at {rate} calls/s for {seconds} s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} calls)",
+        percentile(&mut latencies, 0.5),
+        percentile(&mut latencies, 0.99),
+        percentile(&mut latencies, 1.0),
+        latencies.len()
+    );
+}
+
+fn manifest(model: &TransformerModel, start: DateTime<Utc>) -> Manifest {
+    let mut models = BTreeMap::new();
+    models.insert("transformer".to_owned(), ModelScores::default());
+    Manifest {
+        format: artifact::ARTIFACT_FORMAT,
+        schema_version: prescale_core::SCHEMA_VERSION,
+        version: "v1".into(),
+        created: start,
+        features: vec!["requests_per_second".into()],
+        quantiles: vec![0.5, 0.9],
+        params: model.params.clone(),
+        training: TrainingData {
+            source: "synthetic".into(),
+            from: start,
+            to: start,
+            steps: 1,
+            step_seconds: STEP as f64,
+        },
+        train_summary: TrainSummary {
+            epochs: 1,
+            best_valid_loss: 0.1,
+            windows_seen: 0,
+            seconds: 0.0,
+            early_stopped: false,
+        },
+        backtest: Some(BacktestSummary { models }),
+        files: BTreeMap::new(),
+        tensors: BTreeMap::new(),
+    }
+}
+
+async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
+    let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
+    let start = end.timestamp() - 6 * 3600;
+    let mut om = String::new();
+    for (i, id) in services.iter().enumerate() {
+        let labels = format!(r#"namespace="{}",service="{}""#, id.namespace(), id.name());
+        let mut count = 0.0;
+        let mut lines = (String::new(), String::new());
+        for t in (start..=end.timestamp()).step_by(15) {
+            count += rate(t as f64, i) * 15.0;
+            lines.0.push_str(&format!("http_requests_total{{{labels}}} {count} {t}\n"));
+            lines.1.push_str(&format!("up{{{labels}}} 1 {t}\n"));
+        }
+        om.push_str(&lines.0);
+        om.push_str(&lines.1);
+    }
+    // OpenMetrics wants each metric family in one block.
+    let mut by_family: Vec<&str> = om.lines().collect();
+    by_family.sort_by_key(|l| l.split('{').next().unwrap_or_default().to_owned());
+    let om = by_family.join("\n") + "\n# EOF\n";
+    let prom_dir = dir.join("prometheus");
+    load_openmetrics(&Prometheus::data_dir(&prom_dir), &om);
+    let prometheus = Prometheus::start(&prom_dir, "15s", "");
+
+    let grid = StepGrid::from_secs(STEP as u64).unwrap();
+    let t0 = DateTime::parse_from_rfc3339("2024-03-04T00:00:00Z").unwrap().with_timezone(&Utc);
+    let values: Vec<Option<f64>> = (0..2400).map(|k| Some(rate((t0.timestamp() + k * STEP) as f64, 10))).collect();
+    let series = Series::new("bench", grid, t0, values).unwrap();
+    let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some(120)) };
+    let (model, _) = TransformerModel::train(&series, Split::of(series.len()), 20, &config, &mut Quiet).unwrap();
+    let mut plans = Vec::new();
+    for id in services {
+        let folder = dir.join("models").join(id.namespace()).join(id.name());
+        let store = LocalStore::new(&folder);
+        artifact::write_version(&store, &model, manifest(&model, t0)).await.unwrap();
+        artifact::publish(&store, "v1", true).await.unwrap();
+        plans.push(ServicePlan {
+            id: id.clone(),
+            models: folder.to_str().unwrap().parse().unwrap(),
+            policy: PolicyConfig {
+                capacity: 10.0,
+                min_replicas: 1,
+                max_replicas: 100,
+                startup_steps: 4,
+                lookahead_steps: 20,
+                quantile: Quantile::P90,
+                headroom: 0.1,
+                floor_utilisation: 0.8,
+                scale_down_window: 10,
+                max_change: None,
+            },
+        });
+    }
+    let catalog = Catalog::from_config(&CatalogConfig {
+        base: CatalogName::Storefront,
+        window: Duration::from_secs(60),
+        features: Default::default(),
+    })
+    .unwrap();
+    let source = Source::new(
+        PrometheusConfig { url: prometheus.url(), timeout: Duration::from_secs(30), ..Default::default() },
+        catalog,
+        ServicesConfig { list: services.iter().map(|s| s.to_string()).collect(), discover: None },
+        Default::default(),
+    )
+    .unwrap();
+    let metrics = Metrics::new();
+    let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
+    let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
+    models.reload(&metrics).await;
+    let shared = Arc::new(Shared::new(services.to_vec(), false, Duration::from_secs(86_400), metrics));
+    let mut engine = Engine::new(grid, 240, source, models, shared.clone(), plans).unwrap();
+    let first_t = end - chrono::Duration::minutes(30);
+    let began = Instant::now();
+    engine.step(first_t).await.unwrap();
+    let first = began.elapsed().as_secs_f64();
+    let mut steady = Vec::new();
+    for k in 1..=10 {
+        let began = Instant::now();
+        engine.step(first_t + chrono::Duration::seconds(STEP * k)).await.unwrap();
+        steady.push(began.elapsed().as_secs_f64());
+    }
+    let forecasts = services.iter().filter(|s| shared.served(s).is_ok_and(|d| d.decision.forecast.is_some())).count();
+    println!(
+        "  one step for {SERVICES} services (storefront catalog, 7 features each, a model each): first step {:.2} s (2 h of history by range queries), then p50 {:.3} s, max {:.3} s over 10 steps; {forecasts} of {SERVICES} decisions from forecasts",
+        first,
+        percentile(&mut steady.clone(), 0.5),
+        percentile(&mut steady, 1.0)
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let services: Vec<ServiceId> =
+        (0..SERVICES).map(|i| ServiceId::new("bench", format!("svc-{i:03}")).unwrap()).collect();
+    println!("predictor bench");
+    rt.block_on(grpc_latency(&services));
+    rt.block_on(step_time(dir.path(), &services));
+}
