@@ -195,20 +195,20 @@ service = "storefront/gateway"
     let mut samples: Vec<(f64, u32, f64)> = Vec::new();
     let mut forecasts: Vec<String> = Vec::new();
     while !k6_run.is_finished() {
-        if let Some(v) = json(&api).await {
-            if let (Some(r), Some(d)) = (v["replicas"].as_u64(), v["observed_demand"].as_f64()) {
-                samples.push((began.elapsed().as_secs_f64(), r as u32, d));
-                let p90: Vec<String> = v["forecast"]["p90"]
-                    .as_array()
-                    .map(|a| a.iter().step_by(10).map(|x| format!("{:.0}", x.as_f64().unwrap_or(0.0))).collect())
-                    .unwrap_or_default();
-                forecasts.push(format!(
-                    "{:.1}s d={d:.1} r={r} reason={} p90={}",
-                    began.elapsed().as_secs_f64(),
-                    v["reason"]["kind"],
-                    p90.join(",")
-                ));
-            }
+        if let Some(v) = json(&api).await
+            && let (Some(r), Some(d)) = (v["replicas"].as_u64(), v["observed_demand"].as_f64())
+        {
+            samples.push((began.elapsed().as_secs_f64(), r as u32, d));
+            let p90: Vec<String> = v["forecast"]["p90"]
+                .as_array()
+                .map(|a| a.iter().step_by(10).map(|x| format!("{:.0}", x.as_f64().unwrap_or(0.0))).collect())
+                .unwrap_or_default();
+            forecasts.push(format!(
+                "{:.1}s d={d:.1} r={r} reason={} p90={}",
+                began.elapsed().as_secs_f64(),
+                v["reason"]["kind"],
+                p90.join(",")
+            ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
