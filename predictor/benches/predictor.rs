@@ -17,9 +17,7 @@ use prescale_collector::catalog::{Catalog, CatalogConfig, CatalogName};
 use prescale_collector::source::{PrometheusConfig, ServicesConfig};
 use prescale_core::store::{LocalStore, S3Options};
 use prescale_core::{ServiceId, StepGrid};
-use prescale_models::artifact::{self, BacktestSummary, Manifest, TrainingData};
-use prescale_models::forecaster::{Quiet, TrainConfig, TrainSummary, TransformerModel};
-use prescale_models::metrics::ModelScores;
+use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
 use prescale_models::series::{Series, Split};
 use prescale_predictor::config::ServicePlan;
 use prescale_predictor::engine::Engine;
@@ -32,6 +30,9 @@ use prescale_predictor::state::{Served, Shared};
 use prescale_scaler::decision::{Decision, Reason};
 use prescale_scaler::policy::{PolicyConfig, Quantile};
 use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const SERVICES: usize = 100;
 const STEP: i64 = 30;
@@ -97,37 +98,6 @@ async fn grpc_latency(rt_services: &[ServiceId]) {
     );
 }
 
-fn manifest(model: &TransformerModel, start: DateTime<Utc>) -> Manifest {
-    let mut models = BTreeMap::new();
-    models.insert("transformer".to_owned(), ModelScores::default());
-    Manifest {
-        format: artifact::ARTIFACT_FORMAT,
-        schema_version: prescale_core::SCHEMA_VERSION,
-        version: "v1".into(),
-        created: start,
-        features: vec!["requests_per_second".into()],
-        quantiles: vec![0.5, 0.9],
-        params: model.params.clone(),
-        training: TrainingData {
-            source: "synthetic".into(),
-            from: start,
-            to: start,
-            steps: 1,
-            step_seconds: STEP as f64,
-        },
-        train_summary: TrainSummary {
-            epochs: 1,
-            best_valid_loss: 0.1,
-            windows_seen: 0,
-            seconds: 0.0,
-            early_stopped: false,
-        },
-        backtest: Some(BacktestSummary { models }),
-        files: BTreeMap::new(),
-        tensors: BTreeMap::new(),
-    }
-}
-
 async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
     let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
     let start = end.timestamp() - 6 * 3600;
@@ -162,8 +132,7 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
     for id in services {
         let folder = dir.join("models").join(id.namespace()).join(id.name());
         let store = LocalStore::new(&folder);
-        artifact::write_version(&store, &model, manifest(&model, t0)).await.unwrap();
-        artifact::publish(&store, "v1", true).await.unwrap();
+        common::publish(&store, &model, "v1", STEP as f64).await;
         plans.push(ServicePlan {
             id: id.clone(),
             models: folder.to_str().unwrap().parse().unwrap(),

@@ -121,8 +121,9 @@ impl Shared {
         }
         let latest = self.latest.read().map_err(|_| Unavailable::NoDecisionYet(id.to_string()))?;
         let served = latest.get(id).cloned().ok_or_else(|| Unavailable::NoDecisionYet(id.to_string()))?;
-        let age = (Utc::now() - served.decision.time).num_seconds();
-        if age > self.staleness.as_secs() as i64 {
+        let age_ms = (Utc::now() - served.decision.time).num_milliseconds();
+        if age_ms > self.staleness.as_millis() as i64 {
+            let age = age_ms / 1000;
             self.metrics.fallback("stale");
             return Err(Unavailable::Stale {
                 service: id.to_string(),

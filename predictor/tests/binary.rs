@@ -18,6 +18,7 @@ fn config(dir: &std::path::Path, prometheus: &str, http: u16, grpc: u16) -> std:
             r#"step = "1s"
 query_delay = "500ms"
 history = "30s"
+staleness = "3s"
 listen = "127.0.0.1:{http}"
 grpc_listen = "127.0.0.1:{grpc}"
 [prometheus]
@@ -98,6 +99,34 @@ async fn the_binary_steps_and_serves_grpc_and_http() {
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"ml_predicted_replicas{namespace="storefront",service="order"} 2.0"#), "{metrics}");
     assert!(metrics.contains(r#"prescale_predictor_model_reloads_total{kind="nothing_published"}"#), "{metrics}");
+
+    // Prometheus stopped: the last decision is served until it is `staleness` old, then
+    // gRPC fails Unavailable (KEDA's fallback takes over) and the JSON API answers 503.
+    let mut prometheus = prometheus;
+    tokio::task::block_in_place(|| prometheus.stop());
+    let stopped = Instant::now();
+    let object = ScaledObjectRef {
+        name: "order".into(),
+        namespace: "storefront".into(),
+        scaler_metadata: [("service".to_owned(), "order".to_owned())].into_iter().collect(),
+    };
+    let call = GetMetricsRequest { scaled_object_ref: Some(object), metric_name: String::new() };
+    let status = loop {
+        match client.get_metrics(call.clone()).await {
+            Ok(_) => {
+                assert!(stopped.elapsed() < Duration::from_secs(10), "still serving 10 s after Prometheus stopped");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(stopped.elapsed() >= Duration::from_secs(1), "the last decision was served for a while first");
+    assert!(status.message().contains("staleness"), "{}", status.message());
+    let res = reqwest::get(format!("{base}/api/v1/services/order")).await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"prescale_predictor_fallbacks_total{kind="prometheus_unreachable"}"#), "{metrics}");
 
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();

@@ -16,9 +16,8 @@ use prescale_collector::catalog::{Catalog, CatalogConfig, CatalogName};
 use prescale_collector::source::{PrometheusConfig, ServicesConfig};
 use prescale_core::store::{LocalStore, ObjectStore, S3Options};
 use prescale_core::{ServiceId, StepGrid};
-use prescale_models::artifact::{self, BacktestSummary, Manifest, TrainingData};
-use prescale_models::forecaster::{Quiet, TrainConfig, TrainSummary, TransformerModel};
-use prescale_models::metrics::ModelScores;
+use prescale_models::artifact;
+use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
 use prescale_models::series::{Series, Split};
 use prescale_predictor::config::ServicePlan;
 use prescale_predictor::engine::Engine;
@@ -30,6 +29,8 @@ use prescale_scaler::decision::Reason;
 use prescale_scaler::policy::{PolicyConfig, Quantile};
 use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
 use tower::ServiceExt;
+
+mod common;
 
 const STEP: i64 = 30;
 const PERIOD: f64 = 3600.0;
@@ -62,37 +63,6 @@ fn history(end: i64) -> String {
     out + "# EOF\n"
 }
 
-fn manifest(model: &TransformerModel, version: &str, start: DateTime<Utc>) -> Manifest {
-    let mut models = BTreeMap::new();
-    models.insert("transformer".to_owned(), ModelScores::default());
-    Manifest {
-        format: artifact::ARTIFACT_FORMAT,
-        schema_version: prescale_core::SCHEMA_VERSION,
-        version: version.to_owned(),
-        created: start,
-        features: vec!["requests_per_second".into()],
-        quantiles: vec![0.5, 0.9],
-        params: model.params.clone(),
-        training: TrainingData {
-            source: "synthetic".into(),
-            from: start,
-            to: start,
-            steps: 1,
-            step_seconds: STEP as f64,
-        },
-        train_summary: TrainSummary {
-            epochs: 1,
-            best_valid_loss: 0.1,
-            windows_seen: 0,
-            seconds: 0.0,
-            early_stopped: false,
-        },
-        backtest: Some(BacktestSummary { models }),
-        files: BTreeMap::new(),
-        tensors: BTreeMap::new(),
-    }
-}
-
 /// A tiny transformer trained on the same wave at 30 s steps, published as `v1`.
 async fn publish_model(store: &dyn ObjectStore) {
     let grid = StepGrid::from_secs(STEP as u64).unwrap();
@@ -101,8 +71,7 @@ async fn publish_model(store: &dyn ObjectStore) {
     let series = Series::new("storefront/order", grid, start, values).unwrap();
     let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some((PERIOD as i64 / STEP) as usize)) };
     let (model, _) = TransformerModel::train(&series, Split::of(series.len()), 20, &config, &mut Quiet).unwrap();
-    artifact::write_version(store, &model, manifest(&model, "v1", start)).await.unwrap();
-    artifact::publish(store, "v1", true).await.unwrap();
+    common::publish(store, &model, "v1", STEP as f64).await;
 }
 
 fn policy() -> PolicyConfig {

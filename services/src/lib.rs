@@ -127,6 +127,40 @@ fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build()?)
 }
 
+impl Settings {
+    /// A local development storefront: the public development secret, `data_dir`, and
+    /// every service at `http://127.0.0.1:<port>` with `ports` (tests and demos).
+    pub fn dev(
+        data_dir: impl Into<PathBuf>,
+        ports: &BTreeMap<Service, u16>,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            data_dir: data_dir.into(),
+            limits: Limits { concurrency },
+            keys: Keys::new(common::auth::DEV_SECRET)?,
+            urls: Self::local_urls("127.0.0.1", ports),
+            recommender_work: 1000,
+        })
+    }
+}
+
+/// Serves every service in this process on `host` at its port in `ports`, until the
+/// runtime stops; returns once all listen. For tests and demos that want the whole
+/// storefront without a subprocess.
+pub async fn spawn_all(settings: &Settings, host: &str, ports: &BTreeMap<Service, u16>) -> anyhow::Result<()> {
+    for (service, port) in ports {
+        let app = app(*service, settings)?;
+        let listener = tokio::net::TcpListener::bind((host, *port))
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: binding {host}:{port}: {e}", service.name()))?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    Ok(())
+}
+
 /// The full app of one service (routes, health, metrics, limits), its database created,
 /// migrated and seeded.
 pub fn app(service: Service, settings: &Settings) -> anyhow::Result<Router> {

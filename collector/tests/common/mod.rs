@@ -100,26 +100,10 @@ pub fn write_config(dir: &Path, prometheus: &str, body: &str) -> (std::path::Pat
 
 /// The storefront's services, each on its own free port, in this process.
 pub async fn start_storefront(data_dir: &Path) -> Vec<(&'static str, u16)> {
-    use std::collections::BTreeMap;
-
-    use storefront::common::app::Limits;
-    use storefront::common::auth::{DEV_SECRET, Keys};
-    use storefront::{Service, Settings, app};
-
-    let ports: BTreeMap<Service, u16> =
+    use storefront::{Service, Settings, spawn_all};
+    let ports: std::collections::BTreeMap<Service, u16> =
         Service::ALL.iter().map(|s| (*s, prescale_testkit::tools::free_port())).collect();
-    let settings = Settings {
-        data_dir: data_dir.to_owned(),
-        limits: Limits { concurrency: 32 },
-        keys: Keys::new(DEV_SECRET).unwrap(),
-        urls: Settings::local_urls("127.0.0.1", &ports),
-        recommender_work: 1000,
-    };
-    for (service, port) in &ports {
-        let app = app(*service, &settings).unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", *port)).await.unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-    }
+    spawn_all(&Settings::dev(data_dir, &ports, 32).unwrap(), "127.0.0.1", &ports).await.unwrap();
     ports.into_iter().map(|(s, p)| (s.name(), p)).collect()
 }
 
