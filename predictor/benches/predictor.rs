@@ -7,7 +7,6 @@
 //!   metrics, each with a small trained transformer: the first step (two hours read with
 //!   range queries) and the steady steps (one instant query per feature and service).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
