@@ -96,6 +96,9 @@ pub struct Spool {
     grid: StepGrid,
     active: File,
     active_rows: u64,
+    /// Records (steps) in the active file, rows or not: a step with no service still
+    /// moves the cursor and must be sealed away, or the file would only grow.
+    active_records: u64,
     state: State,
     _lock: File,
 }
@@ -139,7 +142,8 @@ impl Spool {
             state.gaps = subtract(&state.gaps, step, step, grid);
         }
         let active = OpenOptions::new().create(true).append(true).open(&active_path).map_err(io(&active_path))?;
-        let spool = Self { dir: dir.to_owned(), grid, active, active_rows, state, _lock: lock };
+        let active_records = active_records.len() as u64;
+        let spool = Self { dir: dir.to_owned(), grid, active, active_rows, active_records, state, _lock: lock };
         spool.save_state()?;
         sync_dir(dir)?;
         Ok((spool, recovery))
@@ -186,6 +190,7 @@ impl Spool {
         self.active.write_all(&buf).map_err(io(&path))?;
         self.active.sync_data().map_err(io(&path))?;
         self.active_rows += records.iter().map(|r| r.rows.len() as u64).sum::<u64>();
+        self.active_records += records.len() as u64;
         let gaps_before = self.state.gaps.clone();
         for r in records {
             self.state.cursor = self.state.cursor.max(Some(r.step));
@@ -221,7 +226,7 @@ impl Spool {
     /// Closes the active file as the next sealed segment, for the flusher. Returns the
     /// sealed file, or `None` when there was nothing to seal.
     pub fn seal(&mut self) -> Result<Option<PathBuf>, SpoolError> {
-        if self.active_rows == 0 {
+        if self.active_records == 0 {
             return Ok(None);
         }
         // The cursor must outlive the rows that prove it once the flusher deletes them.
@@ -233,6 +238,7 @@ impl Spool {
         self.active = OpenOptions::new().create(true).append(true).open(&active).map_err(io(&active))?;
         sync_dir(&self.dir)?;
         self.active_rows = 0;
+        self.active_records = 0;
         Ok(Some(sealed))
     }
 
@@ -453,5 +459,17 @@ mod tests {
         drop(f);
         let (spool, _) = Spool::open(dir.path(), grid()).unwrap();
         assert_eq!(spool.gaps(), &[Gap { from: t(0), to: t(0) }, Gap { from: t(2), to: t(3) }]);
+    }
+
+    #[test]
+    fn steps_without_rows_are_sealed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), grid()).unwrap();
+        // No service answered discovery: the step is recorded, with no rows.
+        spool.append(&[Record { step: t(0), rows: vec![] }]).unwrap();
+        let sealed = spool.seal().unwrap().expect("an empty step still seals, or the file only grows");
+        assert!(read_segment(&sealed).unwrap().is_empty());
+        assert_eq!(spool.seal().unwrap(), None);
+        assert_eq!(spool.cursor(), Some(t(0)));
     }
 }

@@ -9,7 +9,7 @@
 //! reactive (current demand); if Prometheus is unreachable nothing is published, and the
 //! last decision is served until it goes stale.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,7 +33,9 @@ const REASONS: [&str; 7] =
 struct ServiceRun {
     plan: ServicePlan,
     policy: Policy,
-    rows: BTreeMap<DateTime<Utc>, FeatureRow>,
+    /// The window, oldest first: only steps after the last one are ever added, so it
+    /// stays sorted and is handed to the series builder as a slice, without copies.
+    rows: Vec<FeatureRow>,
     /// (target step, p50 forecast for it) of forecasts not yet due, for the error gauge.
     pending: VecDeque<(DateTime<Utc>, f64)>,
     labels: ServiceLabels,
@@ -68,14 +70,7 @@ impl Engine {
                 let policy = Policy::new(plan.policy.clone()).map_err(|e| format!("{}: {e}", plan.id))?;
                 let labels =
                     ServiceLabels { namespace: plan.id.namespace().to_owned(), service: plan.id.name().to_owned() };
-                Ok(ServiceRun {
-                    plan,
-                    policy,
-                    rows: BTreeMap::new(),
-                    pending: VecDeque::new(),
-                    labels,
-                    last_model: None,
-                })
+                Ok(ServiceRun { plan, policy, rows: Vec::new(), pending: VecDeque::new(), labels, last_model: None })
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Self { grid, history_steps: history_steps.max(2), source, models, shared, runs, last_step: None })
@@ -105,14 +100,17 @@ impl Engine {
             }
         };
         for row in rows {
-            if let Some(run) = self.runs.iter_mut().find(|r| r.plan.id == row.service) {
-                run.rows.insert(row.timestamp, row);
+            if let Some(run) = self.runs.iter_mut().find(|r| r.plan.id == row.service)
+                && run.rows.last().is_none_or(|last| last.timestamp < row.timestamp)
+            {
+                run.rows.push(row);
             }
         }
         let shadow = self.shared.shadow();
         let mut served = Vec::with_capacity(self.runs.len());
         for run in &mut self.runs {
-            run.rows = run.rows.split_off(&oldest);
+            let stale = run.rows.partition_point(|r| r.timestamp < oldest);
+            run.rows.drain(..stale);
             let s = decide(run, &self.models, &self.shared, self.grid, t, shadow);
             served.push((run.plan.id.clone(), s));
         }
@@ -135,7 +133,7 @@ fn decide(
     shadow: bool,
 ) -> Served {
     let m = &shared.metrics;
-    let now_row = run.rows.get(&t);
+    let now_row = run.rows.last().filter(|r| r.timestamp == t);
     let demand_now = now_row.and_then(|r| r.get(Feature::RequestsPerSecond));
     let ready_now = now_row.and_then(|r| r.get(Feature::ReplicasReady)).map(|r| r.round().max(0.0) as u32);
     if let Some(d) = demand_now {
@@ -238,8 +236,7 @@ fn forecast(
         .set((Utc::now() - loaded.manifest.created).num_milliseconds() as f64 / 1000.0);
 
     let context = loaded.manifest.params.window.context;
-    let rows: Vec<FeatureRow> = run.rows.values().cloned().collect();
-    let series = match dataset::service_series(&rows, &run.plan.id.to_string()) {
+    let series = match dataset::service_series(&run.rows, &run.plan.id.to_string()) {
         Ok(s) if s.time(s.len() - 1) == t && s.len() >= context && s.values[s.len() - 1].is_some() => s,
         _ => {
             m.fallback("short_history");
