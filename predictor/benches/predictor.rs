@@ -57,6 +57,8 @@ async fn grpc_latency(rt_services: &[ServiceId]) {
                 observed_demand: Some(10.0),
                 forecast: None,
                 reason: Reason::Reactive,
+                ready_replicas: None,
+                reactive_replicas: None,
             };
             (id.clone(), Served { decision, replicas: 3, shadow: false })
         })

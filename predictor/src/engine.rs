@@ -18,7 +18,7 @@ use prescale_collector::source::{QueryError, Source};
 use prescale_core::{Feature, FeatureRow, ServiceId, StepGrid};
 use prescale_models::dataset;
 use prescale_scaler::decision::{Decision, ForecastView, Reason};
-use prescale_scaler::policy::{Input, Policy};
+use prescale_scaler::policy::{Input, Policy, replicas_for};
 
 use crate::config::ServicePlan;
 use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
@@ -186,6 +186,13 @@ fn decide(
         m.reason.get_or_create(&labels).set(i64::from(r == reason.label()));
     }
     let replicas = if shadow { ready_now.unwrap_or(desired) } else { desired };
+    let reactive_replicas = demand_now.map(|d| replicas_for(d, run.plan.policy.capacity));
+    if let Some(n) = reactive_replicas {
+        m.reactive_replicas.get_or_create(&run.labels).set(f64::from(n));
+    }
+    if let Some(n) = ready_now {
+        m.ready_replicas.get_or_create(&run.labels).set(f64::from(n));
+    }
     m.decided_replicas.get_or_create(&run.labels).set(f64::from(desired));
     m.predicted_replicas.get_or_create(&run.labels).set(f64::from(replicas));
     let decision = Decision {
@@ -195,6 +202,8 @@ fn decide(
         observed_demand: demand_now,
         forecast,
         reason,
+        ready_replicas: ready_now,
+        reactive_replicas,
     };
     Served { decision, replicas, shadow }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,9 @@ use crate::state::{Served, Shared, Unavailable};
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The live page: predictions against observed demand and replicas, for people.
+const LIVE_PAGE: &str = include_str!("live.html");
 
 /// What the HTTP handlers share.
 #[derive(Debug, Clone)]
@@ -67,6 +70,7 @@ impl From<Unavailable> for ApiError {
 /// The router.
 pub fn app(api: Api) -> Router {
     Router::new()
+        .route("/", get(|| async { Html(LIVE_PAGE) }))
         .route("/api/v1/services", get(list))
         .route("/api/v1/services/{name}", get(one_by_name))
         .route("/api/v1/services/{namespace}/{name}", get(one))

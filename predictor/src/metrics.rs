@@ -73,6 +73,10 @@ pub struct Metrics {
     pub forecast: Family<ForecastLabels, Gauge<f64, AtomicU64>>,
     /// Demand observed at the last step.
     pub observed: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// Replicas ready at the last step, as observed.
+    pub ready_replicas: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// Replicas the demand observed at the last step needs by itself (the reactive need).
+    pub reactive_replicas: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     /// Absolute error of the forecast made one horizon ago for the last step, requests/s.
     pub forecast_error: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     /// 1 for the model version in use.
@@ -109,6 +113,8 @@ impl Metrics {
             decided_replicas: Family::default(),
             forecast: Family::default(),
             observed: Family::default(),
+            ready_replicas: Family::default(),
+            reactive_replicas: Family::default(),
             forecast_error: Family::default(),
             model_info: Family::default(),
             model_age: Family::default(),
@@ -129,6 +135,12 @@ impl Metrics {
         );
         p.register("forecast_requests_per_second", "Forecast demand by horizon and quantile", m.forecast.clone());
         p.register("observed_requests_per_second", "Demand observed at the last step", m.observed.clone());
+        p.register("ready_replicas", "Replicas ready at the last step, as observed", m.ready_replicas.clone());
+        p.register(
+            "reactive_replicas",
+            "Replicas the demand observed at the last step needs by itself",
+            m.reactive_replicas.clone(),
+        );
         p.register(
             "forecast_error_requests_per_second",
             "Absolute error of the forecast made one horizon ago for the last step",

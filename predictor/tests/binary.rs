@@ -82,6 +82,9 @@ async fn the_binary_steps_and_serves_grpc_and_http() {
     assert_eq!(body["replicas"], 2, "{body}");
     let openapi: serde_json::Value = reqwest::get(format!("{base}/openapi.json")).await.unwrap().json().await.unwrap();
     assert!(openapi["paths"]["/api/v1/services/{namespace}/{name}"].is_object());
+    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().contains(r#"fetch("api/v1/services""#), "the live page reads the API");
 
     let mut client = ExternalScalerClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
     let object = ScaledObjectRef {

@@ -180,6 +180,8 @@ service = "storefront/gateway"
 
     let last = json(&api).await.unwrap();
     assert!(last["forecast"].is_object(), "the predictor serves forecasts: {last}");
+    let observed = last["observed_demand"].as_f64().unwrap();
+    assert_eq!(last["reactive_replicas"].as_u64(), Some((observed / 8.0 - 1e-9).ceil() as u64), "{last}");
     // From the moment demand starts to rise: when the replicas first reach what the peak
     // demand needs (capacity 8 at the reactive floor's 80% utilisation), and when demand
     // itself first needs that many. The forecast must get there first, by some seconds.

@@ -161,9 +161,17 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     assert_eq!((f.p50.len(), f.model_version.as_str()), (20, "v1"));
     assert!(f.p50.iter().zip(&f.p90).all(|(a, b)| a.is_finite() && b >= a));
     assert!(matches!(d.reason, Reason::Forecast { .. } | Reason::ReactiveFloor | Reason::Stabilised), "{:?}", d.reason);
+    // What the true wave needs over the lookahead (startup to 20 steps ahead, with the
+    // policy's 10% headroom; observed demand lags the wave by the rate window's half):
+    // the forecast may miss it by one replica at most. The wave's phase depends on the
+    // clock, so this holds at any time of day, rising or falling.
+    let ideal = (2..=20)
+        .map(|k| (rate((t.timestamp() + k * STEP) as f64 - 30.0) * 1.1 / 10.0 - 1e-9).ceil() as u32)
+        .max()
+        .unwrap();
     assert!(
-        d.desired_replicas >= 4,
-        "demand {observed} at 10 req/s per replica needs at least 4, got {}",
+        d.desired_replicas + 1 >= ideal,
+        "demand {observed} now; the next 10 minutes need {ideal} replicas at 10 req/s each, got {}",
         d.desired_replicas
     );
     assert_eq!(served.replicas, d.desired_replicas);

@@ -25,6 +25,8 @@ fn served(id: &ServiceId, replicas: u32, age_seconds: i64) -> (ServiceId, Served
         observed_demand: Some(12.0),
         forecast: None,
         reason: Reason::Reactive,
+        ready_replicas: None,
+        reactive_replicas: None,
     };
     (id.clone(), Served { decision, replicas, shadow: false })
 }

@@ -70,6 +70,13 @@ pub struct Decision {
     pub forecast: Option<ForecastView>,
     /// Which term set the number.
     pub reason: Reason,
+    /// Replicas ready at `time`, as observed (Kubernetes, or the catalog's count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<u32>,
+    /// Replicas the demand observed at `time` needs by itself: what a reactive
+    /// autoscaler would ask for now, to compare the prediction with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactive_replicas: Option<u32>,
 }
 
 /// The body of the predictor's `GET /api/v1/services`: the latest decision per service.

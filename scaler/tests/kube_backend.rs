@@ -145,6 +145,8 @@ async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
                 observed_demand: Some(30.0),
                 forecast: None,
                 reason: Reason::ReactiveFloor,
+                ready_replicas: None,
+                reactive_replicas: None,
             },
             Decision {
                 service: "shop/unlisted".into(),
@@ -153,6 +155,8 @@ async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
                 observed_demand: None,
                 forecast: None,
                 reason: Reason::Reactive,
+                ready_replicas: None,
+                reactive_replicas: None,
             },
         ],
     };
