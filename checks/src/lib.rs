@@ -1,0 +1,21 @@
+//! `prescale-checks`: checks of the files operators apply, run by `make test`.
+//!
+//! [`kustomize`] builds the overlays of `deploy/` and the `keda/` folder the way kustomize
+//! does (for the subset they use); [`typed`] parses each object strictly into its
+//! `k8s-openapi` type; [`keda`] does the same for KEDA's resources after its CRD schema;
+//! [`dashboards`] lists the PromQL of the Grafana dashboards. The tests in `tests/` apply
+//! them to the real files, check the configs inside the ConfigMaps with the components' own
+//! config types, the Prometheus files with `promtool`, the KEDA trigger metadata against the
+//! predictor's real gRPC server, and the container build files.
+
+pub mod dashboards;
+pub mod keda;
+pub mod kustomize;
+pub mod typed;
+
+use std::path::PathBuf;
+
+/// The project's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}

@@ -1,0 +1,198 @@
+//! The Kubernetes files of `deploy/`: both overlays build, every object parses strictly
+//! into its `k8s-openapi` type, workloads are wired together (selectors, Services,
+//! ConfigMaps, Secrets), every container is bounded, probed and non-root, and the
+//! components' settings in the ConfigMaps load with the components' own config types.
+
+use std::collections::BTreeSet;
+
+use prescale_checks::kustomize::{build, pod_spec};
+use prescale_checks::repo;
+use prescale_checks::typed::{check, describe};
+use serde_json::Value;
+
+/// Secrets operators create themselves (documented in the overlays and the README).
+const OPERATOR_SECRETS: [&str; 3] = ["predictor-tls", "storefront-jwt", "keda-predictor-client"];
+
+fn overlay(name: &str) -> Vec<Value> {
+    build(&repo().join("deploy/overlays").join(name)).unwrap_or_else(|e| panic!("overlay {name}: {e}"))
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind}/{name}"))
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    selector.as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+#[test]
+fn every_object_of_both_overlays_is_a_valid_kubernetes_object() {
+    for name in ["dev", "prod"] {
+        let objects = overlay(name);
+        assert!(objects.len() > 30, "{name}: {} objects", objects.len());
+        let mut seen = BTreeSet::new();
+        for o in &objects {
+            check(o).unwrap_or_else(|e| panic!("overlay {name}: {e}"));
+            let key =
+                (o["kind"].to_string(), o["metadata"]["namespace"].to_string(), o["metadata"]["name"].to_string());
+            assert!(seen.insert(key), "overlay {name}: {} twice", describe(o));
+            if o["kind"] != "Namespace" {
+                let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+                assert!(ns == "prescale" || ns == "storefront", "overlay {name}: {} has namespace {ns:?}", describe(o));
+            }
+        }
+    }
+}
+
+#[test]
+fn workloads_are_wired_bounded_probed_and_unprivileged() {
+    for name in ["dev", "prod"] {
+        let objects = overlay(name);
+        let named = |kind: &str, ns: &str| -> BTreeSet<String> {
+            objects
+                .iter()
+                .filter(|o| o["kind"] == kind && o["metadata"]["namespace"] == ns)
+                .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let mut templates: Vec<(String, &Value)> = Vec::new();
+        for o in &objects {
+            let Some(spec) = pod_spec(o) else { continue };
+            let what = format!("overlay {name}: {}", describe(o));
+            let ns = o["metadata"]["namespace"].as_str().unwrap();
+            let template_labels = if o["kind"] == "CronJob" {
+                &o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+            } else {
+                assert!(
+                    labels_match(&o["spec"]["selector"]["matchLabels"], &o["spec"]["template"]["metadata"]["labels"]),
+                    "{what}: the selector does not match the pod template"
+                );
+                &o["spec"]["template"]["metadata"]["labels"]
+            };
+            templates.push((ns.to_owned(), template_labels));
+            assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{what}: runAsNonRoot");
+            if let Some(sa) = spec["serviceAccountName"].as_str() {
+                assert!(named("ServiceAccount", ns).contains(sa), "{what}: no ServiceAccount {sa}");
+            }
+            for c in spec["containers"].as_array().unwrap() {
+                let what = format!("{what} container {}", c["name"]);
+                for kind in ["requests", "limits"] {
+                    for r in ["cpu", "memory"] {
+                        assert!(c["resources"][kind][r].is_string(), "{what}: no resources.{kind}.{r}");
+                    }
+                }
+                if o["kind"] != "CronJob" {
+                    assert!(c["readinessProbe"].is_object() && c["livenessProbe"].is_object(), "{what}: probes");
+                }
+                assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{what}");
+                let image = c["image"].as_str().unwrap();
+                assert!(!image.ends_with(":latest") && image.contains(':'), "{what}: image {image} is not pinned");
+                // Every ConfigMap and Secret it reads exists or is the operator's to create.
+                let mut refs: Vec<(&str, &Value)> = Vec::new();
+                for e in c["env"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                    refs.push(("Secret", &e["valueFrom"]["secretKeyRef"]));
+                    refs.push(("ConfigMap", &e["valueFrom"]["configMapKeyRef"]));
+                }
+                for e in c["envFrom"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                    refs.push(("Secret", &e["secretRef"]));
+                    refs.push(("ConfigMap", &e["configMapRef"]));
+                }
+                for (kind, r) in refs {
+                    let (Some(n), optional) = (r["name"].as_str(), r["optional"] == true) else { continue };
+                    assert!(
+                        optional || named(kind, ns).contains(n) || OPERATOR_SECRETS.contains(&n),
+                        "{what}: {kind} {n} does not exist"
+                    );
+                }
+                for m in c["volumeMounts"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                    let vol = m["name"].as_str().unwrap();
+                    let declared = spec["volumes"].as_array().into_iter().flatten().any(|v| v["name"] == vol)
+                        || o["spec"]["volumeClaimTemplates"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|v| v["metadata"]["name"] == vol);
+                    assert!(declared, "{what}: mounts an undeclared volume {vol}");
+                }
+            }
+            for v in spec["volumes"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                if let Some(cm) = v["configMap"]["name"].as_str() {
+                    assert!(named("ConfigMap", ns).contains(cm), "{what}: ConfigMap {cm} does not exist");
+                }
+                if let Some(s) = v["secret"]["secretName"].as_str() {
+                    assert!(named("Secret", ns).contains(s) || OPERATOR_SECRETS.contains(&s), "{what}: Secret {s}");
+                }
+                if let Some(c) = v["persistentVolumeClaim"]["claimName"].as_str() {
+                    assert!(named("PersistentVolumeClaim", ns).contains(c), "{what}: PVC {c}");
+                }
+            }
+        }
+        // Every Service and PodDisruptionBudget selects some pods.
+        for o in objects.iter().filter(|o| o["kind"] == "Service" || o["kind"] == "PodDisruptionBudget") {
+            let selector =
+                if o["kind"] == "Service" { &o["spec"]["selector"] } else { &o["spec"]["selector"]["matchLabels"] };
+            let ns = o["metadata"]["namespace"].as_str().unwrap();
+            assert!(
+                templates.iter().any(|(n, labels)| n == ns && labels_match(selector, labels)),
+                "overlay {name}: {} selects no pods",
+                describe(o)
+            );
+        }
+        // The storefront's Deployments leave replicas to KEDA.
+        for o in objects.iter().filter(|o| o["kind"] == "Deployment" && o["metadata"]["namespace"] == "storefront") {
+            assert!(o["spec"]["replicas"].is_null(), "overlay {name}: {} sets replicas; KEDA owns them", describe(o));
+        }
+    }
+    // The overlays differ where they should.
+    let (dev, prod) = (overlay("dev"), overlay("prod"));
+    assert_eq!(find(&dev, "Deployment", "predictor")["spec"]["replicas"], 1);
+    assert_eq!(find(&prod, "Deployment", "predictor")["spec"]["replicas"], 3);
+    let dev_env = &find(&dev, "Deployment", "predictor")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(dev_env.as_array().unwrap().iter().any(|e| e["name"] == "PRESCALE__SHADOW"), "dev runs in shadow mode");
+    assert!(prod.iter().all(|o| o["kind"] != "Secret"), "prod ships no secret values");
+}
+
+#[test]
+fn the_settings_in_the_config_maps_load_with_the_components_types() {
+    for name in ["dev", "prod"] {
+        let objects = overlay(name);
+        let data = |cm: &str, key: &str| -> String {
+            find(&objects, "ConfigMap", cm)["data"][key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{cm} has no {key}"))
+                .to_owned()
+        };
+        let collector: prescale_collector::config::CollectorConfig =
+            prescale_core::config::from_toml_str(&data("collector-config", "collector.toml")).unwrap();
+        collector.validate().unwrap();
+        let mut predictor: prescale_predictor::config::PredictorConfig =
+            prescale_core::config::from_toml_str(&data("predictor-config", "predictor.toml")).unwrap();
+        // The certificate files are mounted from a Secret in the cluster; the paths must be
+        // where the Deployment mounts them.
+        let tls = predictor.tls.take().expect("gRPC with mutual TLS");
+        assert!(tls.cert.starts_with("/etc/prescale/tls") && tls.client_ca.is_some(), "{tls:?}");
+        predictor.validate().unwrap();
+        let _: prescale_models::forecaster::TrainConfig =
+            prescale_core::config::from_toml_str(&data("trainer-config", "train.toml")).unwrap();
+        // The collector's spool is on its volume, and its id is the StatefulSet's pod.
+        assert!(collector.spool_dir.starts_with("/var/lib/prescale"));
+        assert_eq!(collector.id, "collector-0");
+        // The trainer publishes only through the quality gate.
+        let trainer =
+            &find(&objects, "CronJob", "trainer")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+        let script = trainer["args"][0].as_str().unwrap();
+        assert!(script.contains("--publish") && !script.contains("--force"), "{script}");
+        // Every service the trainer retrains is one the predictor serves.
+        let services = trainer["env"].as_array().unwrap().iter().find(|e| e["name"] == "SERVICES").unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let served: Vec<String> = predictor.services.iter().map(|s| s.service.clone()).collect();
+        for s in services.split_whitespace() {
+            assert!(served.contains(&s.to_owned()), "the trainer trains {s}, which the predictor does not serve");
+        }
+    }
+}
