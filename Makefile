@@ -14,7 +14,7 @@ export PATH := $(VENV)/bin:$(PATH)
 .PHONY: help setup build test demo bench lint fmt load
 
 help:
-	@echo "make demo   run the whole loop locally"
+	@echo "make demo   run the whole loop locally (storefront, Prometheus, k6, collector, trainer, predictor) until Ctrl-C"
 	@echo "make test   run every test"
 	@echo "make bench  run the benchmarks and print their figures (BACKTESTS=0: skip the 30-minute backtests)"
 	@echo "make load   run the storefront locally and drive it with k6 (journeys, then a trace-shaped profile)"
@@ -27,7 +27,8 @@ setup:
 build: setup
 	$(CARGO) build --workspace --bins
 
-test: setup
+# The binaries first: the demo's end-to-end test runs them as processes.
+test: setup build
 	$(CARGO) test --workspace
 
 lint: setup
@@ -61,6 +62,8 @@ bench: setup
 	$(CARGO) bench --workspace --profile dev
 	@if [[ "$(BACKTESTS)" == 1 ]]; then mkdir -p target-bench && scripts/bench-backtests.sh; fi
 
+# The whole loop locally until Ctrl-C (prescale-demo --help for its settings, passed as
+# DEMO_ARGS, e.g. DEMO_ARGS="--duration 20m --peak 60"). Working folder: target-demo/.
+DEMO_ARGS ?=
 demo: setup build
-	@echo "demo: the workspace builds and libtorch, k6 and Prometheus are installed."
-	@echo "demo: the live loop (storefront, collector, trainer, predictor) is added by the issues that build those components."
+	"$${CARGO_TARGET_DIR:-target}/debug/prescale-demo" $(DEMO_ARGS)

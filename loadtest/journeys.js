@@ -41,7 +41,7 @@ export function setup() {
 
 const pick = (n) => Math.floor(Math.random() * n);
 
-function browse() {
+export function browse() {
   const page = 1 + pick(20);
   const list = http.get(`${API}/product/products?page=${page}&per_page=20`, { tags: { journey: 'browse' } });
   check(list, { 'list 200': (r) => r.status === 200 && r.json('items').length === 20 });
@@ -50,18 +50,18 @@ function browse() {
   check(detail, { 'detail 200': (r) => r.status === 200 && r.json('id') === id });
 }
 
-function search() {
+export function search() {
   const words = ['racket', 'shoe', 'ball', 'pro', 'trail', 'carbon', 'bottle'];
   const r = http.get(`${API}/product/products/search?q=${words[pick(words.length)]}`, { tags: { journey: 'search' } });
   check(r, { 'search 200': (x) => x.status === 200 && x.json('total') > 0 });
 }
 
-function recommend(token) {
+export function recommend(token) {
   const r = http.get(`${API}/recommender/recommendations/${1 + pick(60)}?limit=5`, Object.assign(auth(token), { tags: { journey: 'recommend' } }));
   check(r, { 'recommendations 200': (x) => x.status === 200 });
 }
 
-function book(token) {
+export function book(token) {
   const day = new Date(Date.now() + (1 + pick(300)) * 86400000).toISOString().slice(0, 10);
   const body = JSON.stringify({ facility_id: 1 + pick(6), date: day, hour: 8 + pick(14) });
   // A slot someone else took first is a normal answer (409), not a failure.
@@ -72,7 +72,7 @@ function book(token) {
   check(r, { 'book 201 or 409': (x) => x.status === 201 || x.status === 409 });
 }
 
-function order(token, run) {
+export function order(token, run) {
   const key = `${run}-${__VU}-${__ITER}`;
   const items = [{ product_id: 1 + pick(49), quantity: 1 }, { product_id: 51 + pick(49), quantity: 1 }];
   const body = JSON.stringify({ items });
@@ -83,7 +83,7 @@ function order(token, run) {
   check(retry, { 'retry returns the same order': (r) => r.status === 200 && r.json('id') === first.json('id') });
 }
 
-function profile(token) {
+export function profile(token) {
   const r = http.get(`${API}/profile/profile`, Object.assign(auth(token), { tags: { journey: 'profile' } }));
   check(r, { 'profile 200': (x) => x.status === 200 });
 }

@@ -5,8 +5,11 @@
 //
 //   k6 run -e TRACE=../shared/traces/azure_functions_1day_1min.csv -e COMPRESS=288 -e PEAK=50 loadtest/profile.js
 // COMPRESS=288 plays a day in 5 minutes. Stages are at least STAGE_SECONDS long (default 5).
+// MIX=journeys replaces the catalogue reads by the user journeys of journeys.js (every
+// service gets traffic shaped like the trace; logins are 2% of iterations).
 import http from 'k6/http';
 import { check } from 'k6';
+import { setup as journeySetup, browse, search, recommend, book, order, profile } from './journeys.js';
 
 const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8080';
 const COMPRESS = Number(__ENV.COMPRESS || 288);
@@ -54,7 +57,33 @@ export const options = {
   thresholds: { checks: ['rate>0.99'] },
 };
 
-export default function () {
+const MIX = __ENV.MIX || 'catalogue';
+if (MIX !== 'catalogue' && MIX !== 'journeys') throw new Error(`MIX must be catalogue or journeys, not ${MIX}`);
+
+export function setup() {
+  return MIX === 'journeys' ? journeySetup() : {};
+}
+
+function login(data) {
+  const creds = JSON.stringify({ username: `k6-${data.run}-0`, password: 'a long enough password' });
+  const r = http.post(`${BASE}/api/authen/login`, creds, { headers: { 'Content-Type': 'application/json' } });
+  check(r, { 'login 200': (x) => x.status === 200 });
+}
+
+function journey(data) {
+  const token = data.tokens[Math.floor(Math.random() * data.tokens.length)];
+  const roll = Math.random();
+  if (roll < 0.35) browse();
+  else if (roll < 0.55) search();
+  else if (roll < 0.70) recommend(token);
+  else if (roll < 0.80) book(token);
+  else if (roll < 0.88) order(token, data.run);
+  else if (roll < 0.98) profile(token);
+  else login(data);
+}
+
+export default function (data) {
+  if (MIX === 'journeys') return journey(data);
   const roll = Math.random();
   let r;
   if (roll < 0.6) r = http.get(`${BASE}/api/product/products?page=${1 + Math.floor(Math.random() * 25)}&per_page=20`);
