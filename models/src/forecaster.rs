@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind};
 
+use crate::base::{AdaptiveSmoothing, Base};
 use crate::baselines::{Persistence, PointForecaster, Ridge, residual_q90, trajectory_mae};
 use crate::metrics::Forecasts;
 use crate::preprocess::{Preprocess, PreprocessError};
@@ -76,10 +77,15 @@ pub struct TrainConfig {
     /// Share of the covariates' variance the kept principal components must explain
     /// (collector data only; 0 leaves the covariates out).
     pub pca_variance: f64,
-    /// Refine a ridge forecast on lags (fitted on the same fitting part) instead of the
-    /// last value, when the ridge beats persistence on the validation part: the network
-    /// learns what the linear model misses.
-    pub refine_ridge: bool,
+    /// Refine a base forecast instead of the last value: a ridge on lags (fitted on the
+    /// same fitting part) or adaptive smoothing, whichever beats persistence and the
+    /// other on the validation part. The network learns what the base misses.
+    #[serde(alias = "refine_ridge")]
+    pub refine_base: bool,
+    /// Give every token the phase of its time within the hour and the half hour, for
+    /// demand with bursts at fixed minutes (cron jobs, batch pushes). Off by default: on
+    /// the benchmark traces it helped Twitter's MAE but cost WorldCup 98 its p90 coverage.
+    pub hour_phase: bool,
 }
 
 impl Default for TrainConfig {
@@ -101,7 +107,8 @@ impl Default for TrainConfig {
             holidays: Vec::new(),
             season_steps: None,
             pca_variance: 0.9,
-            refine_ridge: true,
+            refine_base: true,
+            hour_phase: false,
         }
     }
 }
@@ -166,15 +173,34 @@ pub struct ModelParams {
     pub level_floor: f64,
     /// Holiday dates of the calendar features.
     pub holidays: Vec<NaiveDate>,
-    /// Per-horizon shift of p90 (in level units) calibrated on validation so that 90% of
-    /// validation actuals fall at or below it.
+    /// Per-horizon shift of p90 (in units of [`Self::p90_unit`]) calibrated on validation
+    /// so that 90% of validation actuals fall at or below it.
     pub p90_shift: Vec<f64>,
+    /// What the p90 shift is measured in for each window.
+    #[serde(default)]
+    pub p90_unit: P90Unit,
     /// Scaling and PCA of the covariates, fitted on training rows (collector data).
     #[serde(default)]
     pub preprocess: Option<Preprocess>,
     /// The base forecast the network refines.
     #[serde(default)]
-    pub base: Option<Ridge>,
+    pub base: Option<Base>,
+}
+
+/// The per-window unit of the p90 shift.
+///
+/// In level units, a band calibrated on a busy validation period is too narrow on a quiet,
+/// noisy one (relative noise grows as demand falls). In units of the window's own
+/// step-to-step volatility it widens with noise wherever it is (locally weighted
+/// conformal calibration).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum P90Unit {
+    /// The window's level (models stored before the volatility unit).
+    #[default]
+    Level,
+    /// The window's mean absolute step-to-step change.
+    Volatility,
 }
 
 /// A trained transformer with its constants.
@@ -212,7 +238,7 @@ impl TransformerModel {
         let mut rng = SmallRng::seed_from_u64(config.seed);
         let device = Device::cuda_if_available();
         let day = config.season_steps.unwrap_or_else(|| series.grid.per_day());
-        let window = WindowConfig { context: config.context, horizon, day };
+        let window = WindowConfig { context: config.context, horizon, day, hour_phase: config.hour_phase };
         let train_mean = mean_observed(&series.values[..split.valid_start]).unwrap_or(0.0);
         let level_floor = (0.01 * train_mean).max(1e-6);
         let preprocess = match (&series.covariates, config.pca_variance > 0.0) {
@@ -233,8 +259,7 @@ impl TransformerModel {
             });
         }
         let mut valid = plain.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
-        let base =
-            if config.refine_ridge { choose_base(series, day, split.valid_start, &valid, horizon) } else { None };
+        let base = if config.refine_base { choose_base(series, day, split.valid_start, &valid, horizon) } else { None };
         let windows = plain.with_exog(exog(preprocess.as_ref(), series)?).with_base(base.as_ref());
         if valid.len() > MAX_VALID_WINDOWS {
             let stride = valid.len().div_ceil(MAX_VALID_WINDOWS);
@@ -263,6 +288,7 @@ impl TransformerModel {
             level_floor,
             holidays: config.holidays.clone(),
             p90_shift: vec![0.0; horizon],
+            p90_unit: P90Unit::Volatility,
             preprocess,
             base: base.clone(),
         };
@@ -329,11 +355,11 @@ impl TransformerModel {
     /// The per-horizon p90 shift that makes 90% of validation actuals fall at or below
     /// p90 (conformalised quantile regression, one-sided).
     fn calibrate(&self, series: &Series, valid: &[usize]) -> Result<Vec<f64>, ModelError> {
-        let (raw, levels) = self.raw(series, valid)?;
-        Ok(residual_q90(series, valid, &raw.p90, &levels))
+        let (raw, units) = self.raw(series, valid)?;
+        Ok(residual_q90(series, valid, &raw.p90, &units))
     }
 
-    /// Uncalibrated forecasts and the window levels.
+    /// Uncalibrated forecasts and each window's p90 unit.
     fn raw(&self, series: &Series, origins: &[usize]) -> Result<(Forecasts, Vec<f64>), ModelError> {
         let p = &self.params;
         let windows = Windows::new(series, p.window, p.level_floor, &p.holidays)
@@ -342,7 +368,7 @@ impl TransformerModel {
         let h = p.window.horizon;
         let mut p50 = Array2::zeros((origins.len(), h));
         let mut p90 = Array2::zeros((origins.len(), h));
-        let mut levels = Vec::with_capacity(origins.len());
+        let mut units = Vec::with_capacity(origins.len());
         let device = self.vs.device();
         for (c, chunk) in origins.chunks(FORECAST_BATCH).enumerate() {
             let batch = windows.batch(chunk);
@@ -352,24 +378,27 @@ impl TransformerModel {
             let a90 = to_array(&out.p90);
             for row in 0..chunk.len() {
                 let level = batch.level[row] as f64;
-                levels.push(level);
+                units.push(match p.p90_unit {
+                    P90Unit::Level => level,
+                    P90Unit::Volatility => batch.volatility[row] as f64,
+                });
                 for k in 0..h {
                     p50[[c * FORECAST_BATCH + row, k]] = (a50[[row, k]] * level).max(0.0);
                     p90[[c * FORECAST_BATCH + row, k]] = a90[[row, k]] * level;
                 }
             }
         }
-        Ok((Forecasts { origins: origins.to_vec(), p50, p90 }, levels))
+        Ok((Forecasts { origins: origins.to_vec(), p50, p90 }, units))
     }
 
     /// Calibrated forecasts at each origin (origins must have some observed context; see
     /// [`Windows::usable_origins`]). Fails only when the model needs covariates the
     /// series lacks.
     pub fn forecast(&self, series: &Series, origins: &[usize]) -> Result<Forecasts, ModelError> {
-        let (mut f, levels) = self.raw(series, origins)?;
-        for (row, level) in levels.iter().enumerate() {
+        let (mut f, units) = self.raw(series, origins)?;
+        for (row, unit) in units.iter().enumerate() {
             for (k, shift) in self.params.p90_shift.iter().enumerate() {
-                let p90 = f.p90[[row, k]] + shift * level;
+                let p90 = f.p90[[row, k]] + shift * unit;
                 f.p90[[row, k]] = p90.max(f.p50[[row, k]]);
             }
         }
@@ -388,14 +417,27 @@ fn validation_loss(net: &Net, inputs: &[Inputs]) -> f64 {
     })
 }
 
-/// The ridge to refine, if it beats persistence over the whole horizon on validation
-/// origins; otherwise the network refines the last observed value.
-fn choose_base(series: &Series, day: usize, fit_end: usize, valid: &[usize], horizon: usize) -> Option<Ridge> {
-    let ridge = Ridge::fit(series, day, fit_end, valid, horizon);
-    let ridge_mae = trajectory_mae(series, valid, &ridge.p50(series, valid, horizon));
+/// The base to refine: the ridge or adaptive smoothing, whichever has the lower MAE over
+/// the whole horizon on validation origins, if it beats persistence there; otherwise the
+/// network refines the last observed value.
+fn choose_base(series: &Series, day: usize, fit_end: usize, valid: &[usize], horizon: usize) -> Option<Base> {
     let persistence_mae = trajectory_mae(series, valid, &Persistence.p50(series, valid, horizon));
-    tracing::info!(ridge_mae, persistence_mae, "validation MAE of the base forecasts");
-    (ridge_mae < persistence_mae).then_some(ridge)
+    let candidates =
+        [Base::Ridge(Ridge::fit(series, day, fit_end, valid, horizon)), Base::Smoothing(AdaptiveSmoothing::default())];
+    let scored: Vec<(Base, f64)> = candidates
+        .into_iter()
+        .map(|b| {
+            let mae = trajectory_mae(series, valid, &b.p50(series, valid, horizon));
+            (b, mae)
+        })
+        .collect();
+    tracing::info!(
+        persistence_mae,
+        ridge_mae = scored[0].1,
+        smoothing_mae = scored[1].1,
+        "validation MAE of the base forecasts"
+    );
+    scored.into_iter().filter(|(_, mae)| *mae < persistence_mae).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(b, _)| b)
 }
 
 /// The exogenous context features of a series under a fitted preprocessing.

@@ -7,6 +7,7 @@
 //!   and seasonal lags, missing values masked;
 //! - [`transformer`] and [`forecaster`]: the decoder-only transformer (libtorch through
 //!   `tch`), its training with early stopping, and calibrated p50/p90 forecasts;
+//! - [`base`]: the simple forecast the transformer refines (ridge or adaptive smoothing);
 //! - [`baselines`]: persistence, seasonal naive, Holt-Winters and ridge, with residual
 //!   quantiles for their p90;
 //! - [`metrics`]: MAE, RMSE, MASE, pinball loss and coverage;
@@ -17,6 +18,7 @@
 
 pub mod artifact;
 pub mod backtest;
+pub mod base;
 pub mod baselines;
 pub mod dataset;
 pub mod forecaster;

@@ -3,14 +3,15 @@
 //! For an origin `t` the transformer sees
 //! - the context: the last `context` steps, each with its value, an observed flag, the
 //!   value one day earlier (so attention can compare today with yesterday), and calendar
-//!   features (time of day, day of week, holiday);
+//!   features (time of day, day of week, holiday, and the position within the hour and
+//!   the half hour, where scheduled jobs and bots put their bursts);
 //! - one query token per horizon step `t+h`, with the target's calendar features and its
 //!   seasonal lags (the same time one day and one week before), each with an observed flag.
 //!
 //! With collector data, each context token also carries the step's principal components
 //! of the other features (see [`crate::preprocess`]) and their observed flag.
 //!
-//! When the model refines a base forecast (the ridge on lags, see [`crate::forecaster`]),
+//! When the model refines a base forecast (see [`crate::base`]),
 //! each horizon token also carries the base forecast for its step, and the anchor the
 //! network corrects is that forecast rather than the last observed value.
 //!
@@ -23,11 +24,13 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use ndarray::{Array1, Array2, Array3};
 use serde::{Deserialize, Serialize};
 
-use crate::baselines::{PointForecaster, Ridge};
+use crate::base::Base;
 use crate::series::{Series, mean_observed};
 
 /// Calendar features per timestamp.
 pub const CALENDAR_FEATURES: usize = 5;
+/// Position within the hour and the half hour (each as sine and cosine).
+pub const HOUR_FEATURES: usize = 4;
 /// Features of a context token (before exogenous ones).
 pub const CONTEXT_FEATURES: usize = 4 + CALENDAR_FEATURES;
 /// Features of a horizon token.
@@ -42,6 +45,29 @@ pub struct WindowConfig {
     pub horizon: usize,
     /// Steps per day.
     pub day: usize,
+    /// Whether tokens carry the position within the hour ([`HOUR_FEATURES`]); models
+    /// stored before it existed have none.
+    #[serde(default)]
+    pub hour_phase: bool,
+}
+
+impl WindowConfig {
+    /// Features of the position within the hour, if any.
+    pub fn hour_features(&self) -> usize {
+        if self.hour_phase { HOUR_FEATURES } else { 0 }
+    }
+}
+
+/// The position of `t` within the hour and within the half hour, as sines and cosines.
+pub fn hour_phase(t: DateTime<Utc>) -> [f32; HOUR_FEATURES] {
+    use std::f64::consts::TAU;
+    let hour_frac = f64::from(t.minute() * 60 + t.second()) / 3600.0;
+    [
+        (TAU * hour_frac).sin() as f32,
+        (TAU * hour_frac).cos() as f32,
+        (2.0 * TAU * hour_frac).sin() as f32,
+        (2.0 * TAU * hour_frac).cos() as f32,
+    ]
 }
 
 /// Time of day, day of week (each as sine and cosine) and a holiday flag.
@@ -75,6 +101,10 @@ pub struct Batch {
     pub target_mask: Array2<f32>,
     /// The level of each window, `[B]`, requests/s.
     pub level: Array1<f32>,
+    /// How much demand moves from one step to the next in each window's context: the
+    /// mean absolute change between observed neighbours, `[B]`, requests/s (at least the
+    /// level floor; the level when no two neighbours are observed).
+    pub volatility: Array1<f32>,
 }
 
 /// Builds windows from a series. Calendar features are computed per window, not per
@@ -88,7 +118,7 @@ pub struct Windows<'a> {
     /// Per-step exogenous context features (`[steps, width]`), if any.
     exog: Option<Array2<f32>>,
     /// The base forecast the network refines, if any.
-    base: Option<&'a Ridge>,
+    base: Option<&'a Base>,
 }
 
 impl<'a> Windows<'a> {
@@ -108,19 +138,19 @@ impl<'a> Windows<'a> {
     }
 
     /// Adds a base forecast for the network to refine.
-    pub fn with_base(mut self, base: Option<&'a Ridge>) -> Self {
+    pub fn with_base(mut self, base: Option<&'a Base>) -> Self {
         self.base = base;
         self
     }
 
     /// Features per horizon token.
     pub fn horizon_features(&self) -> usize {
-        HORIZON_FEATURES + usize::from(self.base.is_some())
+        HORIZON_FEATURES + self.config.hour_features() + usize::from(self.base.is_some())
     }
 
     /// Features per context token.
     pub fn context_features(&self) -> usize {
-        CONTEXT_FEATURES + self.exog.as_ref().map_or(0, |e| e.ncols())
+        CONTEXT_FEATURES + self.config.hour_features() + self.exog.as_ref().map_or(0, |e| e.ncols())
     }
 
     /// The level of the window ending at `origin`; `None` when the context holds no
@@ -130,6 +160,16 @@ impl<'a> Windows<'a> {
         mean_observed(&self.series.values[from..=origin]).map(|m| m.max(self.level_floor))
     }
 
+    /// Mean absolute change between observed neighbours in the context of `origin`, at
+    /// least the level floor; `None` when no two neighbours are observed.
+    pub fn volatility(&self, origin: usize) -> Option<f64> {
+        let from = (origin + 1).saturating_sub(self.config.context);
+        let ctx = &self.series.values[from..=origin];
+        let (sum, n) =
+            ctx.windows(2).filter_map(|w| Some((w[1]? - w[0]?).abs())).fold((0.0, 0usize), |(s, n), d| (s + d, n + 1));
+        (n > 0).then(|| (sum / n as f64).max(self.level_floor))
+    }
+
     /// Origins in `[from, to)` that can be forecast (some observed context).
     pub fn usable_origins(&self, from: usize, to: usize) -> Vec<usize> {
         (from.max(self.config.context - 1)..to.min(self.series.len())).filter(|&o| self.level(o).is_some()).collect()
@@ -137,7 +177,8 @@ impl<'a> Windows<'a> {
 
     /// The windows of the given origins (each must be usable).
     pub fn batch(&self, origins: &[usize]) -> Batch {
-        let WindowConfig { context, horizon, day } = self.config;
+        let WindowConfig { context, horizon, day, hour_phase: with_hour } = self.config;
+        let hour = self.config.hour_features();
         let b = origins.len();
         let mut out = Batch {
             context: Array3::zeros((b, context, self.context_features())),
@@ -146,6 +187,7 @@ impl<'a> Windows<'a> {
             target: Array2::zeros((b, horizon)),
             target_mask: Array2::zeros((b, horizon)),
             level: Array1::zeros(b),
+            volatility: Array1::zeros(b),
         };
         let s = self.series;
         let base = self.base.map(|r| r.p50(s, origins, horizon));
@@ -153,6 +195,7 @@ impl<'a> Windows<'a> {
         for (row, &o) in origins.iter().enumerate() {
             let level = self.level(o).unwrap_or(self.level_floor);
             out.level[row] = level as f32;
+            out.volatility[row] = self.volatility(o).unwrap_or(level) as f32;
             let last = (s.last_observed(o).unwrap_or(level) / level) as f32;
             out.anchor.row_mut(row).fill(last);
             for k in 0..context {
@@ -168,9 +211,14 @@ impl<'a> Windows<'a> {
                 for (j, c) in cal.iter().enumerate() {
                     f[4 + j] = *c;
                 }
+                if with_hour && t >= 0 {
+                    for (j, c) in hour_phase(s.time(t as usize)).iter().enumerate() {
+                        f[CONTEXT_FEATURES + j] = *c;
+                    }
+                }
                 if let (Some(exog), true) = (&self.exog, t >= 0) {
                     for (j, v) in exog.row(t as usize).iter().enumerate() {
-                        f[CONTEXT_FEATURES + j] = *v;
+                        f[CONTEXT_FEATURES + hour + j] = *v;
                     }
                 }
             }
@@ -188,10 +236,15 @@ impl<'a> Windows<'a> {
                 for (j, c) in calendar(s.time(t as usize), self.holidays).iter().enumerate() {
                     f[5 + j] = *c;
                 }
+                if with_hour {
+                    for (j, c) in hour_phase(s.time(t as usize)).iter().enumerate() {
+                        f[HORIZON_FEATURES + j] = *c;
+                    }
+                }
                 if let Some(base) = &base {
                     let b = (base[[row, h - 1]] / level) as f32;
                     out.anchor[[row, h - 1]] = b;
-                    f[HORIZON_FEATURES] = b;
+                    f[HORIZON_FEATURES + hour] = b;
                 }
                 let (y, ym) = norm(s.at(t), level);
                 out.target[[row, h - 1]] = y;
@@ -214,7 +267,7 @@ mod tests {
         values[9] = None;
         values[12] = None;
         let s = Series::new("s", StepGrid::from_secs(60).unwrap(), start, values).unwrap();
-        let w = Windows::new(&s, WindowConfig { context: 4, horizon: 3, day: 5 }, 1.0, &[]);
+        let w = Windows::new(&s, WindowConfig { context: 4, horizon: 3, day: 5, hour_phase: false }, 1.0, &[]);
         let b = w.batch(&[10]);
         // Context 7..=10 with 9 missing: level = mean(17, 18, 20).
         let level = (17.0 + 18.0 + 20.0) / 3.0;
@@ -227,6 +280,34 @@ mod tests {
         // Horizon token h=1 (t=11) carries the value one day (5 steps) earlier: t=6.
         assert!((b.horizon[[0, 0, 0]] as f64 - 16.0 / level).abs() < 1e-5);
         assert!(w.usable_origins(0, 40).first() == Some(&3));
+        // Volatility: only 7→8 are observed neighbours (9 is missing): |18 - 17| = 1,
+        // raised to the level floor (1).
+        assert_eq!(b.volatility[0], 1.0);
+        let flat = Series::new("flat", s.grid, start, vec![Some(5.0); 10]).unwrap();
+        let w = Windows::new(&flat, WindowConfig { context: 4, horizon: 3, day: 5, hour_phase: false }, 0.5, &[]);
+        assert_eq!(w.volatility(5), Some(0.5), "a flat context is floored");
+        let lone = Series::new("lone", s.grid, start, vec![Some(3.0), None, Some(9.0), None]).unwrap();
+        let w = Windows::new(&lone, WindowConfig { context: 4, horizon: 1, day: 5, hour_phase: false }, 0.5, &[]);
+        assert_eq!(w.volatility(3), None, "no two observed neighbours");
+        assert_eq!(w.batch(&[3]).volatility[0], w.level(3).unwrap() as f32, "falls back to the level");
+    }
+
+    #[test]
+    fn hour_phase_places_the_half_hours_alike() {
+        let at = |m: u32| DateTime::parse_from_rfc3339(&format!("2024-01-01T05:{m:02}:00Z")).unwrap().to_utc();
+        let (two, thirty_two) = (hour_phase(at(2)), hour_phase(at(32)));
+        // Opposite within the hour, the same within the half hour.
+        assert!((two[0] + thirty_two[0]).abs() < 1e-6 && (two[1] + thirty_two[1]).abs() < 1e-6);
+        assert!((two[2] - thirty_two[2]).abs() < 1e-6 && (two[3] - thirty_two[3]).abs() < 1e-6);
+        // In a batch they sit after the calendar, before exogenous features and the base.
+        let s = Series::new("s", StepGrid::from_secs(60).unwrap(), at(0), (0..40).map(|i| Some(i as f64)).collect())
+            .unwrap();
+        let w = Windows::new(&s, WindowConfig { context: 4, horizon: 3, day: 5, hour_phase: true }, 1.0, &[]);
+        let b = w.batch(&[29]);
+        assert_eq!(b.context.shape()[2], CONTEXT_FEATURES + HOUR_FEATURES);
+        assert_eq!(b.horizon.shape()[2], HORIZON_FEATURES + HOUR_FEATURES);
+        assert_eq!(b.context[[0, 3, CONTEXT_FEATURES]], hour_phase(at(29))[0]);
+        assert_eq!(b.horizon[[0, 2, HORIZON_FEATURES + 1]], hour_phase(at(32))[1]);
     }
 
     #[test]
