@@ -2,7 +2,7 @@
 # The two benchmarks of ../shared/specs/evaluation.md on the three headline traces, as the
 # README reports them: `prescale-trainer train` (the backtest, its files, and the model
 # stored) then `prescale-scaler simulate` with that model. Files under $OUT (default
-# target-bench); needs ../shared/traces beside the repository (or $PRESCALE_TRACES).
+# target-bench; $TRACES picks a subset); needs ../shared/traces beside the repository (or $PRESCALE_TRACES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 traces="${PRESCALE_TRACES:-../shared/traces}"
@@ -15,7 +15,7 @@ fi
 cargo build -q -p prescale-trainer -p prescale-scaler
 bin="${CARGO_TARGET_DIR:-target}/debug"
 mkdir -p "$out"
-for t in nasa_http_1995_30s worldcup98_1min twitter_stream_2021_08_30s; do
+for t in ${TRACES:-nasa_http_1995_30s worldcup98_1min twitter_stream_2021_08_30s}; do
   echo "== $t: backtest (training budget $budget s)"
   start=$(date +%s)
   "$bin/prescale-trainer" --max-seconds "$budget" train --trace "$traces/$t.csv" --models "$out/models/$t" \
