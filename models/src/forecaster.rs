@@ -459,3 +459,50 @@ fn to_array(t: &tch::Tensor) -> Array2<f64> {
     let v: Vec<f64> = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).expect("a numeric tensor");
     Array2::from_shape_vec((b as usize, h as usize), v).expect("shape matches")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use prescale_core::StepGrid;
+
+    /// Deterministic noise in [-1, 1).
+    fn noise(n: usize) -> Vec<f64> {
+        let mut x: u64 = 42;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn series(values: Vec<f64>) -> Series {
+        Series::new("s", StepGrid::default(), Utc::now(), values.into_iter().map(Some).collect()).unwrap()
+    }
+
+    #[test]
+    fn the_base_is_the_one_with_the_lowest_validation_error_below_persistence() {
+        let (day, horizon, n) = (48, 10, 48 * 40);
+        let valid: Vec<usize> = (1500..n - horizon).collect();
+        let e = noise(n);
+        let mae = |s: &Series, p: &Array2<f64>| trajectory_mae(s, &valid, p);
+        // A daily shape under heavy noise: smoothing and ridge both beat the last value (it
+        // carries the last step's noise ahead), the ridge by far, as it sees the value one
+        // day back.
+        let wave = |t: usize| 50.0 * (2.0 * std::f64::consts::PI * t as f64 / day as f64).sin();
+        let seasonal = series((0..n).map(|t| 100.0 + wave(t) + 40.0 * e[t]).collect());
+        let persistence = mae(&seasonal, &Persistence.p50(&seasonal, &valid, horizon));
+        let smoothing = mae(&seasonal, &AdaptiveSmoothing::default().p50(&seasonal, &valid, horizon));
+        let ridge = mae(&seasonal, &Ridge::fit(&seasonal, day, 1500, &valid, horizon).p50(&seasonal, &valid, horizon));
+        assert!(ridge < smoothing && smoothing < persistence, "{ridge} {smoothing} {persistence}");
+        let base = choose_base(&seasonal, day, 1500, &valid, horizon);
+        assert!(matches!(base, Some(Base::Ridge(_))), "seasonal: {:?}", base.map(|b| b.name()));
+        // Pure noise around a level: a base is chosen over the last value.
+        let flat = series(e.iter().map(|x| 100.0 + 20.0 * x).collect());
+        assert!(choose_base(&flat, day, 1500, &valid, horizon).is_some(), "noise: persistence kept");
+        // A straight ramp: smoothing lags behind it, so it is never the choice.
+        let ramp = series((0..n).map(|t| t as f64).collect());
+        assert!(!matches!(choose_base(&ramp, day, 1500, &valid, horizon), Some(Base::Smoothing(_))));
+    }
+}
