@@ -26,17 +26,15 @@ pub enum Base {
     Smoothing(AdaptiveSmoothing),
 }
 
-impl Base {
-    /// The base's name in logs and reports.
-    pub fn name(&self) -> &'static str {
+impl PointForecaster for Base {
+    fn name(&self) -> &'static str {
         match self {
             Base::Ridge(r) => r.name(),
             Base::Smoothing(s) => s.name(),
         }
     }
 
-    /// Median forecasts, `[origins, horizon]`.
-    pub fn p50(&self, series: &Series, origins: &[usize], horizon: usize) -> Array2<f64> {
+    fn p50(&self, series: &Series, origins: &[usize], horizon: usize) -> Array2<f64> {
         match self {
             Base::Ridge(r) => r.p50(series, origins, horizon),
             Base::Smoothing(s) => s.p50(series, origins, horizon),

@@ -424,20 +424,16 @@ fn choose_base(series: &Series, day: usize, fit_end: usize, valid: &[usize], hor
     let persistence_mae = trajectory_mae(series, valid, &Persistence.p50(series, valid, horizon));
     let candidates =
         [Base::Ridge(Ridge::fit(series, day, fit_end, valid, horizon)), Base::Smoothing(AdaptiveSmoothing::default())];
-    let scored: Vec<(Base, f64)> = candidates
+    candidates
         .into_iter()
         .map(|b| {
             let mae = trajectory_mae(series, valid, &b.p50(series, valid, horizon));
+            tracing::info!(base = b.name(), mae, persistence_mae, "validation MAE of a base forecast");
             (b, mae)
         })
-        .collect();
-    tracing::info!(
-        persistence_mae,
-        ridge_mae = scored[0].1,
-        smoothing_mae = scored[1].1,
-        "validation MAE of the base forecasts"
-    );
-    scored.into_iter().filter(|(_, mae)| *mae < persistence_mae).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(b, _)| b)
+        .filter(|(_, mae)| *mae < persistence_mae)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(b, _)| b)
 }
 
 /// The exogenous context features of a series under a fitted preprocessing.
@@ -465,16 +461,12 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use prescale_core::StepGrid;
+    use rand::Rng;
 
-    /// Deterministic noise in [-1, 1).
+    /// Seeded noise in [-1, 1).
     fn noise(n: usize) -> Vec<f64> {
-        let mut x: u64 = 42;
-        (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            })
-            .collect()
+        let mut rng = SmallRng::seed_from_u64(42);
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
     }
 
     fn series(values: Vec<f64>) -> Series {

@@ -25,6 +25,7 @@ use ndarray::{Array1, Array2, Array3};
 use serde::{Deserialize, Serialize};
 
 use crate::base::Base;
+use crate::baselines::PointForecaster;
 use crate::series::{Series, mean_observed};
 
 /// Calendar features per timestamp.
@@ -156,17 +157,23 @@ impl<'a> Windows<'a> {
     /// The level of the window ending at `origin`; `None` when the context holds no
     /// observed value (no forecast can be made from it).
     pub fn level(&self, origin: usize) -> Option<f64> {
+        mean_observed(self.context_values(origin)).map(|m| m.max(self.level_floor))
+    }
+
+    /// The values of the context of `origin`: the `context` steps up to and including it.
+    fn context_values(&self, origin: usize) -> &[Option<f64>] {
         let from = (origin + 1).saturating_sub(self.config.context);
-        mean_observed(&self.series.values[from..=origin]).map(|m| m.max(self.level_floor))
+        &self.series.values[from..=origin]
     }
 
     /// Mean absolute change between observed neighbours in the context of `origin`, at
     /// least the level floor; `None` when no two neighbours are observed.
     pub fn volatility(&self, origin: usize) -> Option<f64> {
-        let from = (origin + 1).saturating_sub(self.config.context);
-        let ctx = &self.series.values[from..=origin];
-        let (sum, n) =
-            ctx.windows(2).filter_map(|w| Some((w[1]? - w[0]?).abs())).fold((0.0, 0usize), |(s, n), d| (s + d, n + 1));
+        let (sum, n) = self
+            .context_values(origin)
+            .windows(2)
+            .filter_map(|w| Some((w[1]? - w[0]?).abs()))
+            .fold((0.0, 0usize), |(s, n), d| (s + d, n + 1));
         (n > 0).then(|| (sum / n as f64).max(self.level_floor))
     }
 
@@ -177,7 +184,7 @@ impl<'a> Windows<'a> {
 
     /// The windows of the given origins (each must be usable).
     pub fn batch(&self, origins: &[usize]) -> Batch {
-        let WindowConfig { context, horizon, day, hour_phase: with_hour } = self.config;
+        let WindowConfig { context, horizon, day, .. } = self.config;
         let hour = self.config.hour_features();
         let b = origins.len();
         let mut out = Batch {
@@ -211,7 +218,7 @@ impl<'a> Windows<'a> {
                 for (j, c) in cal.iter().enumerate() {
                     f[4 + j] = *c;
                 }
-                if with_hour && t >= 0 {
+                if hour > 0 && t >= 0 {
                     for (j, c) in hour_phase(s.time(t as usize)).iter().enumerate() {
                         f[CONTEXT_FEATURES + j] = *c;
                     }
@@ -236,7 +243,7 @@ impl<'a> Windows<'a> {
                 for (j, c) in calendar(s.time(t as usize), self.holidays).iter().enumerate() {
                     f[5 + j] = *c;
                 }
-                if with_hour {
+                if hour > 0 {
                     for (j, c) in hour_phase(s.time(t as usize)).iter().enumerate() {
                         f[HORIZON_FEATURES + j] = *c;
                     }
