@@ -131,14 +131,15 @@ fn simulate_cmd(args: SimulateArgs<'_>) -> anyhow::Result<()> {
     let t = &sim.tuning;
     println!(
         "capacity {:.3} requests/s per replica; predictive tuned on validation: {:?} quantile, headroom {:.0}%, \
-         lookahead {} steps, scale-down window {} steps, reactive floor at {:.0}% utilisation (validation: {} \
-         under-provisioned steps vs hpa {}, {:.1} vs {:.1} replica-hours)",
+         lookahead {} steps, scale-down window {} steps, reactive floor at {:.0}% utilisation (validation at \
+         {:.3} requests/s per replica: {} under-provisioned steps vs hpa {}, {:.1} vs {:.1} replica-hours)",
         sim.capacity,
         t.policy.quantile,
         100.0 * t.policy.headroom,
         t.policy.lookahead_steps,
         t.policy.scale_down_window,
         100.0 * t.policy.floor_utilisation,
+        t.validation_capacity,
         t.validation.under_steps,
         t.validation_hpa.under_steps,
         t.validation.replica_hours,

@@ -5,6 +5,10 @@
 //! `s` in `[t - startup, t]`; scale-down is immediate. A step is under-provisioned when
 //! `demand(t) > ready(t) * capacity`; cost is replica-hours, the sum of `desired(t)` times
 //! the step. Steps with missing demand are never scored.
+//!
+//! Beside the spec's figures, an outcome counts *tight* steps: demand above
+//! [`TIGHT_UTILISATION`] of ready capacity (short ones included), a margin a policy can be
+//! compared on when neither is ever short.
 
 use std::collections::VecDeque;
 
@@ -16,6 +20,9 @@ use crate::policy::replicas_for;
 pub const MIN_REPLICAS: u32 = 1;
 /// Bounds of the benchmark's cluster.
 pub const MAX_REPLICAS: u32 = 50;
+
+/// Share of ready capacity above which a step counts as tight (less than 10% spare).
+pub const TIGHT_UTILISATION: f64 = 0.9;
 
 /// Ready replicas per step: the minimum of `desired` over the last `startup_steps + 1`
 /// steps (before the first step, the first decision counts as long-standing).
@@ -44,6 +51,8 @@ pub struct Outcome {
     pub under_provisioned: f64,
     /// Under-provisioned steps.
     pub under_steps: usize,
+    /// Steps with demand above [`TIGHT_UTILISATION`] of ready capacity (short ones too).
+    pub tight_steps: usize,
     /// Replica-hours.
     pub replica_hours: f64,
     /// Replica-hours over the oracle's (filled in by [`compare`]).
@@ -62,19 +71,20 @@ pub fn score(
     step_seconds: f64,
 ) -> Outcome {
     let ready = ready(desired, startup_steps);
-    let (mut under, mut scored) = (0, 0);
+    let (mut under, mut tight, mut scored) = (0, 0, 0);
     for (d, r) in demand.iter().zip(&ready) {
         if let Some(d) = d {
             scored += 1;
-            if *d > f64::from(*r) * capacity {
-                under += 1;
-            }
+            let serves = f64::from(*r) * capacity;
+            under += usize::from(*d > serves);
+            tight += usize::from(*d > serves * TIGHT_UTILISATION);
         }
     }
     Outcome {
         policy: policy.to_owned(),
         under_provisioned: under as f64 / scored.max(1) as f64,
         under_steps: under,
+        tight_steps: tight,
         replica_hours: desired.iter().map(|&d| f64::from(d)).sum::<f64>() * step_seconds / 3600.0,
         relative_to_oracle: f64::NAN,
         changes: desired.windows(2).filter(|w| w[0] != w[1]).count(),
@@ -141,6 +151,8 @@ mod tests {
         let o = score("x", &demand, &desired, 10.0, 1, 1800.0);
         // ready = [1, 1, 3, 3]: step 1 (30 > 10) and step 3 (45 > 30) are short; step 2 is not scored.
         assert_eq!(o.under_steps, 2);
+        // Step 0 (10 > 0.9 * 10) is tight without being short.
+        assert_eq!(o.tight_steps, 3);
         assert!((o.under_provisioned - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(o.replica_hours, 11.0 * 0.5);
         assert_eq!(o.changes, 2);

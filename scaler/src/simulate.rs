@@ -4,9 +4,16 @@
 //! forecasts every step from the start of validation on, and three policies are replayed
 //! through the cluster model of [`crate::sim`]: `hpa`, `predictive` (the product's
 //! [`Policy`] on those forecasts) and `oracle`. The predictive policy's quantile,
-//! headroom, lookahead and scale-down window are chosen on the validation part (inside the
-//! training part): the setting with the fewest under-provisioned steps among those costing
-//! no more than the HPA there. The test part (last 20%) is then scored once.
+//! headroom, lookahead, scale-down window and reactive floor are chosen on the validation
+//! part (inside the training part): among the settings costing no more than the HPA there,
+//! the fewest under-provisioned steps, then the fewest tight ones (less than 10% spare
+//! capacity), then the lowest cost. The test part (last 20%) is then scored once.
+//!
+//! Without a configured capacity the spec sizes the cluster to the part it scores (the
+//! 99th percentile of test demand over 20, a service peaking near 20 replicas); the tuning
+//! sizes the validation cluster the same way from validation demand. Traffic moves between
+//! the two parts (WorldCup's validation holds the final, its test the quiet weeks after):
+//! at the test part's capacity the validation cluster sat at its 50-replica bound.
 
 use ndarray::Array2;
 use prescale_models::artifact::Manifest;
@@ -83,8 +90,10 @@ pub fn predictive(
 /// The tuning chosen on validation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tuning {
-    /// The chosen settings.
+    /// The chosen settings (at the test part's capacity).
     pub policy: PolicyConfig,
+    /// The capacity the validation part was replayed at.
+    pub validation_capacity: f64,
     /// The validation outcome of the chosen settings.
     pub validation: Outcome,
     /// The HPA's validation outcome.
@@ -110,7 +119,12 @@ pub struct Simulation {
 
 /// The default capacity of the spec: the 99th percentile of test demand over 20.
 pub fn default_capacity(series: &Series, test_start: usize) -> f64 {
-    let mut v: Vec<f64> = series.values[test_start..].iter().flatten().copied().collect();
+    p99_over_20(&series.values[test_start..])
+}
+
+/// The 99th percentile of the present values over 20.
+fn p99_over_20(values: &[Option<f64>]) -> f64 {
+    let mut v: Vec<f64> = values.iter().flatten().copied().collect();
     v.sort_by(f64::total_cmp);
     let p99 = v.get(((v.len().max(1) - 1) as f64 * 0.99).round() as usize).copied().unwrap_or(1.0);
     (p99 / 20.0).max(1e-9)
@@ -145,16 +159,44 @@ pub fn check_trained_on_training_part(manifest: &Manifest, series: &Series, spli
     Ok(())
 }
 
+/// The tuning rule: spend the HPA's cost on safety. Among the settings that cost no more
+/// than `hpa_cost`, the fewest under-provisioned steps, then the fewest tight steps, then
+/// the cheapest; if none is that cheap, the same order over all of them.
+///
+/// Tight steps break the ties because a quiet validation part leaves many settings with
+/// no shortfall at all (WorldCup's does), and the cheapest of those is the one with the
+/// least margin for the test part.
+///
+/// # Panics
+/// When `candidates` is empty.
+pub fn choose(candidates: &[(PolicyConfig, Outcome)], hpa_cost: f64) -> &(PolicyConfig, Outcome) {
+    let safest = |a: &&(PolicyConfig, Outcome), b: &&(PolicyConfig, Outcome)| {
+        (a.1.under_steps, a.1.tight_steps)
+            .cmp(&(b.1.under_steps, b.1.tight_steps))
+            .then(a.1.replica_hours.total_cmp(&b.1.replica_hours))
+    };
+    candidates
+        .iter()
+        .filter(|(_, o)| o.replica_hours <= hpa_cost)
+        .min_by(safest)
+        .or_else(|| candidates.iter().min_by(safest))
+        .expect("candidates are never empty")
+}
+
 /// Runs the whole benchmark on a series.
 pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> anyhow::Result<Simulation> {
     let split = Split::of(series.len());
     let horizon = series.grid.steps_in(HORIZON);
     let startup = series.grid.steps_in(STARTUP);
     let step = series.grid.seconds();
+    let configured = capacity;
     let capacity = capacity.unwrap_or_else(|| default_capacity(series, split.test_start));
     if !(capacity.is_finite() && capacity > 0.0) {
         anyhow::bail!("capacity {capacity} is not a positive number of requests/s");
     }
+    let (vs, ve) = (split.valid_start, split.test_start);
+    // A configured capacity is the service's own and holds for both parts.
+    let valid_capacity = configured.unwrap_or_else(|| p99_over_20(&series.values[vs..ve]));
     let (model, training_seconds) = match model {
         ModelSource::Train(config, observer) => {
             let started = std::time::Instant::now();
@@ -169,18 +211,17 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     let forecasts = StepForecasts::of(&model, series, split.valid_start)?;
     let demand = &series.values;
     let hpa_window = series.grid.steps_in(HPA_WINDOW);
-    // Scores decisions made from step `from` on against a demand series.
-    let outcome = |name: &str, demand: &[Option<f64>], from: usize, desired: &[u32]| {
+    // Scores decisions made from step `from` on against a demand series at a capacity.
+    let outcome = |name: &str, demand: &[Option<f64>], from: usize, desired: &[u32], capacity: f64| {
         sim::score(name, &demand[from..from + desired.len()], desired, capacity, startup, step)
     };
 
     // Tune on validation only. There, demand above what the largest cluster serves is
     // capped at it: such steps are short under any policy and would otherwise tie every
     // candidate; capped, they still ask whether the cluster was at its largest in time.
-    let (vs, ve) = (split.valid_start, split.test_start);
-    let most = f64::from(MAX_REPLICAS) * capacity;
+    let most = f64::from(MAX_REPLICAS) * valid_capacity;
     let capped: Vec<Option<f64>> = demand.iter().map(|d| d.map(|v| v.min(most))).collect();
-    let valid_hpa = outcome("hpa", &capped, vs, &sim::hpa(&demand[vs..ve], capacity, hpa_window));
+    let valid_hpa = outcome("hpa", &capped, vs, &sim::hpa(&demand[vs..ve], valid_capacity, hpa_window), valid_capacity);
     let mut candidates = Vec::new();
     let mut lookaheads = vec![startup, startup + (horizon - startup) / 2, horizon];
     lookaheads.dedup();
@@ -193,7 +234,7 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
                     windows.iter().flat_map(|w| [(w, 1.0), (w, 0.85), (w, 0.7)])
                 {
                     let config = PolicyConfig {
-                        capacity,
+                        capacity: valid_capacity,
                         min_replicas: MIN_REPLICAS,
                         max_replicas: MAX_REPLICAS,
                         startup_steps: startup,
@@ -204,24 +245,20 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
                         scale_down_window,
                         max_change: None,
                     };
-                    let o = outcome("predictive", &capped, vs, &predictive(series, &forecasts, &config, vs, ve)?);
+                    let desired = predictive(series, &forecasts, &config, vs, ve)?;
+                    let o = outcome("predictive", &capped, vs, &desired, valid_capacity);
                     candidates.push((config, o));
                 }
             }
         }
     }
-    // Spend the HPA's cost on safety: among the settings that cost no more than the HPA on
-    // validation, the fewest under-provisioned steps (then the cheapest); if none is that
-    // cheap, the fewest under-provisioned steps. Choosing the cheapest setting that just
-    // meets the goal on validation leaves no margin for the test part.
-    let chosen = candidates
-        .iter()
-        .filter(|(_, o)| o.replica_hours <= valid_hpa.replica_hours)
-        .min_by(|a, b| a.1.under_steps.cmp(&b.1.under_steps).then(a.1.replica_hours.total_cmp(&b.1.replica_hours)))
-        .or_else(|| candidates.iter().min_by_key(|(_, o)| o.under_steps))
-        .cloned()
-        .expect("candidates are never empty");
-    let tuning = Tuning { policy: chosen.0.clone(), validation: chosen.1, validation_hpa: valid_hpa };
+    let chosen = choose(&candidates, valid_hpa.replica_hours).clone();
+    let tuning = Tuning {
+        policy: PolicyConfig { capacity, ..chosen.0 },
+        validation_capacity: valid_capacity,
+        validation: chosen.1,
+        validation_hpa: valid_hpa,
+    };
 
     let test = &demand[split.test_start..];
     let decisions = vec![
@@ -230,7 +267,57 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
         ("oracle", sim::oracle(test, capacity, startup)),
     ];
     let mut outcomes: Vec<Outcome> =
-        decisions.iter().map(|(name, d)| outcome(name, demand, split.test_start, d)).collect();
+        decisions.iter().map(|(name, d)| outcome(name, demand, split.test_start, d, capacity)).collect();
     sim::compare(&mut outcomes);
     Ok(Simulation { capacity, test_start: split.test_start, decisions, outcomes, tuning, training_seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(headroom: f64, under_steps: usize, tight_steps: usize, replica_hours: f64) -> (PolicyConfig, Outcome) {
+        let config = PolicyConfig {
+            capacity: 10.0,
+            min_replicas: MIN_REPLICAS,
+            max_replicas: MAX_REPLICAS,
+            startup_steps: 2,
+            lookahead_steps: 10,
+            quantile: Quantile::P90,
+            headroom,
+            floor_utilisation: 1.0,
+            scale_down_window: 2,
+            max_change: None,
+        };
+        let outcome = Outcome {
+            policy: "predictive".into(),
+            under_provisioned: 0.0,
+            under_steps,
+            tight_steps,
+            replica_hours,
+            relative_to_oracle: f64::NAN,
+            changes: 0,
+        };
+        (config, outcome)
+    }
+
+    fn chosen_headroom(candidates: &[(PolicyConfig, Outcome)], hpa_cost: f64) -> f64 {
+        choose(candidates, hpa_cost).0.headroom
+    }
+
+    #[test]
+    fn tuning_takes_the_fewest_shortfalls_then_the_most_margin_then_the_cheapest_within_the_hpas_cost() {
+        let candidates = [
+            candidate(0.0, 0, 5, 10.0), // cheapest without shortfalls, but tight
+            candidate(0.1, 0, 1, 12.0),
+            candidate(0.2, 0, 1, 11.0), // as tight as the one above, cheaper
+            candidate(0.3, 0, 0, 30.0), // the most margin, dearer than the HPA
+            candidate(0.4, 3, 0, 5.0),  // short
+        ];
+        assert_eq!(chosen_headroom(&candidates, 20.0), 0.2);
+        // Only the short one within the HPA's cost.
+        assert_eq!(chosen_headroom(&candidates, 6.0), 0.4);
+        // None within it: the same order at any cost.
+        assert_eq!(chosen_headroom(&candidates, 1.0), 0.3);
+    }
 }
