@@ -50,8 +50,7 @@ const CART_RATE: f64 = 20.0;
 fn history(end: i64) -> String {
     let start = end - 6 * 3600;
     let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    let cart = |_: f64| CART_RATE;
-    for (svc, svc_rate) in [("order", &rate as &dyn Fn(f64) -> f64), ("cart", &cart)] {
+    for (svc, svc_rate) in [("order", rate as fn(f64) -> f64), ("cart", |_| CART_RATE)] {
         let labels = format!(r#"namespace="storefront",service="{svc}""#);
         let mut count = 0.0;
         for t in (start..=end).step_by(15) {

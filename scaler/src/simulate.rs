@@ -189,14 +189,13 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     let horizon = series.grid.steps_in(HORIZON);
     let startup = series.grid.steps_in(STARTUP);
     let step = series.grid.seconds();
-    let configured = capacity;
+    let (vs, ve) = (split.valid_start, split.test_start);
+    // A configured capacity is the service's own and holds for both parts.
+    let valid_capacity = capacity.unwrap_or_else(|| p99_over_20(&series.values[vs..ve]));
     let capacity = capacity.unwrap_or_else(|| default_capacity(series, split.test_start));
     if !(capacity.is_finite() && capacity > 0.0) {
         anyhow::bail!("capacity {capacity} is not a positive number of requests/s");
     }
-    let (vs, ve) = (split.valid_start, split.test_start);
-    // A configured capacity is the service's own and holds for both parts.
-    let valid_capacity = configured.unwrap_or_else(|| p99_over_20(&series.values[vs..ve]));
     let (model, training_seconds) = match model {
         ModelSource::Train(config, observer) => {
             let started = std::time::Instant::now();
