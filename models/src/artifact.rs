@@ -26,6 +26,7 @@ use tch::{Device, Tensor};
 use prescale_core::{Feature, SCHEMA_VERSION};
 
 use crate::backtest::Backtest;
+use crate::burst::BurstProfile;
 use crate::forecaster::{ModelParams, TrainSummary, TransformerModel};
 use crate::metrics::ModelScores;
 use crate::series::Series;
@@ -148,6 +149,10 @@ pub struct Manifest {
     pub files: BTreeMap<String, FileEntry>,
     /// Name and shape of every weight tensor.
     pub tensors: BTreeMap<String, Vec<i64>>,
+    /// The burst profile of the training part (see [`crate::burst`]); absent from models
+    /// trained before profiles existed, and when the step does not divide the hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<BurstProfile>,
 }
 
 /// The `latest` pointer.
@@ -193,6 +198,8 @@ impl Manifest {
             }),
             files: BTreeMap::new(),
             tensors: BTreeMap::new(),
+            // The steps before validation, as `prescale-scaler simulate` learns it.
+            burst: BurstProfile::learn(series, bt.split.valid_start, p.window.horizon).ok(),
         }
     }
 }
@@ -242,6 +249,9 @@ pub async fn read_manifest(store: &dyn ObjectStore, version: &str) -> Result<(Ma
             version: version.into(),
             reason: format!("it names version {:?}", manifest.version),
         });
+    }
+    if let Some(Err(e)) = manifest.burst.as_ref().map(BurstProfile::validate) {
+        return Err(ArtifactError::BadManifest { version: version.into(), reason: e.to_string() });
     }
     Ok((manifest, sha256(&raw)))
 }

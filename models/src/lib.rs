@@ -8,6 +8,7 @@
 //! - [`transformer`] and [`forecaster`]: the decoder-only transformer (libtorch through
 //!   `tch`), its training with early stopping, and calibrated p50/p90 forecasts;
 //! - [`base`]: the simple forecast the transformer refines (ridge or adaptive smoothing);
+//! - [`burst`]: how far demand jumps within minutes, by the minute of the hour;
 //! - [`baselines`]: persistence, seasonal naive, Holt-Winters and ridge, with residual
 //!   quantiles for their p90;
 //! - [`metrics`]: MAE, RMSE, MASE, pinball loss and coverage;
@@ -20,6 +21,7 @@ pub mod artifact;
 pub mod backtest;
 pub mod base;
 pub mod baselines;
+pub mod burst;
 pub mod dataset;
 pub mod forecaster;
 pub mod metrics;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use prescale_core::StepGrid;
 use prescale_core::store::{LocalStore, ObjectStore};
 use prescale_models::artifact::{self, ArtifactError, BacktestSummary, Manifest, TrainingData};
+use prescale_models::burst::BurstProfile;
 use prescale_models::forecaster::{ModelError, Quiet, TrainConfig, TransformerModel};
 use prescale_models::metrics::ModelScores;
 use prescale_models::series::{Series, Split};
@@ -64,6 +65,7 @@ fn manifest_for(model: &TransformerModel, version: &str, transformer_mae: f64) -
         backtest: Some(BacktestSummary { models }),
         files: BTreeMap::new(),
         tensors: BTreeMap::new(),
+        burst: Some(BurstProfile::learn(&series(1500), 900, model.params.window.horizon).unwrap()),
     }
 }
 
@@ -111,6 +113,8 @@ async fn save_load_round_trip_gives_identical_forecasts_and_gate_applies() {
     let (manifest, loaded) = artifact::load_latest(&store, Device::Cpu).await.unwrap();
     assert_eq!(manifest.version, "v2");
     assert_eq!(loaded.params, model.params, "constants survive the manifest");
+    assert!(manifest.burst.is_some());
+    assert_eq!(manifest.burst, manifest_for(&model, "v2", 1.0).burst, "the burst profile survives the manifest");
     for (name, t) in model.vs.variables() {
         assert!(t.equal(&loaded.vs.variables()[&name]), "variable {name} differs after loading");
     }
@@ -158,6 +162,14 @@ async fn corrupt_weights_and_wrong_checksums_are_refused() {
     artifact::write_version(&store, &small_model, m).await.unwrap();
     let err = artifact::load_version(&store, "v3", Device::Cpu).await.unwrap_err();
     assert!(matches!(err, ArtifactError::ShapeMismatch { .. }), "{err}");
+
+    // A burst profile missing a lead is refused, naming the profile.
+    let mut m = manifest_for(&model, "v4", 1.0);
+    m.burst.as_mut().unwrap().ratios[0].pop();
+    artifact::write_version(&store, &model, m).await.unwrap();
+    let err = artifact::load_version(&store, "v4", Device::Cpu).await.unwrap_err();
+    assert!(matches!(err, ArtifactError::BadManifest { .. }), "{err}");
+    assert!(err.to_string().contains("bad burst profile"), "{err}");
 }
 
 #[test]

@@ -148,6 +148,8 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
                 floor_utilisation: 0.8,
                 scale_down_window: 10,
                 max_change: None,
+                burst_quantile: None,
+                burst_span_steps: 0,
             },
         });
     }

@@ -121,6 +121,12 @@ pub struct PolicyDefaults {
     pub scale_down_window: Duration,
     /// Largest change per decision.
     pub max_change: Option<u32>,
+    /// The burst profile's quantile to cover (0.5, 0.75 or 0.9), when the model carries
+    /// a profile; unset: no burst term.
+    pub burst_quantile: Option<f64>,
+    /// How long after the pod startup the burst term also covers.
+    #[serde(with = "humantime_serde")]
+    pub burst_span: Duration,
 }
 
 impl Default for PolicyDefaults {
@@ -136,6 +142,8 @@ impl Default for PolicyDefaults {
             floor_utilisation: 0.8,
             scale_down_window: Duration::from_secs(300),
             max_change: None,
+            burst_quantile: None,
+            burst_span: Duration::ZERO,
         }
     }
 }
@@ -227,6 +235,8 @@ impl PredictorConfig {
                 floor_utilisation: d.floor_utilisation,
                 scale_down_window: steps(d.scale_down_window),
                 max_change: d.max_change,
+                burst_quantile: d.burst_quantile,
+                burst_span_steps: steps(d.burst_span),
             };
             policy.validate().map_err(|e| format!("services[{i}] ({id}): {e}"))?;
             let models = entry.models.clone().unwrap_or_else(|| self.models.location.join(&format!("{ns}/{name}")));

@@ -26,8 +26,8 @@ use crate::model::Models;
 use crate::state::{Served, Shared};
 
 /// Every reason label, so the one in force is 1 and the others 0.
-const REASONS: [&str; 7] =
-    ["forecast", "reactive_floor", "min_bound", "max_bound", "stabilised", "rate_limited", "reactive"];
+const REASONS: [&str; 8] =
+    ["forecast", "burst", "reactive_floor", "min_bound", "max_bound", "stabilised", "rate_limited", "reactive"];
 
 #[derive(Debug)]
 struct ServiceRun {
@@ -150,16 +150,18 @@ fn decide(
     }
 
     let forecast = forecast(run, models, shared, grid, t);
+    let ratios = burst_ratios(run, models, t);
     let input = Input {
         forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
         demand_now,
         replicas_now: ready_now.unwrap_or(run.plan.policy.min_replicas),
+        burst: ratios.as_deref(),
     };
     let (desired, reason) = match run.policy.decide(input, grid.seconds()) {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(service = %run.plan.id, error = %e, "the policy refused its input; reactive decision");
-            let reactive = Input { forecast: None, ..input };
+            let reactive = Input { forecast: None, burst: None, ..input };
             run.policy.decide(reactive, grid.seconds()).unwrap_or((run.plan.policy.min_replicas, Reason::Reactive))
         }
     };
@@ -208,6 +210,20 @@ fn decide(
     Served { decision, replicas, shadow }
 }
 
+/// The model's burst ratios for the steps after `t` at the policy's burst quantile; `None`
+/// without a burst quantile, a model, or a profile in it.
+fn burst_ratios(run: &ServiceRun, models: &Models, t: DateTime<Utc>) -> Option<Vec<f64>> {
+    let q = run.plan.policy.burst_quantile?;
+    let loaded = models.get(&run.plan.id)?;
+    match loaded.manifest.burst.as_ref()?.multipliers(q, t) {
+        Ok(ratios) => Some(ratios),
+        Err(e) => {
+            tracing::warn!(service = %run.plan.id, error = %e, "no burst term");
+            None
+        }
+    }
+}
+
 /// The model's forecast from the window, or `None` (counted as a fallback) when there is
 /// no model or too little history.
 fn forecast(
@@ -238,6 +254,14 @@ fn forecast(
             version: version.clone(),
         };
         m.model_info.get_or_create(&labels).set(1);
+        if run.plan.policy.burst_quantile.is_some() && loaded.manifest.burst.is_none() {
+            tracing::warn!(
+                service = %run.plan.id,
+                model = %version,
+                "burst_quantile is set but the model has no burst profile (trained before profiles, or its step \
+                 does not divide the hour): no burst term"
+            );
+        }
         run.last_model = Some(version.clone());
     }
     m.model_age

@@ -1,7 +1,8 @@
 //! The step engine against a real Prometheus holding a recent synthetic history of the
 //! storefront's metrics, with a small transformer trained on that pattern and published
 //! to a model folder: forecasts, the reactive fallback without a model, hot reload that
-//! refuses a corrupt model, Prometheus going away, and the HTTP API over the result.
+//! refuses a corrupt model, the burst term once a model carries a burst profile,
+//! Prometheus going away, and the HTTP API over the result.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use prescale_collector::source::{PrometheusConfig, ServicesConfig};
 use prescale_core::store::{LocalStore, ObjectStore, S3Options};
 use prescale_core::{ServiceId, StepGrid};
 use prescale_models::artifact;
+use prescale_models::burst::{BurstProfile, LEVELS};
 use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
 use prescale_models::series::{Series, Split};
 use prescale_predictor::config::ServicePlan;
@@ -91,6 +93,8 @@ fn policy() -> PolicyConfig {
         floor_utilisation: 0.8,
         scale_down_window: 4,
         max_change: None,
+        burst_quantile: None,
+        burst_span_steps: 0,
     }
 }
 
@@ -125,7 +129,8 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
         .map(|id| ServicePlan {
             id: (*id).clone(),
             models: models_root.join(format!("{}/{}", id.namespace(), id.name())).to_str().unwrap().parse().unwrap(),
-            policy: policy(),
+            // Order covers the burst profile's 90th percentile; its first model has none.
+            policy: PolicyConfig { burst_quantile: (*id == &order).then_some(0.9), ..policy() },
         })
         .collect();
     let catalog = Catalog::from_config(&CatalogConfig {
@@ -247,8 +252,35 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     assert_eq!(shadowed.replicas, 2, "in shadow mode KEDA keeps the 2 replicas ready now");
     assert_eq!(get(&app, "/api/v1/admin/reload", Some("s3cret"), "POST", "").await.0, StatusCode::ACCEPTED);
 
+    // A model whose burst profile expects demand to jump 6x at every minute: the burst
+    // term asks for current demand times 6 from the pods' startup on (the wave's forecast
+    // never needs that much).
+    let mut m3 = m1.clone();
+    m3["version"] = "v3".into();
+    let jumps = BurstProfile {
+        step_seconds: STEP as f64,
+        leads: 20,
+        levels: LEVELS.to_vec(),
+        ratios: vec![vec![vec![6.0; 120]; 20]; 3],
+    };
+    m3["burst"] = serde_json::to_value(&jumps).unwrap();
+    order_store.put("v3/weights.safetensors", weights).await.unwrap();
+    order_store.put("v3/manifest.json", Bytes::from(serde_json::to_vec(&m3).unwrap())).await.unwrap();
+    artifact::publish(&order_store, "v3", true).await.unwrap();
+    let reloads = models.reload(&shared.metrics).await;
+    assert_eq!(reloads[1], (order.clone(), ReloadOutcome::Swapped { version: "v3".into() }));
+    engine.step(t + chrono::Duration::seconds(3 * STEP)).await.unwrap();
+    let burst = shared.served(&order).unwrap().decision;
+    let observed = burst.observed_demand.unwrap();
+    let at_seconds = (policy().startup_steps as i64 * STEP) as u32;
+    assert_eq!(burst.reason, Reason::Burst { at_seconds }, "demand {observed}: {burst:?}");
+    assert_eq!(burst.desired_replicas, (observed * 6.0 / 10.0 - 1e-9).ceil() as u32);
+    let (_, metrics) = get(&app, "/metrics", None, "GET", "").await;
+    let needle = r#"prescale_predictor_decision_reason{namespace="storefront",service="order",reason="burst"} 1"#;
+    assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
+
     // Prometheus gone: the step fails, the last decision is still served (not stale yet).
     tokio::task::block_in_place(|| prometheus.stop());
-    assert!(engine.step(t + chrono::Duration::seconds(3 * STEP)).await.is_err());
-    assert_eq!(shared.served(&order).unwrap().decision.time, t + chrono::Duration::seconds(2 * STEP));
+    assert!(engine.step(t + chrono::Duration::seconds(4 * STEP)).await.is_err());
+    assert_eq!(shared.served(&order).unwrap().decision.time, t + chrono::Duration::seconds(3 * STEP));
 }

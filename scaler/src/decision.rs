@@ -12,6 +12,12 @@ pub enum Reason {
         /// Seconds ahead of now of the forecast step that needs the most replicas.
         at_seconds: u32,
     },
+    /// Current demand times the jump the burst profile expects within the pods' startup
+    /// needs more than the forecast.
+    Burst {
+        /// Seconds ahead of now of the step whose jump needs the most replicas.
+        at_seconds: u32,
+    },
     /// Current demand needs more than the forecast (the reactive floor).
     ReactiveFloor,
     /// Raised to the configured minimum.
@@ -32,6 +38,7 @@ impl Reason {
     pub fn label(self) -> &'static str {
         match self {
             Reason::Forecast { .. } => "forecast",
+            Reason::Burst { .. } => "burst",
             Reason::ReactiveFloor => "reactive_floor",
             Reason::MinBound => "min_bound",
             Reason::MaxBound => "max_bound",

@@ -131,7 +131,7 @@ fn simulate_cmd(args: SimulateArgs<'_>) -> anyhow::Result<()> {
     let t = &sim.tuning;
     println!(
         "capacity {:.3} requests/s per replica; predictive tuned on validation: {:?} quantile, headroom {:.0}%, \
-         lookahead {} steps, scale-down window {} steps, reactive floor at {:.0}% utilisation (validation at \
+         lookahead {} steps, scale-down window {} steps, reactive floor at {:.0}% utilisation, {} (validation at \
          {:.3} requests/s per replica: {} under-provisioned steps vs hpa {}, {:.1} vs {:.1} replica-hours)",
         sim.capacity,
         t.policy.quantile,
@@ -139,6 +139,11 @@ fn simulate_cmd(args: SimulateArgs<'_>) -> anyhow::Result<()> {
         t.policy.lookahead_steps,
         t.policy.scale_down_window,
         100.0 * t.policy.floor_utilisation,
+        t.policy.burst_quantile.map_or("no burst term".to_owned(), |q| format!(
+            "burst term at the profile's {:.0}th percentile spanning {} steps after startup",
+            100.0 * q,
+            t.policy.burst_span_steps
+        )),
         t.validation_capacity,
         t.validation.under_steps,
         t.validation_hpa.under_steps,

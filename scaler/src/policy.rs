@@ -6,12 +6,16 @@
 //!    horizon): a pod started now is ready from `now + startup`, and the steps before
 //!    that are served by pods earlier decisions started (the stabilisation window keeps
 //!    them); without a forecast, current demand (`reactive`);
-//! 2. **reactive floor**: never below what current demand needs at the floor's utilisation
+//! 2. **burst** (when configured and the model carries a burst profile): current demand
+//!    times the largest jump the profile expects over `[now + startup, now + startup +
+//!    span]` at these minutes of the hour, so pods are asked for before a jump that recurs at fixed minutes and is too
+//!    sharp for the forecast (see `prescale_models::burst`);
+//! 3. **reactive floor**: never below what current demand needs at the floor's utilisation
 //!    target (1.0: exactly what it needs; 0.7: the HPA's usual headroom);
-//! 3. **stabilisation**: scale down only to the highest recommendation of the last
+//! 4. **stabilisation**: scale down only to the highest recommendation of the last
 //!    `scale_down_window` steps, so a dip does not drop pods that are needed again soon;
-//! 4. **largest change**: at most `max_change` replicas up or down per decision;
-//! 5. **bounds**: `[min, max]`.
+//! 5. **largest change**: at most `max_change` replicas up or down per decision;
+//! 6. **bounds**: `[min, max]`.
 //!
 //! The decision carries the [`Reason`] of the last term that changed the number.
 
@@ -54,6 +58,13 @@ pub struct PolicyConfig {
     /// exactly).
     #[serde(default = "full_utilisation")]
     pub floor_utilisation: f64,
+    /// The quantile of the burst profile to cover (one it holds: 0.5, 0.75 or 0.9);
+    /// `None`: no burst term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst_quantile: Option<f64>,
+    /// Steps after the pods' startup the burst term also covers (see [`burst_need`]).
+    #[serde(default)]
+    pub burst_span_steps: usize,
     /// Scale-down stabilisation window, in steps (0: scale down at once).
     pub scale_down_window: usize,
     /// Largest change of replicas per decision; `None`: unlimited.
@@ -101,6 +112,11 @@ impl PolicyConfig {
         if !(self.floor_utilisation > 0.0 && self.floor_utilisation <= 1.0) {
             return bad("floor_utilisation", format!("{} is not in (0, 1]", self.floor_utilisation));
         }
+        if let Some(q) = self.burst_quantile
+            && !(q > 0.0 && q < 1.0)
+        {
+            return bad("burst_quantile", format!("{q} is not in (0, 1)"));
+        }
         if self.lookahead_steps < self.startup_steps {
             return bad(
                 "lookahead_steps",
@@ -124,6 +140,10 @@ pub struct Input<'a> {
     pub demand_now: Option<f64>,
     /// Replicas the service has now.
     pub replicas_now: u32,
+    /// The burst profile's ratios at the configured quantile for the steps after now
+    /// (`[i]` is `i + 1` steps ahead); `None` when there is no profile. Unused without a
+    /// configured `burst_quantile`.
+    pub burst: Option<&'a [f64]>,
 }
 
 /// Replicas for a demand at a capacity.
@@ -146,6 +166,27 @@ pub fn forecast_need(
     let from = startup_steps.max(1).min(to);
     (from..=to)
         .map(|ahead| (replicas_for(trajectory[ahead - 1] * (1.0 + headroom), capacity), ahead))
+        .max_by_key(|&(n, ahead)| (n, std::cmp::Reverse(ahead)))
+}
+
+/// The burst term: replicas for `demand` times the largest ratio over steps
+/// `[startup_steps, startup_steps + span_steps]` ahead, with the step (1-based) of that
+/// ratio.
+///
+/// From the pods' startup on, as the forecast term: a jump sooner cannot be met by pods
+/// asked for now. The span covers a jump whose minute wanders by a step or two between
+/// hours (a single slot's quantile is noisy).
+pub fn burst_need(
+    demand: f64,
+    ratios: &[f64],
+    startup_steps: usize,
+    span_steps: usize,
+    capacity: f64,
+) -> Option<(u32, usize)> {
+    let from = startup_steps.max(1).min(ratios.len());
+    let to = (startup_steps + span_steps).min(ratios.len());
+    (from..=to)
+        .map(|ahead| (replicas_for(demand * ratios[ahead - 1], capacity), ahead))
         .max_by_key(|&(n, ahead)| (n, std::cmp::Reverse(ahead)))
 }
 
@@ -196,12 +237,29 @@ impl Policy {
             }
             None => None,
         };
+        let burst = match (c.burst_quantile, input.burst) {
+            (Some(_), Some(ratios)) => {
+                if let Some(r) = ratios.iter().find(|r| !(r.is_finite() && **r >= 0.0)) {
+                    return Err(PolicyError::Input {
+                        field: "burst",
+                        reason: format!("ratio {r} is not non-negative"),
+                    });
+                }
+                input.demand_now.and_then(|d| burst_need(d, ratios, c.startup_steps, c.burst_span_steps, c.capacity))
+            }
+            _ => None,
+        };
         let floor = input.demand_now.map_or(0, |d| replicas_for(d / c.floor_utilisation, c.capacity));
         let (mut n, mut reason) =
             match forecast.and_then(|f| forecast_need(f, c.startup_steps, c.lookahead_steps, c.capacity, c.headroom)) {
                 Some((n, ahead)) => (n, Reason::Forecast { at_seconds: (ahead as f64 * step_seconds).round() as u32 }),
                 None => (floor, Reason::Reactive),
             };
+        if let Some((need, ahead)) = burst
+            && need > n
+        {
+            (n, reason) = (need, Reason::Burst { at_seconds: (ahead as f64 * step_seconds).round() as u32 });
+        }
         if floor > n {
             (n, reason) = (floor, Reason::ReactiveFloor);
         }
@@ -247,11 +305,14 @@ mod tests {
             floor_utilisation: 1.0,
             scale_down_window: 1,
             max_change: None,
+            burst_quantile: None,
+            burst_span_steps: 0,
         }
     }
 
     fn decide(p: &mut Policy, p50: &[f64], p90: &[f64], now: Option<f64>, replicas: u32) -> (u32, Reason) {
-        p.decide(Input { forecast: Some((p50, p90)), demand_now: now, replicas_now: replicas }, 30.0).unwrap()
+        p.decide(Input { forecast: Some((p50, p90)), demand_now: now, replicas_now: replicas, burst: None }, 30.0)
+            .unwrap()
     }
 
     #[test]
@@ -275,12 +336,36 @@ mod tests {
     }
 
     #[test]
+    fn burst_term_covers_the_profiles_jump_from_startup_over_its_span() {
+        let with_burst = PolicyConfig { burst_quantile: Some(0.9), ..config() };
+        let flat = [10.0; 6];
+        // A 5x jump 2 steps ahead (before the 4-step startup), 3x at 4 steps, 4x at 5.
+        let ratios = [1.0, 5.0, 1.0, 3.0, 4.0, 1.0];
+        let decide = |config: &PolicyConfig, demand_now, ratios: &[f64]| {
+            let input = Input { forecast: Some((&flat, &flat)), demand_now, replicas_now: 1, burst: Some(ratios) };
+            Policy::new(config.clone()).unwrap().decide(input, 30.0)
+        };
+        assert_eq!(decide(&with_burst, Some(10.0), &ratios), Ok((3, Reason::Burst { at_seconds: 120 })));
+        let wider = PolicyConfig { burst_span_steps: 1, ..with_burst.clone() };
+        assert_eq!(decide(&wider, Some(10.0), &ratios), Ok((4, Reason::Burst { at_seconds: 150 })));
+        // A forecast needing more wins; without current demand or a burst quantile there
+        // is no burst term.
+        let roomy = PolicyConfig { headroom: 4.0, ..with_burst.clone() };
+        assert_eq!(decide(&roomy, Some(10.0), &ratios), Ok((5, Reason::Forecast { at_seconds: 120 })));
+        assert_eq!(decide(&with_burst, None, &ratios), Ok((1, Reason::Forecast { at_seconds: 120 })));
+        assert_eq!(decide(&config(), Some(10.0), &ratios), Ok((1, Reason::Forecast { at_seconds: 120 })));
+        // A bad ratio is named and changes nothing.
+        let err = decide(&with_burst, Some(10.0), &[1.0, f64::NAN, 1.0, 1.0]).unwrap_err().to_string();
+        assert!(err.contains("burst") && err.contains("NaN"), "{err}");
+    }
+
+    #[test]
     fn reactive_floor_and_no_forecast() {
         let mut p = Policy::new(config()).unwrap();
         assert_eq!(decide(&mut p, &[1.0; 6], &[1.0; 6], Some(95.0), 3), (10, Reason::ReactiveFloor));
         let mut hpa_like = Policy::new(PolicyConfig { floor_utilisation: 0.7, ..config() }).unwrap();
         assert_eq!(decide(&mut hpa_like, &[1.0; 6], &[1.0; 6], Some(70.0), 3), (10, Reason::ReactiveFloor));
-        let r = p.decide(Input { forecast: None, demand_now: Some(42.0), replicas_now: 3 }, 30.0).unwrap();
+        let r = p.decide(Input { forecast: None, demand_now: Some(42.0), replicas_now: 3, burst: None }, 30.0).unwrap();
         assert_eq!(r, (5, Reason::Reactive));
     }
 
@@ -313,9 +398,10 @@ mod tests {
         assert!(err(PolicyConfig { headroom: -0.1, ..config() }).contains("headroom"));
         assert!(err(PolicyConfig { lookahead_steps: 2, ..config() }).contains("shorter than the pod startup"));
         assert!(err(PolicyConfig { floor_utilisation: 0.0, ..config() }).contains("floor_utilisation"));
+        assert!(err(PolicyConfig { burst_quantile: Some(1.5), ..config() }).contains("burst_quantile"));
         let mut p = Policy::new(config()).unwrap();
         let bad = |p: &mut Policy, p90: &[f64], now| {
-            p.decide(Input { forecast: Some((&[1.0; 3], p90)), demand_now: now, replicas_now: 1 }, 30.0)
+            p.decide(Input { forecast: Some((&[1.0; 3], p90)), demand_now: now, replicas_now: 1, burst: None }, 30.0)
                 .unwrap_err()
                 .to_string()
         };

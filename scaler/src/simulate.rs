@@ -4,8 +4,9 @@
 //! forecasts every step from the start of validation on, and three policies are replayed
 //! through the cluster model of [`crate::sim`]: `hpa`, `predictive` (the product's
 //! [`Policy`] on those forecasts) and `oracle`. The predictive policy's quantile,
-//! headroom, lookahead, scale-down window and reactive floor are chosen on the validation
-//! part (inside the training part): among the settings costing no more than the HPA there,
+//! headroom, lookahead, scale-down window, reactive floor and burst term (none, or a
+//! quantile and span of the burst profile learned on the training part) are chosen on the
+//! validation part (inside the training part): among the settings costing no more than the HPA there,
 //! the fewest under-provisioned steps, then the fewest tight ones (less than 10% spare
 //! capacity), then the lowest cost. The test part (last 20%) is then scored once.
 //!
@@ -18,12 +19,13 @@
 use ndarray::Array2;
 use prescale_models::artifact::Manifest;
 use prescale_models::backtest::HORIZON;
+use prescale_models::burst::{self, BurstProfile};
 use prescale_models::forecaster::{ModelError, Observer, TrainConfig, TransformerModel};
 use prescale_models::series::{Series, Split};
 use prescale_models::window::Windows;
 use serde::Serialize;
 
-use crate::policy::{Input, Policy, PolicyConfig, PolicyError, Quantile};
+use crate::policy::{Input, Policy, PolicyConfig, Quantile};
 use crate::sim::{self, MAX_REPLICAS, MIN_REPLICAS, Outcome};
 
 /// Pod startup in the benchmark's cluster model.
@@ -63,14 +65,16 @@ impl StepForecasts {
     }
 }
 
-/// Runs the predictive policy over steps `[from, to)`.
+/// Runs the predictive policy over steps `[from, to)`, with the burst profile's ratios
+/// when the policy covers a burst quantile.
 pub fn predictive(
     series: &Series,
     forecasts: &StepForecasts,
+    burst: Option<&BurstProfile>,
     config: &PolicyConfig,
     from: usize,
     to: usize,
-) -> Result<Vec<u32>, PolicyError> {
+) -> anyhow::Result<Vec<u32>> {
     let mut policy = Policy::new(config.clone())?;
     let mut replicas = MIN_REPLICAS;
     let mut out = Vec::with_capacity(to - from);
@@ -80,7 +84,12 @@ pub fn predictive(
         let forecast = forecasts.present[row]
             .then(|| (p50.as_slice().expect("rows are contiguous"), p90.as_slice().expect("rows are contiguous")));
         let demand_now = series.at(t as isize);
-        let (n, _) = policy.decide(Input { forecast, demand_now, replicas_now: replicas }, series.grid.seconds())?;
+        let ratios = match (config.burst_quantile, burst) {
+            (Some(q), Some(profile)) => Some(profile.multipliers(q, series.time(t))?),
+            _ => None,
+        };
+        let input = Input { forecast, demand_now, replicas_now: replicas, burst: ratios.as_deref() };
+        let (n, _) = policy.decide(input, series.grid.seconds())?;
         replicas = n;
         out.push(n);
     }
@@ -208,6 +217,25 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
         }
     };
     let forecasts = StepForecasts::of(&model, series, split.valid_start)?;
+    // Learned from the same steps as the trainer learns a model's profile (those before
+    // validation), so a stored model without one (trained before profiles existed) is
+    // benchmarked the same way, and the tuning on validation is fair.
+    let profile = match BurstProfile::learn(series, split.valid_start, horizon) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "no burst profile; the burst term is not tuned");
+            None
+        }
+    };
+    // No burst term, or one at each of the profile's quantiles spanning 0, half and all
+    // of the startup after it.
+    let mut spans = vec![0, startup / 2, startup];
+    spans.dedup();
+    let bursts: Vec<(Option<f64>, usize)> = std::iter::once((None, 0))
+        .chain(
+            profile.iter().flat_map(|_| burst::LEVELS.iter().flat_map(|&q| spans.iter().map(move |&s| (Some(q), s)))),
+        )
+        .collect();
     let demand = &series.values;
     let hpa_window = series.grid.steps_in(HPA_WINDOW);
     // Scores decisions made from step `from` on against a demand series at a capacity.
@@ -226,7 +254,9 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     lookaheads.dedup();
     let mut windows = vec![startup, hpa_window];
     windows.dedup();
-    for quantile in [Quantile::P50, Quantile::P90] {
+    for (quantile, &(burst_quantile, burst_span_steps)) in
+        [Quantile::P50, Quantile::P90].into_iter().flat_map(|q| bursts.iter().map(move |b| (q, b)))
+    {
         for headroom in [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0] {
             for &lookahead_steps in &lookaheads {
                 for (&scale_down_window, floor_utilisation) in
@@ -243,8 +273,10 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
                         floor_utilisation,
                         scale_down_window,
                         max_change: None,
+                        burst_quantile,
+                        burst_span_steps,
                     };
-                    let desired = predictive(series, &forecasts, &config, vs, ve)?;
+                    let desired = predictive(series, &forecasts, profile.as_ref(), &config, vs, ve)?;
                     let o = outcome("predictive", &capped, vs, &desired, valid_capacity);
                     candidates.push((config, o));
                 }
@@ -262,7 +294,10 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     let test = &demand[split.test_start..];
     let decisions = vec![
         ("hpa", sim::hpa(test, capacity, hpa_window)),
-        ("predictive", predictive(series, &forecasts, &tuning.policy, split.test_start, series.len())?),
+        (
+            "predictive",
+            predictive(series, &forecasts, profile.as_ref(), &tuning.policy, split.test_start, series.len())?,
+        ),
         ("oracle", sim::oracle(test, capacity, startup)),
     ];
     let mut outcomes: Vec<Outcome> =
@@ -287,6 +322,8 @@ mod tests {
             floor_utilisation: 1.0,
             scale_down_window: 2,
             max_change: None,
+            burst_quantile: None,
+            burst_span_steps: 0,
         };
         let outcome = Outcome {
             policy: "predictive".into(),

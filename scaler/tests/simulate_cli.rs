@@ -23,6 +23,7 @@ fn simulate_writes_decisions_for_every_policy_and_step() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("| predictive |") && stdout.contains("| oracle |"), "{stdout}");
+    assert!(stdout.contains("burst term"), "the tuning says whether it chose a burst term: {stdout}");
 
     let csv = std::fs::read_to_string(out.join("decisions.csv")).unwrap();
     let mut lines = csv.lines();

@@ -33,6 +33,7 @@ pub fn manifest(model: &TransformerModel, version: &str, created: DateTime<Utc>,
         backtest: Some(BacktestSummary { models }),
         files: BTreeMap::new(),
         tensors: BTreeMap::new(),
+        burst: None,
     }
 }
 
