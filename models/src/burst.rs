@@ -129,6 +129,20 @@ impl BurstProfile {
         let first = slot_of(now, self.step_seconds, slots);
         Ok((1..=self.leads).map(|k| table[k - 1][(first + k) % slots]).collect())
     }
+
+    /// The largest ratio at `level`: `(ratio, lead, second of the hour its slot starts)`.
+    pub fn largest_jump(&self, level: f64) -> Option<(f64, usize, u32)> {
+        let table = self.ratios.get(self.levels.iter().position(|l| (l - level).abs() < 1e-9)?)?;
+        let mut best: Option<(f64, usize, u32)> = None;
+        for (lead, row) in table.iter().enumerate() {
+            for (slot, &r) in row.iter().enumerate() {
+                if best.is_none_or(|(b, _, _)| r > b) {
+                    best = Some((r, lead + 1, (slot as f64 * self.step_seconds) as u32));
+                }
+            }
+        }
+        best
+    }
 }
 
 /// The phase slot of the hour a time falls in.
@@ -181,6 +195,9 @@ mod tests {
         assert_eq!(p.multipliers(0.9, at(2, 50)).unwrap(), vec![1.0, 1.0, 4.0]);
         assert_eq!(p.multipliers(0.5, at(2, 50)).unwrap(), vec![1.0, 1.0, 1.0]);
         assert_eq!(p.multipliers(0.9, at(3, 0)).unwrap(), vec![4.0, 4.0, 4.0]);
+        // The first largest: lead 1 into slot 1 (minute :05).
+        assert_eq!(p.largest_jump(0.9), Some((4.0, 1, 300)));
+        assert_eq!(p.largest_jump(0.6), None);
         // Seconds within a step fall in its slot: 02:54:59 is still slot 10, whose lead 2
         // is slot 0; from 02:55 lead 2 is slot 1.
         assert_eq!(p.multipliers(0.9, at(2, 50) + chrono::Duration::seconds(299)).unwrap()[1], 1.0);

@@ -8,8 +8,8 @@
 //!    them); without a forecast, current demand (`reactive`);
 //! 2. **burst** (when configured and the model carries a burst profile): current demand
 //!    times the largest jump the profile expects over `[now + startup, now + startup +
-//!    span]` at these minutes of the hour, so pods are asked for before a jump that recurs at fixed minutes and is too
-//!    sharp for the forecast (see `prescale_models::burst`);
+//!    span]` at these minutes of the hour, so that pods are asked for before a jump that
+//!    recurs at fixed minutes and is too sharp for the forecast (`prescale_models::burst`);
 //! 3. **reactive floor**: never below what current demand needs at the floor's utilisation
 //!    target (1.0: exactly what it needs; 0.7: the HPA's usual headroom);
 //! 4. **stabilisation**: scale down only to the highest recommendation of the last
@@ -183,6 +183,9 @@ pub fn burst_need(
     span_steps: usize,
     capacity: f64,
 ) -> Option<(u32, usize)> {
+    if ratios.is_empty() {
+        return None;
+    }
     let from = startup_steps.max(1).min(ratios.len());
     let to = (startup_steps + span_steps).min(ratios.len());
     (from..=to)
@@ -354,6 +357,7 @@ mod tests {
         assert_eq!(decide(&roomy, Some(10.0), &ratios), Ok((5, Reason::Forecast { at_seconds: 120 })));
         assert_eq!(decide(&with_burst, None, &ratios), Ok((1, Reason::Forecast { at_seconds: 120 })));
         assert_eq!(decide(&config(), Some(10.0), &ratios), Ok((1, Reason::Forecast { at_seconds: 120 })));
+        assert_eq!(decide(&with_burst, Some(10.0), &[]), Ok((1, Reason::Forecast { at_seconds: 120 })));
         // A bad ratio is named and changes nothing.
         let err = decide(&with_burst, Some(10.0), &[1.0, f64::NAN, 1.0, 1.0]).unwrap_err().to_string();
         assert!(err.contains("burst") && err.contains("NaN"), "{err}");

@@ -168,8 +168,21 @@ async fn train(
     let now = chrono::Utc::now();
     let version = artifact::new_version(now);
     let manifest = Manifest::from_backtest(&version, now, &series, &bt);
-    artifact::write_version(store.as_ref(), &bt.transformer, manifest).await?;
+    let manifest = artifact::write_version(store.as_ref(), &bt.transformer, manifest).await?;
     println!("stored model {version} in {}", store.location());
+    match &manifest.burst {
+        Some(profile) => {
+            if let Some((ratio, lead, second)) = profile.largest_jump(0.9) {
+                println!(
+                    "burst profile: the largest 90th-percentile jump is {ratio:.2}x within {lead} steps, into :{:02}:{:02} \
+                     past the hour",
+                    second / 60,
+                    second % 60
+                );
+            }
+        }
+        None => println!("no burst profile: a {} s step does not divide the hour", series.grid.seconds()),
+    }
     if publish {
         artifact::publish(store.as_ref(), &version, force).await?;
         println!("published {version}: `latest` points to it");
