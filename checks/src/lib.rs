@@ -15,7 +15,10 @@ pub mod typed;
 
 use std::path::PathBuf;
 
-/// The project's root.
+/// The project's root, from the run-time `CARGO_MANIFEST_DIR` cargo gives every test when
+/// there is one: a shared target folder may hold this crate compiled from another clone.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
 }

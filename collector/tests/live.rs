@@ -96,7 +96,8 @@ async fn under_k6_load_every_step_has_one_row_per_service() {
 
     let gateway = format!("http://127.0.0.1:{}", rig.services.iter().find(|(n, _)| *n == "gateway").unwrap().1);
     let summary = rig.root.join("k6.json");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/journeys.js");
+    let script_path = prescale_testkit::repo_root().join("loadtest/journeys.js");
+    let script = script_path.to_str().expect("a UTF-8 path");
     let mut cmd = Command::new(k6());
     cmd.args(["run", "--quiet", "--no-color", "--summary-export"]).arg(&summary).args([
         "-e",

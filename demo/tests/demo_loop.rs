@@ -15,7 +15,7 @@ use serde_json::Value;
 /// (what, PromQL or series selector, is a series query) of every dashboard, with "All"
 /// selected for the template variables.
 fn dashboard_queries() -> Vec<(String, String, bool)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana");
+    let dir = prescale_testkit::repo_root().join("deploy/grafana");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(files.len() >= 2, "dashboards in {}", dir.display());
@@ -54,7 +54,7 @@ async fn the_demo_reaches_live_forecasts_and_feeds_every_dashboard() {
     let free = prescale_testkit::tools::free_port;
     let settings = Settings {
         dir: dir.path().join("demo"),
-        repo: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+        repo: prescale_testkit::repo_root(),
         bin_dir,
         step_secs: 5,
         peak: 30.0,

@@ -134,7 +134,8 @@ service = "storefront/gateway"
         csv.push_str(&format!("{},{}\n", (t0 + chrono::Duration::seconds(s)).to_rfc3339(), shape(s as usize)));
     }
     std::fs::write(&trace, csv).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/profile.js");
+    let script_path = prescale_testkit::repo_root().join("loadtest/profile.js");
+    let script = script_path.to_str().expect("a UTF-8 path");
     let mut cmd = Command::new(k6());
     cmd.args(["run", "--quiet", "--no-color"]).args([
         "-e",

@@ -195,8 +195,7 @@ async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
 
 #[test]
 fn the_rbac_manifest_grants_only_the_scale_subresource() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/base/scaler-rbac.yaml")).unwrap();
+    let text = std::fs::read_to_string(prescale_testkit::repo_root().join("deploy/base/scaler-rbac.yaml")).unwrap();
     let docs: Vec<Value> = text
         .split("\n---")
         .filter(|d| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))

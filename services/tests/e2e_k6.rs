@@ -51,7 +51,8 @@ fn a_k6_journey_passes_its_checks_and_moves_the_metrics() {
     let before = gateway_requests(&get(&format!("{gateway}/metrics")).unwrap());
 
     let summary = dir.path().join("summary.json");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/journeys.js");
+    let script_path = prescale_testkit::repo_root().join("loadtest/journeys.js");
+    let script = script_path.to_str().expect("a UTF-8 path");
     let run = Command::new(k6())
         .args(["run", "--quiet", "--no-color", "--summary-export"])
         .arg(&summary)

@@ -12,6 +12,15 @@ pub mod s3;
 pub mod tools;
 pub mod traces;
 
+/// The repository's root, from the run-time `CARGO_MANIFEST_DIR` cargo gives every test
+/// (each member crate sits one level below the root): a shared target folder may hold a
+/// test compiled from another clone, whose compile-time path would point there.
+pub fn repo_root() -> std::path::PathBuf {
+    let member = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
+    member.join("..")
+}
+
 /// Training settings (TOML) for a tiny transformer that trains in seconds on CPU: what
 /// command-line tests pass as `--train-config`.
 pub const SMALL_TRAIN_CONFIG: &str =

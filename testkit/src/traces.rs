@@ -7,16 +7,12 @@
 use std::path::PathBuf;
 
 /// The traces folder: `$PRESCALE_TRACES` if set, else `../shared/traces` from the
-/// workspace root. The root is found from the run-time `CARGO_MANIFEST_DIR` that cargo
-/// gives every test (each member crate sits one level below the root), because a shared
-/// target folder may hold this crate compiled from another clone.
+/// workspace root ([`crate::repo_root`]).
 pub fn dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PRESCALE_TRACES") {
         return PathBuf::from(dir);
     }
-    let member =
-        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    member.join("../../shared/traces")
+    crate::repo_root().join("../shared/traces")
 }
 
 /// The path of one trace file; panics with a clear message when it is missing.
