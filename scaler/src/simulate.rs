@@ -231,11 +231,10 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     // of the startup after it.
     let mut spans = vec![0, startup / 2, startup];
     spans.dedup();
-    let bursts: Vec<(Option<f64>, usize)> = std::iter::once((None, 0))
-        .chain(
-            profile.iter().flat_map(|_| burst::LEVELS.iter().flat_map(|&q| spans.iter().map(move |&s| (Some(q), s)))),
-        )
-        .collect();
+    let mut bursts = vec![(None, 0)];
+    if profile.is_some() {
+        bursts.extend(burst::LEVELS.iter().flat_map(|&q| spans.iter().map(move |&s| (Some(q), s))));
+    }
     let demand = &series.values;
     let hpa_window = series.grid.steps_in(HPA_WINDOW);
     // Scores decisions made from step `from` on against a demand series at a capacity.
