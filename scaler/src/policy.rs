@@ -162,10 +162,24 @@ pub fn forecast_need(
     capacity: f64,
     headroom: f64,
 ) -> Option<(u32, usize)> {
-    let to = lookahead_steps.min(trajectory.len());
+    peak_need(trajectory.len(), startup_steps, lookahead_steps, capacity, |ahead| {
+        trajectory[ahead - 1] * (1.0 + headroom)
+    })
+}
+
+/// Most replicas `demand(ahead)` needs over `ahead` in `[startup, last]` (1-based, `last`
+/// clamped to `len` steps, `startup` to `last`), with the earliest step that needs them.
+fn peak_need(
+    len: usize,
+    startup_steps: usize,
+    last: usize,
+    capacity: f64,
+    demand: impl Fn(usize) -> f64,
+) -> Option<(u32, usize)> {
+    let to = last.min(len);
     let from = startup_steps.max(1).min(to);
-    (from..=to)
-        .map(|ahead| (replicas_for(trajectory[ahead - 1] * (1.0 + headroom), capacity), ahead))
+    (from.max(1)..=to)
+        .map(|ahead| (replicas_for(demand(ahead), capacity), ahead))
         .max_by_key(|&(n, ahead)| (n, std::cmp::Reverse(ahead)))
 }
 
@@ -183,14 +197,7 @@ pub fn burst_need(
     span_steps: usize,
     capacity: f64,
 ) -> Option<(u32, usize)> {
-    if ratios.is_empty() {
-        return None;
-    }
-    let from = startup_steps.max(1).min(ratios.len());
-    let to = (startup_steps + span_steps).min(ratios.len());
-    (from..=to)
-        .map(|ahead| (replicas_for(demand * ratios[ahead - 1], capacity), ahead))
-        .max_by_key(|&(n, ahead)| (n, std::cmp::Reverse(ahead)))
+    peak_need(ratios.len(), startup_steps, startup_steps + span_steps, capacity, |ahead| demand * ratios[ahead - 1])
 }
 
 fn check_demand(field: &'static str, v: f64) -> Result<(), PolicyError> {

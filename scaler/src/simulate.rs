@@ -6,9 +6,9 @@
 //! [`Policy`] on those forecasts) and `oracle`. The predictive policy's quantile,
 //! headroom, lookahead, scale-down window, reactive floor and burst term (none, or a
 //! quantile and span of the burst profile learned on the training part) are chosen on the
-//! validation part (inside the training part): among the settings costing no more than the HPA there,
-//! the fewest under-provisioned steps, then the fewest tight ones (less than 10% spare
-//! capacity), then the lowest cost. The test part (last 20%) is then scored once.
+//! validation part (inside the training part): among the settings costing no more than
+//! the HPA there, the fewest under-provisioned steps, then the fewest tight ones (less
+//! than 10% spare capacity), then the lowest cost. The test part (last 20%) is then scored once.
 //!
 //! Without a configured capacity the spec sizes the cluster to the part it scores (the
 //! 99th percentile of test demand over 20, a service peaking near 20 replicas); the tuning
