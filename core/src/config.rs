@@ -52,6 +52,45 @@ pub fn from_toml_str<T: DeserializeOwned>(toml: &str) -> Result<T, ConfigError> 
     Figment::from(Toml::string(toml)).extract().map_err(invalid)
 }
 
+/// Why a binary could not start from its settings; every case exits with [`EXIT_CONFIG`].
+#[derive(Debug, thiserror::Error)]
+pub enum StartError<E: std::error::Error + 'static> {
+    /// The file or the environment did not parse.
+    #[error(transparent)]
+    Load(#[from] ConfigError),
+    /// The settings parsed but cannot be run (the component's own check).
+    #[error(transparent)]
+    Build(E),
+    /// The log filter is invalid.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+}
+
+/// How every long-running binary starts: load `C` from `file` and the environment, build
+/// what it runs from it, and set up logging from the result's [`TelemetryConfig`]. Any
+/// error names its field; the binary prints it and exits with [`EXIT_CONFIG`].
+pub fn start<C: DeserializeOwned, T, E: std::error::Error + 'static>(
+    file: Option<&Path>,
+    build: impl FnOnce(C) -> Result<T, E>,
+    telemetry: impl FnOnce(&T) -> &TelemetryConfig,
+) -> Result<T, StartError<E>> {
+    let built = build(load::<C>(file)?).map_err(StartError::Build)?;
+    crate::telemetry::init(telemetry(&built))?;
+    Ok(built)
+}
+
+/// The flags every long-running binary shares: its settings file and the S3 options.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Settings (TOML); `PRESCALE__SECTION__FIELD` variables override it.
+    #[arg(long, global = true, env = "PRESCALE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// How to reach S3 (flags win over the file's `s3` sections).
+    #[command(flatten)]
+    pub s3: S3Options,
+}
+
 fn load_with_env<T: DeserializeOwned>(file: Option<&Path>, env: Env) -> Result<T, ConfigError> {
     let mut figment = Figment::new();
     if let Some(path) = file {
@@ -66,6 +105,25 @@ fn load_with_env<T: DeserializeOwned>(file: Option<&Path>, env: Env) -> Result<T
 fn invalid(err: figment::Error) -> ConfigError {
     // figment may collect several errors; report them all, each with its key and source.
     ConfigError::Invalid(err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+}
+
+/// A setting that parsed but that the component cannot run with, named as the file
+/// names it (`services[1].service`, `tls.cert`, `chunk_steps`); binaries exit with
+/// [`EXIT_CONFIG`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// The setting.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// The error of one field.
+    pub fn new(field: impl Into<String>, reason: impl ToString) -> Self {
+        Self { field: field.into(), reason: reason.to_string() }
+    }
 }
 
 /// Where a component keeps its objects.

@@ -8,13 +8,23 @@
 //! - [`location`] and [`store`]: where data and models live (`s3://bucket/prefix`, a
 //!   `file://` URL or a plain path) and one [`store::ObjectStore`] trait over a local
 //!   folder and S3, with atomic writes.
-//! - `table` (feature `parquet`): feature rows to and from Parquet, the collector's
-//!   storage format and the trainer's input.
+//! - `table` (feature `parquet`): the feature table, the collector's rows as Parquet in a
+//!   Hive layout on a store, written by the collector and read by range, service and
+//!   feature by everyone else.
+//! - [`clock`]: the step clock of the long-running loops (which step next, when due).
+//! - `ops` (feature `ops`): `/metrics`, `/healthz` and `/readyz` for every server.
+//! - `prometheus` (feature `prometheus`): the feature catalog's PromQL and the source that
+//!   queries Prometheus with it, shared by the collector and the predictor.
 //! - [`config`]: TOML files with environment overrides and unknown fields refused.
 //! - [`telemetry`]: `tracing` setup and the shutdown signal every long-running binary awaits.
 
+pub mod clock;
 pub mod config;
 pub mod location;
+#[cfg(feature = "ops")]
+pub mod ops;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod schema;
 pub mod service;
 pub mod step;

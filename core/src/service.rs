@@ -5,6 +5,7 @@
 //! object-store key parts and metric labels without escaping.
 
 use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,12 @@ pub enum ServiceIdError {
     TooLong {
         /// `namespace` or `service`.
         what: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+    /// A `namespace/name` string without the `/`.
+    #[error("service {value:?} must be written namespace/name")]
+    NotQualified {
         /// The rejected value.
         value: String,
     },
@@ -93,6 +100,36 @@ impl fmt::Display for ServiceId {
     }
 }
 
+impl FromStr for ServiceId {
+    type Err = ServiceIdError;
+
+    /// Parses `namespace/name`, as configs, flags and the decision's wire format write it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (namespace, name) =
+            s.split_once('/').ok_or_else(|| ServiceIdError::NotQualified { value: s.to_owned() })?;
+        Self::new(namespace, name)
+    }
+}
+
+/// Serde as one `namespace/name` string (`#[serde(with = "prescale_core::service::as_text")]`),
+/// the form wire formats and configs use; the derived form is a `{namespace, name}` map.
+pub mod as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::ServiceId;
+
+    /// Writes `namespace/name`.
+    pub fn serialize<S: Serializer>(id: &ServiceId, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(id)
+    }
+
+    /// Reads and validates `namespace/name`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ServiceId, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Checks that `value` is a DNS-1123 label; `what` names it in the error.
 pub fn validate_label(what: &'static str, value: &str) -> Result<(), ServiceIdError> {
     if value.is_empty() {
@@ -126,6 +163,29 @@ mod tests {
         assert!(ServiceId::new("shop", "-order").is_err());
         assert!(ServiceId::new("shop", "a".repeat(64)).is_err());
         assert!(ServiceId::new("shop", "or/der").is_err());
+    }
+
+    #[test]
+    fn parses_namespace_slash_name() {
+        assert_eq!("shop/order".parse::<ServiceId>().unwrap(), ServiceId::new("shop", "order").unwrap());
+        let err = "order".parse::<ServiceId>().unwrap_err().to_string();
+        assert!(err.contains("namespace/name") && err.contains("\"order\""), "{err}");
+        assert!("shop/Order".parse::<ServiceId>().unwrap_err().to_string().contains("\"Order\""));
+        assert!("shop/a/b".parse::<ServiceId>().is_err(), "one slash only");
+    }
+
+    #[test]
+    fn as_text_round_trips_and_validates() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Wire {
+            #[serde(with = "as_text")]
+            service: ServiceId,
+        }
+        let w = Wire { service: ServiceId::new("shop", "order").unwrap() };
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(json, r#"{"service":"shop/order"}"#);
+        assert_eq!(serde_json::from_str::<Wire>(&json).unwrap(), w);
+        assert!(serde_json::from_str::<Wire>(r#"{"service":"order"}"#).is_err());
     }
 
     #[test]

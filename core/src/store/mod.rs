@@ -7,6 +7,8 @@
 //! collector retry a flush by simply writing the same key again.
 
 mod local;
+mod options;
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::fmt;
@@ -18,13 +20,22 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalStore;
-pub use s3::{S3Options, S3Store};
+pub use options::S3Options;
+#[cfg(feature = "s3")]
+pub use s3::S3Store;
 
 use crate::Location;
+use crate::location::LocationError;
 
 /// What went wrong with a store operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The location string does not name a store.
+    #[error(transparent)]
+    Location(#[from] LocationError),
+    /// An `s3://` location in a build without the S3 client (core's `s3` feature).
+    #[error("{0}: this build has no S3 client")]
+    NoS3Client(String),
     /// No object under that key.
     #[error("no object {key:?} in {location}")]
     NotFound {
@@ -144,8 +155,20 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 pub async fn open(location: &Location, s3: &S3Options) -> Result<Arc<dyn ObjectStore>, StoreError> {
     Ok(match location {
         Location::Local(path) => Arc::new(LocalStore::new(path.clone())),
+        #[cfg(feature = "s3")]
         Location::S3 { bucket, prefix } => Arc::new(S3Store::connect(bucket, prefix, s3).await),
+        #[cfg(not(feature = "s3"))]
+        Location::S3 { .. } => {
+            let _ = s3;
+            return Err(StoreError::NoS3Client(location.to_string()));
+        }
     })
+}
+
+/// Opens the store a location string (`s3://bucket/prefix`, `file:///path` or a path)
+/// names: what every command line's `--data`, `--models` or `--out` flag goes through.
+pub async fn open_str(location: &str, s3: &S3Options) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    open(&location.parse()?, s3).await
 }
 
 /// Checks that a key is relative, `/`-separated, and free of empty, `.`-leading or `..`

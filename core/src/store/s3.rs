@@ -11,31 +11,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-use super::{ObjectMeta, ObjectStore, StoreError, validate_key};
+use super::{ObjectMeta, ObjectStore, S3Options, StoreError, validate_key};
 use crate::Location;
-
-/// How to reach S3. Credentials are not here: they come from the standard AWS chain.
-///
-/// With the `cli` feature these are also the `--s3-endpoint`, `--s3-region` and
-/// `--s3-path-style` flags every binary shares.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "cli", derive(clap::Args))]
-#[serde(deny_unknown_fields, default)]
-pub struct S3Options {
-    /// Endpoint URL of an S3-compatible server, such as `http://127.0.0.1:9000`;
-    /// unset for AWS itself. Also read from `AWS_ENDPOINT_URL`.
-    #[cfg_attr(feature = "cli", arg(long = "s3-endpoint", global = true, env = "PRESCALE_S3_ENDPOINT"))]
-    pub endpoint: Option<String>,
-    /// Region; unset means the AWS chain's region, else `us-east-1`.
-    #[cfg_attr(feature = "cli", arg(long = "s3-region", global = true, env = "PRESCALE_S3_REGION"))]
-    pub region: Option<String>,
-    /// Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key`;
-    /// most self-hosted S3 servers need this.
-    #[cfg_attr(feature = "cli", arg(long = "s3-path-style", global = true, env = "PRESCALE_S3_PATH_STYLE"))]
-    pub path_style: bool,
-}
 
 /// Objects in one bucket below a key prefix.
 #[derive(Debug, Clone)]

@@ -12,15 +12,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::{Feature, FeatureRow, ServiceId, StepGrid};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use prescale_core::{Feature, FeatureRow, ServiceId, StepGrid};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use super::catalog::Catalog;
+use crate::config::FieldError;
 
 /// The `[prometheus]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,27 +88,23 @@ fn default_service_label() -> String {
 
 impl ServicesConfig {
     /// The listed services, validated; an error names the bad entry.
-    pub fn listed(&self) -> Result<Vec<ServiceId>, String> {
-        self.list
-            .iter()
-            .map(|s| {
-                let (ns, name) =
-                    s.split_once('/').ok_or_else(|| format!("services.list: {s:?} must be written namespace/name"))?;
-                ServiceId::new(ns, name).map_err(|e| format!("services.list: {s:?}: {e}"))
-            })
-            .collect()
+    pub fn listed(&self) -> Result<Vec<ServiceId>, FieldError> {
+        self.list.iter().map(|s| s.parse().map_err(|e| FieldError::new("services.list", e))).collect()
     }
 
     /// Checks the section: entries well formed, the discovery query parses, something
     /// to sample.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         self.listed()?;
         if let Some(d) = &self.discover {
             promql_parser::parser::parse(&d.query)
-                .map_err(|e| format!("services.discover.query does not parse as PromQL: {e}"))?;
+                .map_err(|e| FieldError::new("services.discover.query", format!("does not parse as PromQL: {e}")))?;
         }
         if self.list.is_empty() && self.discover.is_none() {
-            return Err("services: list some services (services.list) or discover them (services.discover)".into());
+            return Err(FieldError::new(
+                "services",
+                "list some services (services.list) or discover them (services.discover)",
+            ));
         }
         Ok(())
     }
@@ -185,15 +182,15 @@ impl Source {
         catalog: Catalog,
         services: ServicesConfig,
         errors: Counter,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, FieldError> {
         services.validate()?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .build()
-            .map_err(|e| format!("prometheus: building the HTTP client: {e}"))?;
+            .map_err(|e| FieldError::new("prometheus", format!("building the HTTP client: {e}")))?;
         let client = Client::from(http, &config.url)
-            .map_err(|e| format!("prometheus.url {:?} is not a URL: {e}", config.url))?;
+            .map_err(|e| FieldError::new("prometheus.url", format!("{:?} is not a URL: {e}", config.url)))?;
         let listed = services.listed()?;
         Ok(Self { client, config, catalog, services, listed, errors })
     }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use prescale_core::{Feature, ServiceId};
+use crate::{Feature, ServiceId};
 use serde::{Deserialize, Serialize};
 
 /// A built-in catalog to start from.
@@ -59,7 +59,7 @@ impl Default for CatalogConfig {
 pub enum CatalogError {
     /// A key of `[catalog.features]` is not a feature of the schema.
     #[error("catalog.features: {0}")]
-    UnknownFeature(#[from] prescale_core::schema::UnknownFeature),
+    UnknownFeature(#[from] crate::schema::UnknownFeature),
     /// A template does not parse as PromQL once its placeholders are filled.
     #[error("catalog feature `{feature}`: the PromQL does not parse: {message}\n  query: {query}")]
     BadPromql {

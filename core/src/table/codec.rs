@@ -1,4 +1,4 @@
-//! Feature rows to and from Parquet: the collector's storage format, the trainer's input.
+//! Feature rows to and from Parquet, one file at a time.
 //!
 //! One file holds rows of any services and steps, one column per schema field:
 //! `timestamp` (UTC, milliseconds, no time-zone tag), `namespace`, `service`, then one
@@ -11,19 +11,9 @@ use std::io::Cursor;
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
+use super::{Scan, TableError};
 use crate::schema::{Feature, FeatureRow, NAMESPACE_COLUMN, SERVICE_COLUMN, TIMESTAMP_COLUMN};
 use crate::service::ServiceId;
-
-/// Why rows could not be encoded or decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum TableError {
-    /// Polars or the Parquet codec failed.
-    #[error("parquet: {0}")]
-    Parquet(#[from] PolarsError),
-    /// A file lacks a required column or holds a bad value.
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// The rows as a data frame with the schema's columns.
 pub fn to_frame(rows: &[FeatureRow]) -> Result<DataFrame, TableError> {
@@ -49,8 +39,23 @@ pub fn to_parquet(rows: &[FeatureRow]) -> Result<Vec<u8>, TableError> {
 
 /// Decodes a Parquet file written by [`to_parquet`] (or any file with the same columns).
 pub fn from_parquet(bytes: &[u8]) -> Result<Vec<FeatureRow>, TableError> {
-    let frame = ParquetReader::new(Cursor::new(bytes)).finish()?;
-    from_frame(&frame)
+    read_scan(bytes, &Scan::default())
+}
+
+/// Decodes the rows of a Parquet file that a scan asks for, reading only the columns it
+/// needs (the key columns and its features; a feature the file lacks reads as missing).
+pub fn read_scan(bytes: &[u8], scan: &Scan) -> Result<Vec<FeatureRow>, TableError> {
+    let mut reader = ParquetReader::new(Cursor::new(bytes));
+    let present = reader.schema()?;
+    let mut columns = vec![TIMESTAMP_COLUMN.to_owned(), NAMESPACE_COLUMN.to_owned(), SERVICE_COLUMN.to_owned()];
+    columns.extend(scan.features().map(|f| f.name().to_owned()).filter(|c| present.contains(c.as_str())));
+    if let Some(c) = columns[..3].iter().find(|c| !present.contains(c.as_str())) {
+        return Err(TableError::Invalid(format!("the file has no `{c}` column")));
+    }
+    let frame = reader.with_columns(Some(columns)).finish()?;
+    let mut rows = from_frame(&frame)?;
+    rows.retain(|r| scan.keeps(r));
+    Ok(rows)
 }
 
 /// Rows from a data frame with the schema's columns.
@@ -85,28 +90,4 @@ pub fn from_frame(frame: &DataFrame) -> Result<Vec<FeatureRow>, TableError> {
         rows.push(row);
     }
     Ok(rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_round_trip_with_nulls() {
-        let t0 = DateTime::parse_from_rfc3339("2024-05-01T10:00:30Z").unwrap().with_timezone(&Utc);
-        let svc = ServiceId::new("shop", "order").unwrap();
-        let mut a = FeatureRow::empty(t0, svc.clone());
-        a.set(Feature::RequestsPerSecond, Some(12.5));
-        a.set(Feature::ReplicasReady, Some(3.0));
-        let b = FeatureRow::empty(t0 + chrono::Duration::seconds(30), svc);
-        let bytes = to_parquet(&[a.clone(), b.clone()]).unwrap();
-        let back = from_parquet(&bytes).unwrap();
-        assert_eq!(back, vec![a, b]);
-        assert_eq!(back[1].get(Feature::CpuCores), None, "nulls stay missing");
-    }
-
-    #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        assert!(from_parquet(b"not parquet").is_err());
-    }
 }
