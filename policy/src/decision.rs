@@ -1,0 +1,163 @@
+//! The scaling decision as it crosses process boundaries: what the predictor serves over
+//! HTTP (and KEDA's gRPC reads the replicas of), what the scaler applies and the demo shows.
+
+use chrono::{DateTime, Utc};
+use prescale_core::ServiceId;
+use serde::{Deserialize, Serialize};
+
+/// Which term of the policy set the number of replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Reason {
+    /// The forecast quantile over `[now + startup, now + horizon]`, peaking `at_seconds` ahead.
+    Forecast {
+        /// Seconds ahead of now of the forecast step that needs the most replicas.
+        at_seconds: u32,
+    },
+    /// Current demand times the jump the burst profile expects within the pods' startup
+    /// needs more than the forecast.
+    Burst {
+        /// Seconds ahead of now of the step whose jump needs the most replicas.
+        at_seconds: u32,
+    },
+    /// Current demand needs more than the forecast (the reactive floor).
+    ReactiveFloor,
+    /// Raised to the configured minimum.
+    MinBound,
+    /// Capped at the configured maximum.
+    MaxBound,
+    /// Scale-down held at the highest recommendation of the stabilisation window.
+    Stabilised,
+    /// The change was limited to the largest change per decision.
+    RateLimited,
+    /// No forecast is available (no model, too little history): replicas follow current
+    /// demand.
+    Reactive,
+}
+
+impl Reason {
+    /// One of each kind (the steps ahead zeroed), in the order of [`Reason::label`]'s
+    /// match: for metrics that export every label, the one in force at 1.
+    pub const ALL: [Reason; 8] = [
+        Reason::Forecast { at_seconds: 0 },
+        Reason::Burst { at_seconds: 0 },
+        Reason::ReactiveFloor,
+        Reason::MinBound,
+        Reason::MaxBound,
+        Reason::Stabilised,
+        Reason::RateLimited,
+        Reason::Reactive,
+    ];
+
+    /// A short label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Forecast { .. } => "forecast",
+            Reason::Burst { .. } => "burst",
+            Reason::ReactiveFloor => "reactive_floor",
+            Reason::MinBound => "min_bound",
+            Reason::MaxBound => "max_bound",
+            Reason::Stabilised => "stabilised",
+            Reason::RateLimited => "rate_limited",
+            Reason::Reactive => "reactive",
+        }
+    }
+}
+
+/// The forecast a decision was made from, in requests per second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastView {
+    /// Step length, seconds; `p50[i]` is for `time + (i + 1) * step`.
+    pub step_seconds: f64,
+    /// Median per horizon step.
+    pub p50: Vec<f64>,
+    /// 90th percentile per horizon step.
+    pub p90: Vec<f64>,
+    /// The model version that made it.
+    pub model_version: String,
+}
+
+/// One scaling decision for one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The service, written `namespace/name`.
+    #[serde(with = "prescale_core::service::as_text")]
+    pub service: ServiceId,
+    /// When it was made (a step of the grid).
+    pub time: DateTime<Utc>,
+    /// Replicas the service should have.
+    pub desired_replicas: u32,
+    /// Demand observed at `time`, requests/s.
+    pub observed_demand: Option<f64>,
+    /// The forecast it came from, if any.
+    pub forecast: Option<ForecastView>,
+    /// Which term set the number.
+    pub reason: Reason,
+    /// Replicas ready at `time`, as observed (Kubernetes, or the catalog's count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<u32>,
+    /// Replicas the demand observed at `time` needs by itself: what a reactive
+    /// autoscaler would ask for now, to compare the prediction with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactive_replicas: Option<u32>,
+}
+
+/// One service's latest decision as the predictor serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Served {
+    /// The policy's decision, with its forecast and reason.
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// What KEDA is told: the decision, or in shadow mode the replicas ready now.
+    pub replicas: u32,
+    /// Whether the decision is only exported (shadow mode).
+    pub shadow: bool,
+}
+
+/// The body of the predictor's `GET /api/v1/services`: the latest decision per service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServicesResponse {
+    /// The latest decision of every service that has one.
+    pub services: Vec<Served>,
+    /// Whether decisions are only exported.
+    pub shadow: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_label() {
+        let mut labels: Vec<&str> = Reason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Reason::ALL.len());
+    }
+
+    #[test]
+    fn the_wire_format_names_the_service_as_text() {
+        let served = Served {
+            decision: Decision {
+                service: "shop/order".parse().unwrap(),
+                time: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                desired_replicas: 3,
+                observed_demand: Some(12.5),
+                forecast: None,
+                reason: Reason::Forecast { at_seconds: 120 },
+                ready_replicas: None,
+                reactive_replicas: Some(2),
+            },
+            replicas: 3,
+            shadow: false,
+        };
+        let json = serde_json::to_value(&served).unwrap();
+        assert_eq!(json["service"], "shop/order");
+        assert_eq!(json["reason"], serde_json::json!({"kind": "forecast", "at_seconds": 120}));
+        assert_eq!(json["replicas"], 3);
+        assert_eq!(serde_json::from_value::<Served>(json).unwrap(), served);
+        let bad = serde_json::json!({"service": "order", "time": "2024-01-01T00:00:00Z", "desired_replicas": 1,
+            "observed_demand": null, "forecast": null, "reason": {"kind": "reactive"}, "replicas": 1, "shadow": false});
+        assert!(serde_json::from_value::<Served>(bad).unwrap_err().to_string().contains("namespace/name"));
+    }
+}
