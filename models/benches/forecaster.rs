@@ -11,8 +11,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use prescale_core::StepGrid;
 use prescale_models::backtest::HORIZON;
-use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
+use prescale_models::forecaster::TransformerModel;
 use prescale_models::series::{Series, Split};
+use prescale_models::train::{Quiet, TrainConfig};
 
 fn series() -> Series {
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().with_timezone(&Utc);

@@ -27,9 +27,10 @@ use prescale_core::{Feature, SCHEMA_VERSION};
 
 use crate::backtest::Backtest;
 use crate::burst::BurstProfile;
-use crate::forecaster::{ModelParams, TrainSummary, TransformerModel};
-use crate::metrics::ModelScores;
+use crate::forecaster::{ModelParams, TransformerModel};
+use crate::scores::ModelScores;
 use crate::series::Series;
+use crate::train::TrainSummary;
 
 /// Version of this layout and manifest format.
 pub const ARTIFACT_FORMAT: u32 = 1;
@@ -198,7 +199,7 @@ impl Manifest {
             }),
             files: BTreeMap::new(),
             tensors: BTreeMap::new(),
-            // The steps before validation, as `prescale-scaler simulate` learns it.
+            // The steps before validation, as `prescale-trainer simulate` learns it.
             burst: BurstProfile::learn(series, bt.split.valid_start, p.window.horizon).ok(),
         }
     }
@@ -361,6 +362,18 @@ pub async fn load_latest(
         });
     }
     load_version(store, &pointer.version, device).await
+}
+
+/// A stored version, or the one `latest` points to when none is named.
+pub async fn load(
+    store: &dyn ObjectStore,
+    version: Option<&str>,
+    device: Device,
+) -> Result<(Manifest, TransformerModel), ArtifactError> {
+    match version {
+        Some(v) => load_version(store, v, device).await,
+        None => load_latest(store, device).await,
+    }
 }
 
 /// Every version in the store with its manifest, oldest first; unreadable ones are

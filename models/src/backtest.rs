@@ -1,14 +1,17 @@
 //! The forecast benchmark: every model trained on the same chronological split and
-//! scored on the same test origins (`../shared/specs/evaluation.md`).
+//! scored on the same test origins (`../shared/specs/evaluation.md`); and a stored model
+//! scored the same way on other data (`evaluate`).
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::Manifest;
 use crate::baselines::{HoltWinters, Persistence, PointForecaster, Ridge, SeasonalNaive, with_quantiles};
-use crate::forecaster::{ModelError, Observer, TrainConfig, TrainSummary, TransformerModel};
-use crate::metrics::{Forecasts, ModelScores, score, seasonal_naive_scale};
+use crate::forecaster::{ModelError, TransformerModel};
+use crate::scores::{Forecasts, ModelScores, score, seasonal_naive_scale};
 use crate::series::{Series, Split};
+use crate::train::{Observer, TrainConfig, TrainSummary};
 use crate::window::Windows;
 
 /// The forecast horizon every model is judged at: ten minutes.
@@ -70,10 +73,34 @@ pub fn run(series: &Series, config: &TrainConfig, observer: &mut dyn Observer) -
     let (transformer, training) = TransformerModel::train(series, split, horizon, config, observer)?;
     let transformer_seconds = started.elapsed().as_secs_f64();
 
+    let (mase_scale, mut models) = score_on_test(series, split, horizon, period, &transformer, Baselines::All)?;
+    models[0].fit_seconds += transformer_seconds;
+    Ok(Backtest { split, horizon, period, mase_scale, models, training, transformer })
+}
+
+/// Which baselines are scored beside the transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Baselines {
+    /// Persistence and seasonal naive, which need no fitting.
+    Simple,
+    /// Also Holt-Winters and ridge, fitted on the training part.
+    All,
+}
+
+/// The transformer's and the baselines' forecasts and scores on every usable test origin,
+/// with the MASE scale; the baselines' p90 from their validation residuals.
+fn score_on_test(
+    series: &Series,
+    split: Split,
+    horizon: usize,
+    period: usize,
+    transformer: &TransformerModel,
+    baselines: Baselines,
+) -> Result<(f64, Vec<ModelResult>), ModelError> {
     let p = &transformer.params;
     let windows = Windows::new(series, p.window, p.level_floor, &p.holidays);
-    let test = windows.usable_origins(split.test_start, series.len() - horizon);
-    let valid = windows.usable_origins(split.valid_start, split.test_start - horizon);
+    let test = windows.usable_origins(split.test_start, series.len().saturating_sub(horizon));
+    let valid = windows.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
     let mase_scale = seasonal_naive_scale(series, split.test_start, period);
 
     let mut models = Vec::new();
@@ -83,7 +110,7 @@ pub fn run(series: &Series, config: &TrainConfig, observer: &mut dyn Observer) -
         name: "transformer",
         scores: score(series, &forecasts, mase_scale),
         forecasts,
-        fit_seconds: transformer_seconds + started.elapsed().as_secs_f64(),
+        fit_seconds: started.elapsed().as_secs_f64(),
     });
 
     let fit_baseline = |build: &dyn Fn() -> Box<dyn PointForecaster>| {
@@ -99,8 +126,69 @@ pub fn run(series: &Series, config: &TrainConfig, observer: &mut dyn Observer) -
     };
     models.push(fit_baseline(&|| Box::new(Persistence)));
     models.push(fit_baseline(&|| Box::new(SeasonalNaive { period })));
-    models.push(fit_baseline(&|| Box::new(HoltWinters::fit(series, period, split.valid_start, &valid, horizon))));
-    models.push(fit_baseline(&|| Box::new(Ridge::fit(series, period, split.valid_start, &valid, horizon))));
+    if baselines == Baselines::All {
+        models.push(fit_baseline(&|| Box::new(HoltWinters::fit(series, period, split.valid_start, &valid, horizon))));
+        models.push(fit_baseline(&|| Box::new(Ridge::fit(series, period, split.valid_start, &valid, horizon))));
+    }
+    Ok((mase_scale, models))
+}
 
-    Ok(Backtest { split, horizon, period, mase_scale, models, training, transformer })
+/// Why a stored model could not be scored on some data.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    /// The data's step is not the model's.
+    #[error("{data} has {data_step} s steps; model {version} was trained on {model_step} s steps")]
+    Step {
+        /// The data's name.
+        data: String,
+        /// Its step, seconds.
+        data_step: f64,
+        /// The model's version.
+        version: String,
+        /// The model's step, seconds.
+        model_step: f64,
+    },
+    /// No usable validation or test origin.
+    #[error("{data}: too short to evaluate ({steps} steps)")]
+    TooShort {
+        /// The data's name.
+        data: String,
+        /// Its steps.
+        steps: usize,
+    },
+    /// Forecasting failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// A stored model scored on the test part (last 20%) of a series, beside persistence and
+/// seasonal naive, exactly as the backtest scores them.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// Test origins scored.
+    pub test_origins: usize,
+    /// Results, transformer first.
+    pub models: Vec<ModelResult>,
+}
+
+/// Scores a stored model on the test part of `series`.
+pub fn evaluate(model: &TransformerModel, manifest: &Manifest, series: &Series) -> Result<Evaluation, EvaluateError> {
+    if series.grid.seconds() != manifest.training.step_seconds {
+        return Err(EvaluateError::Step {
+            data: series.name.clone(),
+            data_step: series.grid.seconds(),
+            version: manifest.version.clone(),
+            model_step: manifest.training.step_seconds,
+        });
+    }
+    let p = &model.params;
+    let (split, horizon) = (Split::of(series.len()), p.window.horizon);
+    let windows = Windows::new(series, p.window, p.level_floor, &p.holidays);
+    let test = windows.usable_origins(split.test_start, series.len().saturating_sub(horizon));
+    let valid = windows.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
+    if test.is_empty() || valid.is_empty() {
+        return Err(EvaluateError::TooShort { data: series.name.clone(), steps: series.len() });
+    }
+    let (_, models) = score_on_test(series, split, horizon, p.window.day, model, Baselines::Simple)?;
+    Ok(Evaluation { test_origins: test.len(), models })
 }

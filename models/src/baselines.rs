@@ -15,7 +15,7 @@
 use linfa_linalg::cholesky::SolveC;
 use ndarray::{Array1, Array2, Axis};
 
-use crate::metrics::Forecasts;
+use crate::scores::Forecasts;
 use crate::series::{Series, mean_observed};
 
 /// Anything that forecasts a median trajectory from the data up to each origin.
@@ -413,7 +413,7 @@ mod tests {
         let valid: Vec<usize> = (600..900).collect();
         let test: Vec<usize> = (900..1150).collect();
         let (f, _) = with_quantiles(&Persistence, &s, &valid, &test, 5);
-        let m = crate::metrics::score(&s, &f, 1.0);
+        let m = crate::scores::score(&s, &f, 1.0);
         assert!((0.8..=0.97).contains(&m.all_horizons.coverage_p90), "{}", m.all_horizons.coverage_p90);
     }
 

@@ -5,7 +5,7 @@
 //! percentile follows. The profile holds, per lead `k` (steps ahead) and per phase slot of
 //! the hour of the *target* step, quantiles of `demand(t + k) / demand(t)` over training
 //! history. The policy's burst term multiplies current demand by the largest ratio ahead
-//! (`prescale_scaler::policy`); traffic without such jumps learns ratios near 1, which
+//! (`prescale_policy`); traffic without such jumps learns ratios near 1, which
 //! the forecast term already covers.
 
 use chrono::{DateTime, Utc};
@@ -153,6 +153,15 @@ fn slot_of(t: DateTime<Utc>, step_seconds: f64, slots: usize) -> usize {
 /// The `q` quantile of the samples, 1 when there are too few.
 fn quantile(samples: &mut [f64], q: f64) -> f64 {
     if samples.len() < MIN_SAMPLES { 1.0 } else { crate::baselines::quantile(samples, q) }
+}
+
+/// The policy's burst term reads its ratios from the profile a model carries.
+impl prescale_policy::BurstRatios for BurstProfile {
+    type Error = BurstError;
+
+    fn ratios(&self, quantile: f64, now: DateTime<Utc>) -> Result<Vec<f64>, BurstError> {
+        self.multipliers(quantile, now)
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The collector's Parquet as training data: one [`Series`] per service.
 //!
-//! Every `*.parquet` object below a prefix of a store is read (the collector's Hive-style
-//! `metrics/date=.../hour=.../` layout or any other), rows of the chosen service are put on
-//! their step grid, and `requests_per_second` becomes the target while every other
+//! The service's rows are read from the feature table below a prefix of a store (core's
+//! [`FeatureTable`]: the collector's Hive layout, only this service's rows decoded), put
+//! on their step grid, and `requests_per_second` becomes the target while every other
 //! feature of the schema becomes a covariate. Steps with no row stay missing. Two rows of
 //! one step must agree (a retried flush rewrites the same rows); otherwise the data is
 //! refused, since it cannot say which is true.
@@ -13,27 +13,10 @@ use chrono::{DateTime, Utc};
 use ndarray::Array2;
 use prescale_core::schema::{Feature, FeatureRow};
 use prescale_core::store::ObjectStore;
-use prescale_core::table;
+use prescale_core::table::{FeatureTable, Scan};
 
 use crate::preprocess::Covariates;
 use crate::series::{DataError, Series, infer_grid};
-
-/// All rows of every Parquet object below `prefix`.
-pub async fn read_rows(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<FeatureRow>, DataError> {
-    let objects = store
-        .list(prefix)
-        .await
-        .map_err(|e| DataError::Parquet(format!("listing {}/{prefix}: {e}", store.location())))?;
-    let mut rows = Vec::new();
-    for object in objects.iter().filter(|o| o.key.ends_with(".parquet")) {
-        let bytes = store.get(&object.key).await.map_err(|e| DataError::Parquet(format!("{}: {e}", object.key)))?;
-        rows.extend(table::from_parquet(&bytes).map_err(|e| DataError::Parquet(format!("{}: {e}", object.key)))?);
-    }
-    if rows.is_empty() {
-        return Err(DataError::Parquet(format!("no Parquet rows below {}/{prefix}", store.location())));
-    }
-    Ok(rows)
-}
 
 /// The series of one service (`namespace/name`, or just `name` when only one namespace
 /// has it) from collector rows, with the other features as covariates.
@@ -98,9 +81,20 @@ pub fn service_series(rows: &[FeatureRow], service: &str) -> Result<Series, Data
     Series::new(name, grid, start, values)?.with_covariates(Covariates { names, values: cov })
 }
 
-/// Reads one service's series from the collector's data in a store.
+/// Reads one service's series from the feature table below `prefix` of a store.
 pub async fn load_service(store: &dyn ObjectStore, prefix: &str, service: &str) -> Result<Series, DataError> {
-    service_series(&read_rows(store, prefix).await?, service)
+    let table = FeatureTable::new(store, prefix);
+    let failed = |e: prescale_core::table::TableError| DataError::Parquet(e.to_string());
+    let rows = table.read(&Scan::service(service)).await.map_err(failed)?;
+    if !rows.is_empty() {
+        return service_series(&rows, service);
+    }
+    // None of its rows: say which services the data has (the key columns only).
+    let keys = table.read(&Scan { features: Some(Vec::new()), ..Scan::default() }).await.map_err(failed)?;
+    if keys.is_empty() {
+        return Err(DataError::Parquet(format!("no Parquet rows below {}/{prefix}", store.location())));
+    }
+    service_series(&keys, service)
 }
 
 #[cfg(test)]

@@ -1,20 +1,17 @@
-//! Training the transformer and forecasting with it.
+//! The trained transformer and forecasting with it: the model's constants, its calibrated
+//! p50/p90 forecasts, and the errors both this and [`crate::train`] report.
 
 use chrono::NaiveDate;
 use ndarray::Array2;
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind};
 
-use crate::base::{AdaptiveSmoothing, Base};
-use crate::baselines::{Persistence, PointForecaster, Ridge, residual_q90, trajectory_mae};
-use crate::metrics::Forecasts;
+use crate::base::Base;
 use crate::preprocess::{Preprocess, PreprocessError};
-use crate::series::{Series, Split, mean_observed};
-use crate::transformer::{Inputs, Net, NetConfig, loss};
+use crate::scores::Forecasts;
+use crate::series::Series;
+use crate::transformer::{Inputs, Net, NetConfig};
 use crate::window::{WindowConfig, Windows};
 
 /// Why a model could not be trained or used.
@@ -38,128 +35,6 @@ pub enum ModelError {
     /// The covariates could not be preprocessed.
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
-}
-
-/// Everything that shapes training. Defaults fit a 2-core CPU in minutes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainConfig {
-    /// Context length in steps.
-    pub context: usize,
-    /// Width of the residual stream.
-    pub d_model: i64,
-    /// Attention heads.
-    pub heads: i64,
-    /// Transformer blocks.
-    pub layers: usize,
-    /// Feed-forward width.
-    pub ff: i64,
-    /// Dropout.
-    pub dropout: f64,
-    /// Windows per optimisation step.
-    pub batch: usize,
-    /// Windows drawn per epoch (at most all of them).
-    pub samples_per_epoch: usize,
-    /// Upper bound on epochs.
-    pub max_epochs: usize,
-    /// Epochs without validation improvement before stopping.
-    pub patience: usize,
-    /// Learning rate of AdamW.
-    pub learning_rate: f64,
-    /// Stop after this many seconds of training even if still improving.
-    pub max_seconds: f64,
-    /// Seed for initialisation and sampling: same seed, same model.
-    pub seed: u64,
-    /// Dates whose calendar feature says "holiday".
-    pub holidays: Vec<NaiveDate>,
-    /// Season length in steps; `None` means one day of steps.
-    pub season_steps: Option<usize>,
-    /// Share of the covariates' variance the kept principal components must explain
-    /// (collector data only; 0 leaves the covariates out).
-    pub pca_variance: f64,
-    /// Refine a base forecast instead of the last value: a ridge on lags (fitted on the
-    /// same fitting part) or adaptive smoothing, whichever beats persistence and the
-    /// other on the validation part. The network learns what the base misses.
-    #[serde(alias = "refine_ridge")]
-    pub refine_base: bool,
-    /// Give every token the phase of its time within the hour and the half hour, for
-    /// demand with bursts at fixed minutes (cron jobs, batch pushes). Off by default: on
-    /// the benchmark traces it helped Twitter's MAE but cost WorldCup 98 its p90 coverage.
-    pub hour_phase: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            context: 64,
-            d_model: 64,
-            heads: 4,
-            layers: 2,
-            ff: 128,
-            dropout: 0.1,
-            batch: 256,
-            samples_per_epoch: 32_768,
-            max_epochs: 40,
-            patience: 4,
-            learning_rate: 1e-3,
-            max_seconds: 600.0,
-            seed: 42,
-            holidays: Vec::new(),
-            season_steps: None,
-            pca_variance: 0.9,
-            refine_base: true,
-            hour_phase: false,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// A small, fast model (a few seconds on CPU) for tests, demos and short histories;
-    /// `season_steps` sets the season when the data's "day" is not a calendar day.
-    pub fn small(season_steps: Option<usize>) -> Self {
-        Self {
-            context: 16,
-            d_model: 16,
-            heads: 2,
-            layers: 1,
-            ff: 32,
-            batch: 64,
-            samples_per_epoch: 512,
-            max_epochs: 3,
-            season_steps,
-            ..Self::default()
-        }
-    }
-}
-
-/// Progress reports from training, for progress bars and logs.
-pub trait Observer {
-    /// Training starts with this many optimisation steps per epoch.
-    fn start(&mut self, _max_epochs: usize, _steps_per_epoch: usize) {}
-    /// One optimisation step finished with this training loss.
-    fn step(&mut self, _epoch: usize, _loss: f64) {}
-    /// One epoch finished.
-    fn epoch(&mut self, _epoch: usize, _train_loss: f64, _valid_loss: f64, _best: bool) {}
-}
-
-/// An observer that reports nothing.
-#[derive(Debug, Default)]
-pub struct Quiet;
-impl Observer for Quiet {}
-
-/// What training did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSummary {
-    /// Epochs run.
-    pub epochs: usize,
-    /// Best validation loss.
-    pub best_valid_loss: f64,
-    /// Windows seen in training.
-    pub windows_seen: usize,
-    /// Training wall time, seconds.
-    pub seconds: f64,
-    /// Whether early stopping ended training.
-    pub early_stopped: bool,
 }
 
 /// The fitted constants a model needs besides its weights.
@@ -208,13 +83,13 @@ pub enum P90Unit {
 pub struct TransformerModel {
     /// Weights.
     pub vs: nn::VarStore,
-    net: Net,
+    pub(crate) net: Net,
     /// Constants.
     pub params: ModelParams,
 }
 
-const FORECAST_BATCH: usize = 1024;
-const MAX_VALID_WINDOWS: usize = 4096;
+/// Windows per forward pass, in forecasting and in validation.
+pub(crate) const FORECAST_BATCH: usize = 1024;
 
 impl TransformerModel {
     /// An untrained model with the given constants (weights to be loaded).
@@ -224,143 +99,8 @@ impl TransformerModel {
         Self { vs, net, params }
     }
 
-    /// Trains on the fitting part of `series`, early-stops and calibrates on its
-    /// validation part; never touches the test part.
-    pub fn train(
-        series: &Series,
-        split: Split,
-        horizon: usize,
-        config: &TrainConfig,
-        observer: &mut dyn Observer,
-    ) -> Result<(Self, TrainSummary), ModelError> {
-        let started = std::time::Instant::now();
-        tch::manual_seed(config.seed as i64);
-        let mut rng = SmallRng::seed_from_u64(config.seed);
-        let device = Device::cuda_if_available();
-        let day = config.season_steps.unwrap_or_else(|| series.grid.per_day());
-        let window = WindowConfig { context: config.context, horizon, day, hour_phase: config.hour_phase };
-        let train_mean = mean_observed(&series.values[..split.valid_start]).unwrap_or(0.0);
-        let level_floor = (0.01 * train_mean).max(1e-6);
-        let preprocess = match (&series.covariates, config.pca_variance > 0.0) {
-            (Some(cov), true) => Preprocess::fit(cov, 0, split.valid_start, config.pca_variance)?,
-            _ => None,
-        };
-        let plain = Windows::new(series, window, level_floor, &config.holidays);
-        let fit = plain.usable_origins(0, split.valid_start.saturating_sub(horizon));
-        let needed = config.batch.max(64);
-        if fit.len() < needed {
-            return Err(ModelError::TooShort {
-                usable: fit.len(),
-                needed,
-                reason: format!(
-                    "{} steps before validation, a {}-step context and a {horizon}-step horizon",
-                    split.valid_start, config.context
-                ),
-            });
-        }
-        let mut valid = plain.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
-        let base = if config.refine_base { choose_base(series, day, split.valid_start, &valid, horizon) } else { None };
-        let windows = plain.with_exog(exog(preprocess.as_ref(), series)?).with_base(base.as_ref());
-        if valid.len() > MAX_VALID_WINDOWS {
-            let stride = valid.len().div_ceil(MAX_VALID_WINDOWS);
-            valid = valid.into_iter().step_by(stride).collect();
-        }
-        // Loss weights are levels over their typical size, so large windows count more,
-        // as they do in the absolute error the product is judged on.
-        let sample: Vec<f64> =
-            fit.iter().step_by(fit.len().div_ceil(10_000)).filter_map(|&o| windows.level(o)).collect();
-        let weight_scale = sample.iter().sum::<f64>() / sample.len() as f64;
-
-        let net_cfg = NetConfig {
-            context: config.context,
-            horizon,
-            context_features: windows.context_features(),
-            horizon_features: windows.horizon_features(),
-            d_model: config.d_model,
-            heads: config.heads,
-            layers: config.layers,
-            ff: config.ff,
-            dropout: config.dropout,
-        };
-        let params = ModelParams {
-            net: net_cfg,
-            window,
-            level_floor,
-            holidays: config.holidays.clone(),
-            p90_shift: vec![0.0; horizon],
-            p90_unit: P90Unit::Volatility,
-            preprocess,
-            base: base.clone(),
-        };
-        let mut model = Self::empty(params.clone(), device);
-        let mut best = Self::empty(params, device);
-        let mut opt = nn::AdamW::default().wd(1e-4).build(&model.vs, config.learning_rate)?;
-
-        let per_epoch = config.samples_per_epoch.min(fit.len());
-        let steps_per_epoch = per_epoch.div_ceil(config.batch);
-        observer.start(config.max_epochs, steps_per_epoch);
-        let valid_inputs: Vec<Inputs> =
-            valid.chunks(FORECAST_BATCH).map(|c| Inputs::from_batch(&windows.batch(c), weight_scale, device)).collect();
-        let mut summary = TrainSummary {
-            epochs: 0,
-            best_valid_loss: f64::INFINITY,
-            windows_seen: 0,
-            seconds: 0.0,
-            early_stopped: false,
-        };
-        // The untrained network forecasts its anchor exactly (zero head): that is the bar
-        // every epoch must beat on validation, so training never ends worse than its base.
-        summary.best_valid_loss = validation_loss(&model.net, &valid_inputs);
-        best.vs.copy(&model.vs)?;
-        let mut since_best = 0;
-        let mut order = fit.clone();
-        for epoch in 1..=config.max_epochs {
-            order.shuffle(&mut rng);
-            let (mut sum, mut n) = (0.0, 0);
-            for chunk in order[..per_epoch].chunks(config.batch) {
-                let input = Inputs::from_batch(&windows.batch(chunk), weight_scale, device);
-                let l = loss(&model.net.forward(&input, true), &input);
-                opt.backward_step_clip_norm(&l, 1.0);
-                let l = l.double_value(&[]);
-                sum += l;
-                n += 1;
-                summary.windows_seen += chunk.len();
-                observer.step(epoch, l);
-            }
-            let valid_loss = validation_loss(&model.net, &valid_inputs);
-            summary.epochs = epoch;
-            let improved = valid_loss < summary.best_valid_loss;
-            observer.epoch(epoch, sum / n.max(1) as f64, valid_loss, improved);
-            if improved {
-                summary.best_valid_loss = valid_loss;
-                best.vs.copy(&model.vs)?;
-                since_best = 0;
-            } else {
-                since_best += 1;
-                if since_best >= config.patience {
-                    summary.early_stopped = true;
-                    break;
-                }
-            }
-            if started.elapsed().as_secs_f64() > config.max_seconds {
-                break;
-            }
-        }
-        model.vs.copy(&best.vs)?;
-        model.params.p90_shift = model.calibrate(series, &valid)?;
-        summary.seconds = started.elapsed().as_secs_f64();
-        Ok((model, summary))
-    }
-
-    /// The per-horizon p90 shift that makes 90% of validation actuals fall at or below
-    /// p90 (conformalised quantile regression, one-sided).
-    fn calibrate(&self, series: &Series, valid: &[usize]) -> Result<Vec<f64>, ModelError> {
-        let (raw, units) = self.raw(series, valid)?;
-        Ok(residual_q90(series, valid, &raw.p90, &units))
-    }
-
     /// Uncalibrated forecasts and each window's p90 unit.
-    fn raw(&self, series: &Series, origins: &[usize]) -> Result<(Forecasts, Vec<f64>), ModelError> {
+    pub(crate) fn raw(&self, series: &Series, origins: &[usize]) -> Result<(Forecasts, Vec<f64>), ModelError> {
         let p = &self.params;
         let windows = Windows::new(series, p.window, p.level_floor, &p.holidays)
             .with_exog(exog(p.preprocess.as_ref(), series)?)
@@ -406,38 +146,8 @@ impl TransformerModel {
     }
 }
 
-/// Mean loss over the validation batches, weighted by their sizes.
-fn validation_loss(net: &Net, inputs: &[Inputs]) -> f64 {
-    tch::no_grad(|| {
-        let (s, c) = inputs.iter().fold((0.0, 0.0), |(s, c), input| {
-            let w = input.target.size()[0] as f64;
-            (s + loss(&net.forward(input, false), input).double_value(&[]) * w, c + w)
-        });
-        s / c.max(1.0)
-    })
-}
-
-/// The base to refine: the ridge or adaptive smoothing, whichever has the lower MAE over
-/// the whole horizon on validation origins, if it beats persistence there; otherwise the
-/// network refines the last observed value.
-fn choose_base(series: &Series, day: usize, fit_end: usize, valid: &[usize], horizon: usize) -> Option<Base> {
-    let persistence_mae = trajectory_mae(series, valid, &Persistence.p50(series, valid, horizon));
-    let candidates =
-        [Base::Ridge(Ridge::fit(series, day, fit_end, valid, horizon)), Base::Smoothing(AdaptiveSmoothing::default())];
-    candidates
-        .into_iter()
-        .map(|b| {
-            let mae = trajectory_mae(series, valid, &b.p50(series, valid, horizon));
-            tracing::info!(base = b.name(), mae, persistence_mae, "validation MAE of a base forecast");
-            (b, mae)
-        })
-        .filter(|(_, mae)| *mae < persistence_mae)
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(b, _)| b)
-}
-
 /// The exogenous context features of a series under a fitted preprocessing.
-fn exog(preprocess: Option<&Preprocess>, series: &Series) -> Result<Option<Array2<f32>>, ModelError> {
+pub(crate) fn exog(preprocess: Option<&Preprocess>, series: &Series) -> Result<Option<Array2<f32>>, ModelError> {
     match (preprocess, &series.covariates) {
         (None, _) => Ok(None),
         (Some(p), Some(cov)) => Ok(Some(p.transform(cov)?)),
@@ -454,47 +164,4 @@ fn to_array(t: &tch::Tensor) -> Array2<f64> {
     let (b, h) = t.size2().expect("[batch, horizon]");
     let v: Vec<f64> = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).expect("a numeric tensor");
     Array2::from_shape_vec((b as usize, h as usize), v).expect("shape matches")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-    use prescale_core::StepGrid;
-    use rand::Rng;
-
-    /// Seeded noise in [-1, 1).
-    fn noise(n: usize) -> Vec<f64> {
-        let mut rng = SmallRng::seed_from_u64(42);
-        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-    }
-
-    fn series(values: Vec<f64>) -> Series {
-        Series::new("s", StepGrid::default(), Utc::now(), values.into_iter().map(Some).collect()).unwrap()
-    }
-
-    #[test]
-    fn the_base_is_the_one_with_the_lowest_validation_error_below_persistence() {
-        let (day, horizon, n) = (48, 10, 48 * 40);
-        let valid: Vec<usize> = (1500..n - horizon).collect();
-        let e = noise(n);
-        let mae = |s: &Series, p: &Array2<f64>| trajectory_mae(s, &valid, p);
-        // A daily shape under heavy noise: smoothing and ridge both beat the last value (it
-        // carries the last step's noise ahead), the ridge by far, as it sees the value one
-        // day back.
-        let wave = |t: usize| 50.0 * (2.0 * std::f64::consts::PI * t as f64 / day as f64).sin();
-        let seasonal = series((0..n).map(|t| 100.0 + wave(t) + 40.0 * e[t]).collect());
-        let persistence = mae(&seasonal, &Persistence.p50(&seasonal, &valid, horizon));
-        let smoothing = mae(&seasonal, &AdaptiveSmoothing::default().p50(&seasonal, &valid, horizon));
-        let ridge = mae(&seasonal, &Ridge::fit(&seasonal, day, 1500, &valid, horizon).p50(&seasonal, &valid, horizon));
-        assert!(ridge < smoothing && smoothing < persistence, "{ridge} {smoothing} {persistence}");
-        let base = choose_base(&seasonal, day, 1500, &valid, horizon);
-        assert!(matches!(base, Some(Base::Ridge(_))), "seasonal: {:?}", base.map(|b| b.name()));
-        // Pure noise around a level: a base is chosen over the last value.
-        let flat = series(e.iter().map(|x| 100.0 + 20.0 * x).collect());
-        assert!(choose_base(&flat, day, 1500, &valid, horizon).is_some(), "noise: persistence kept");
-        // A straight ramp: smoothing lags behind it, so it is never the choice.
-        let ramp = series((0..n).map(|t| t as f64).collect());
-        assert!(!matches!(choose_base(&ramp, day, 1500, &valid, horizon), Some(Base::Smoothing(_))));
-    }
 }

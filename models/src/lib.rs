@@ -5,14 +5,18 @@
 //! - [`preprocess`]: standard scaling and PCA of the covariates (`linfa`);
 //! - [`window`]: windows per forecast origin, level-normalised, with calendar features
 //!   and seasonal lags, missing values masked;
-//! - [`transformer`] and [`forecaster`]: the decoder-only transformer (libtorch through
-//!   `tch`), its training with early stopping, and calibrated p50/p90 forecasts;
+//! - [`transformer`]: the decoder-only transformer network (libtorch through `tch`), one
+//!   graph for training and inference;
+//! - [`train`]: its training with early stopping and the p90 calibration;
+//! - [`forecaster`]: the trained model and its calibrated p50/p90 forecasts;
 //! - [`base`]: the simple forecast the transformer refines (ridge or adaptive smoothing);
 //! - [`burst`]: how far demand jumps within minutes, by the minute of the hour;
 //! - [`baselines`]: persistence, seasonal naive, Holt-Winters and ridge, with residual
 //!   quantiles for their p90;
-//! - [`metrics`]: MAE, RMSE, MASE, pinball loss and coverage;
-//! - [`backtest`]: all models trained on the same split and scored on the test part.
+//! - [`scores`]: forecast accuracy: MAE, RMSE, MASE, pinball loss and coverage;
+//! - [`backtest`]: all models trained on the same split and scored on the test part, and
+//!   a stored model scored on new data;
+//! - [`artifact`]: versioned models in a store, the quality gate and `latest`.
 //!
 //! libtorch is linked dynamically; the crate's build script records its folder in the
 //! run path of every test and binary, so nothing needs `LD_LIBRARY_PATH`.
@@ -24,8 +28,9 @@ pub mod baselines;
 pub mod burst;
 pub mod dataset;
 pub mod forecaster;
-pub mod metrics;
 pub mod preprocess;
+pub mod scores;
 pub mod series;
+pub mod train;
 pub mod transformer;
 pub mod window;

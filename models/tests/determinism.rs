@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use prescale_core::StepGrid;
-use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
+use prescale_models::forecaster::TransformerModel;
 use prescale_models::series::{Series, Split};
+use prescale_models::train::{Quiet, TrainConfig};
 
 #[test]
 fn training_is_deterministic_for_a_seed() {

@@ -10,9 +10,10 @@ use prescale_core::StepGrid;
 use prescale_core::store::{LocalStore, ObjectStore};
 use prescale_models::artifact::{self, ArtifactError, BacktestSummary, Manifest, TrainingData};
 use prescale_models::burst::BurstProfile;
-use prescale_models::forecaster::{ModelError, Quiet, TrainConfig, TransformerModel};
-use prescale_models::metrics::ModelScores;
+use prescale_models::forecaster::{ModelError, TransformerModel};
+use prescale_models::scores::ModelScores;
 use prescale_models::series::{Series, Split};
+use prescale_models::train::{Quiet, TrainConfig};
 use tch::Device;
 
 fn start() -> DateTime<Utc> {
@@ -55,7 +56,7 @@ fn manifest_for(model: &TransformerModel, version: &str, transformer_mae: f64) -
         quantiles: vec![0.5, 0.9],
         params: model.params.clone(),
         training: TrainingData { source: "synthetic".into(), from: start(), to: start(), steps: 1, step_seconds: 60.0 },
-        train_summary: prescale_models::forecaster::TrainSummary {
+        train_summary: prescale_models::train::TrainSummary {
             epochs: 1,
             best_valid_loss: 0.0,
             windows_seen: 0,
