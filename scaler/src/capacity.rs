@@ -13,6 +13,35 @@ use serde::Serialize;
 /// Fewest usable steps for an estimate.
 pub const MIN_STEPS: usize = 30;
 
+/// The features an estimate reads: what a scan of the feature table needs to decode.
+pub const FEATURES: [Feature; 3] = [Feature::RequestsPerSecond, Feature::ReplicasReady, Feature::LatencyP95Seconds];
+
+/// Why there is no estimate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CapacityError {
+    /// The latency objective is not a positive number of seconds.
+    #[error("latency objective {0} s is not a positive number of seconds")]
+    Objective(f64),
+    /// The quantile is outside `[0, 1]`.
+    #[error("quantile {0} is not between 0 and 1")]
+    Quantile(f64),
+    /// Too few steps with demand, ready replicas and latency within the objective.
+    #[error(
+        "only {used} steps with demand, ready replicas and p95 latency within {objective} s ({over} over it, {total} \
+         steps in all); at least {MIN_STEPS} are needed"
+    )]
+    TooFewSteps {
+        /// Usable steps.
+        used: usize,
+        /// Steps over the objective.
+        over: usize,
+        /// Steps in all.
+        total: usize,
+        /// The objective, seconds.
+        objective: f64,
+    },
+}
+
 /// The estimate and what it rests on.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityEstimate {
@@ -27,12 +56,16 @@ pub struct CapacityEstimate {
 }
 
 /// Estimates capacity from one service's rows.
-pub fn estimate(rows: &[&FeatureRow], latency_objective: f64, quantile: f64) -> Result<CapacityEstimate, String> {
+pub fn estimate(
+    rows: &[&FeatureRow],
+    latency_objective: f64,
+    quantile: f64,
+) -> Result<CapacityEstimate, CapacityError> {
     if !(latency_objective.is_finite() && latency_objective > 0.0) {
-        return Err(format!("latency objective {latency_objective} s is not a positive number of seconds"));
+        return Err(CapacityError::Objective(latency_objective));
     }
     if !(0.0..=1.0).contains(&quantile) {
-        return Err(format!("quantile {quantile} is not between 0 and 1"));
+        return Err(CapacityError::Quantile(quantile));
     }
     let mut per_replica = Vec::new();
     let mut over = 0;
@@ -52,13 +85,12 @@ pub fn estimate(rows: &[&FeatureRow], latency_objective: f64, quantile: f64) -> 
         per_replica.push(rps / replicas);
     }
     if per_replica.len() < MIN_STEPS {
-        return Err(format!(
-            "only {} steps with demand, ready replicas and p95 latency within {latency_objective} s ({} over it, {} steps \
-             in all); at least {MIN_STEPS} are needed",
-            per_replica.len(),
+        return Err(CapacityError::TooFewSteps {
+            used: per_replica.len(),
             over,
-            rows.len()
-        ));
+            total: rows.len(),
+            objective: latency_objective,
+        });
     }
     per_replica.sort_by(f64::total_cmp);
     let capacity = per_replica[((per_replica.len() - 1) as f64 * quantile).round() as usize];
@@ -103,8 +135,9 @@ mod tests {
     fn too_little_or_bad_input_says_why() {
         let rows: Vec<FeatureRow> = (0..10).map(|i| row(i, 10.0, 1.0, 0.1)).collect();
         let refs: Vec<&FeatureRow> = rows.iter().collect();
-        assert!(estimate(&refs, 0.25, 0.95).unwrap_err().contains("only 10 steps"));
-        assert!(estimate(&refs, 0.0, 0.95).unwrap_err().contains("latency objective"));
-        assert!(estimate(&refs, 0.25, 1.5).unwrap_err().contains("quantile"));
+        let err = |objective, quantile| estimate(&refs, objective, quantile).unwrap_err().to_string();
+        assert!(err(0.25, 0.95).contains("only 10 steps"));
+        assert!(err(0.0, 0.95).contains("latency objective"));
+        assert!(err(0.25, 1.5).contains("quantile"));
     }
 }

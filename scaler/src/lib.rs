@@ -1,23 +1,14 @@
-//! `prescale-scaler`: from forecasts to pods.
+//! `prescale-scaler`: from the predictor's decisions to pods.
 //!
-//! The replica policy as pure functions, the `simulate` benchmark that replays a trace
-//! against the reactive HPA and a perfect oracle, and a Kubernetes backend that applies
-//! (or, in shadow mode, only reports) decisions through the scale subresource.
+//! It applies (or, in shadow mode, only reports) what the predictor decided, through
+//! each Deployment's scale subresource, and estimates a service's capacity per replica
+//! from collected history. The policy itself lives in `prescale-policy`; the scaling
+//! benchmark in the trainer (`prescale-trainer simulate`).
 //!
-//! - [`capacity`]: capacity per replica from collected history;
-//! - [`decision`]: the serialisable decision the predictor serves;
-//! - [`policy`]: forecast term, reactive floor, stabilisation, largest change, bounds;
-//! - [`sim`]: the benchmark's cluster model, the HPA and the oracle;
-//! - [`simulate`]: training, tuning on validation and replaying the test part;
-//! - [`report`]: `decisions.csv`, `summary.json` and the plot;
 //! - [`kube_backend`]: applying a decision to a Deployment's scale subresource;
-//! - [`run`]: polling the predictor's decisions and applying them (shadow by default).
+//! - [`run`]: polling the predictor's decisions and applying them (shadow by default);
+//! - [`capacity`]: capacity per replica from the feature table.
 
 pub mod capacity;
-pub mod decision;
 pub mod kube_backend;
-pub mod policy;
-pub mod report;
 pub mod run;
-pub mod sim;
-pub mod simulate;

@@ -2,16 +2,14 @@
 //!
 //! Every interval it reads `GET {predictor}/api/v1/services`, and for each decision whose
 //! `namespace/name` matches a configured [`Target`] applies it through the [`Applier`]
-//! (shadow mode by default: it reads and reports only). It serves its own `/metrics`
-//! (what it would set or set, per Deployment, and what each attempt did) and `/healthz`.
+//! (shadow mode by default: it reads and reports only). It serves core's ops endpoints
+//! (`/metrics`: what it would set or set, per Deployment, and what each attempt did).
 //! A predictor that cannot be reached leaves every Deployment as it is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,7 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::decision::ServicesResponse;
+use prescale_policy::ServicesResponse;
+
 use crate::kube_backend::{Applied, Applier, ApplyError, Target};
 
 /// `prescale-scaler run` settings (TOML, `PRESCALE__...` overrides).
@@ -34,7 +33,7 @@ pub struct RunConfig {
     /// Report only, write nothing (the default, until an operator turns it off).
     #[serde(default = "default_shadow")]
     pub shadow: bool,
-    /// Where `/metrics` and `/healthz` listen.
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The Deployments that may be scaled.
@@ -102,24 +101,53 @@ impl Metrics {
     }
 }
 
+/// Why a round or the loop stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The predictor's decisions could not be read; nothing was applied.
+    #[error("reading decisions from {url}: {source}")]
+    Poll {
+        /// The URL read.
+        url: String,
+        /// What the HTTP client reported.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The ops endpoint could not listen.
+    #[error("listen {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// One poll-and-apply round; returns what happened per target.
 pub async fn round(
     http: &reqwest::Client,
     config: &RunConfig,
     applier: &Applier,
     metrics: &Metrics,
-) -> anyhow::Result<Vec<(Target, Result<Applied, ApplyError>)>> {
+) -> Result<Vec<(Target, Result<Applied, ApplyError>)>, RunError> {
     let url = format!("{}/api/v1/services", config.predictor_url.trim_end_matches('/'));
     let response: ServicesResponse = async { http.get(&url).send().await?.error_for_status()?.json().await }
         .await
         .inspect_err(|_| {
             metrics.poll_errors.inc();
         })
-        .map_err(|e: reqwest::Error| anyhow::anyhow!("reading decisions from {url}: {e}"))?;
+        .map_err(|source| RunError::Poll { url: url.clone(), source })?;
     let mut results = Vec::new();
-    for decision in &response.services {
-        let Some(target) =
-            config.targets.iter().find(|t| decision.service == format!("{}/{}", t.namespace, t.deployment))
+    for served in &response.services {
+        let decision = &served.decision;
+        let Some(target) = config
+            .targets
+            .iter()
+            .find(|t| decision.service.namespace() == t.namespace && decision.service.name() == t.deployment)
         else {
             tracing::debug!(service = %decision.service, "no target configured; not scaled");
             continue;
@@ -164,38 +192,29 @@ pub async fn round(
     Ok(results)
 }
 
-/// Runs until Ctrl-C or SIGTERM.
-pub async fn run(config: RunConfig, client: kube::Client) -> anyhow::Result<()> {
+/// Runs until `shutdown` resolves (the binary passes Ctrl-C or SIGTERM).
+pub async fn run(config: RunConfig, client: kube::Client, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let applier = Applier::new(client, config.shadow);
     let metrics = Arc::new(Metrics::default());
     metrics.shadow.set(i64::from(config.shadow));
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let registry = Arc::new(registry);
-    let app = Router::new().route("/healthz", get(|| async { "ok" })).route(
-        "/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                let mut body = String::new();
-                prometheus_client::encoding::text::encode(&mut body, &registry).map(|()| body).unwrap_or_default()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let app = prescale_core::ops::router(Arc::new(registry));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Listen { addr: config.listen, source })?;
     tracing::info!(listen = %config.listen, shadow = config.shadow, targets = config.targets.len(), "scaler running");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(RunError::Client)?;
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let shutdown = prescale_core::telemetry::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {
                 if let Err(e) = round(&http, &config, &applier, &metrics).await {
-                    tracing::warn!("{e:#}; leaving every Deployment as it is");
+                    tracing::warn!("{e}; leaving every Deployment as it is");
                 }
             }
         }

@@ -6,7 +6,7 @@
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
-use prescale_scaler::decision::{Decision, Reason, ServicesResponse};
+use prescale_policy::{Decision, Reason, Served, ServicesResponse};
 use prescale_scaler::kube_backend::{Applied, Applier, ApplyError, Target};
 use serde_json::{Value, json};
 use tower_test::mock::{Handle, pair};
@@ -133,13 +133,18 @@ async fn unchanged_replicas_write_nothing() {
     api.await.unwrap();
 }
 
+fn served(decision: Decision) -> Served {
+    let replicas = decision.desired_replicas;
+    Served { decision, replicas, shadow: false }
+}
+
 #[tokio::test]
 async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
     // The predictor's API, served for real on loopback.
     let decisions = ServicesResponse {
         services: vec![
-            Decision {
-                service: "shop/order".into(),
+            served(Decision {
+                service: "shop/order".parse().unwrap(),
                 time: chrono::Utc::now(),
                 desired_replicas: 4,
                 observed_demand: Some(30.0),
@@ -147,9 +152,9 @@ async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
                 reason: Reason::ReactiveFloor,
                 ready_replicas: None,
                 reactive_replicas: None,
-            },
-            Decision {
-                service: "shop/unlisted".into(),
+            }),
+            served(Decision {
+                service: "shop/unlisted".parse().unwrap(),
                 time: chrono::Utc::now(),
                 desired_replicas: 9,
                 observed_demand: None,
@@ -157,8 +162,9 @@ async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
                 reason: Reason::Reactive,
                 ready_replicas: None,
                 reactive_replicas: None,
-            },
+            }),
         ],
+        shadow: false,
     };
     let app = axum::Router::new()
         .route("/api/v1/services", axum::routing::get(move || async move { axum::Json(decisions.clone()) }));

@@ -1,15 +1,12 @@
-//! Where the trainer reads data and keeps models: command-line arguments shared by the
-//! subcommands.
+//! The data the trainer learns from or scores on: a trace CSV, or one service of the
+//! collector's feature table.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
-use prescale_core::Location;
-use prescale_core::store::{self, ObjectStore, S3Options};
+use prescale_core::store::{self, S3Options, StoreError};
 use prescale_models::dataset;
-use prescale_models::series::Series;
+use prescale_models::series::{DataError, Series};
 
 /// The data to learn from or score on: a trace CSV, or the collector's Parquet.
 #[derive(Debug, Clone, Args)]
@@ -26,30 +23,38 @@ pub struct DataArgs {
     pub service: Option<String>,
 }
 
-/// How to reach S3 for `s3://` locations: the shared `--s3-*` flags.
-#[derive(Debug, Clone, Args)]
-pub struct S3Args {
-    /// The S3 options.
-    #[command(flatten)]
-    pub options: S3Options,
+/// Why the data could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Neither a trace nor a data location with a service was given.
+    #[error("give --trace FILE, or --data LOCATION with --service NAME")]
+    Missing,
+    /// The data location could not be opened.
+    #[error("opening {location}: {source}")]
+    Store {
+        /// The location as given.
+        location: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The data is not a usable series.
+    #[error(transparent)]
+    Data(#[from] DataError),
 }
 
-impl S3Args {
-    /// Opens a store at a location string.
-    pub async fn open(&self, location: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
-        let location: Location = location.parse().with_context(|| format!("location {location:?}"))?;
-        Ok(store::open(&location, &self.options).await?)
-    }
-
-    /// Loads the series `data` names.
-    pub async fn load(&self, data: &DataArgs) -> anyhow::Result<Series> {
-        match (&data.trace, &data.data, &data.service) {
+impl DataArgs {
+    /// Loads the series these arguments name.
+    pub async fn load(&self, s3: &S3Options) -> Result<Series, InputError> {
+        match (&self.trace, &self.data, &self.service) {
             (Some(trace), _, _) => Ok(Series::from_trace_csv(trace)?),
             (None, Some(location), Some(service)) => {
-                let store = self.open(location).await?;
+                let store = store::open_str(location, s3)
+                    .await
+                    .map_err(|source| InputError::Store { location: location.clone(), source })?;
                 Ok(dataset::load_service(store.as_ref(), "", service).await?)
             }
-            _ => anyhow::bail!("give --trace FILE, or --data LOCATION with --service NAME"),
+            _ => Err(InputError::Missing),
         }
     }
 }

@@ -1,15 +1,20 @@
 //! `prescale-trainer`: the data scientists' command line.
 //!
-//! It trains the forecaster on collected data or a trace, backtests it against the
-//! baselines, writes the evaluation files, and publishes versioned models behind a
-//! quality gate.
+//! It trains the forecaster on collected data or a trace, runs both benchmarks of
+//! `../shared/specs/evaluation.md` (`backtest` for forecasts, `simulate` for scaling),
+//! writes their files, and publishes versioned models behind a quality gate.
 //!
-//! - [`input`]: the data (trace CSV or collector Parquet) and model locations;
+//! - [`input`]: the data (trace CSV or one service of the collector's feature table);
 //! - [`progress`]: progress bars with ETA and loss, fed by the models' training observer;
 //! - [`report`]: the files of the forecast benchmark (`forecasts.csv`, `report.json`);
-//! - [`plot`]: actual demand against the p50 and p90 forecasts, as SVG.
+//! - [`plot`]: actual demand against the p50 and p90 forecasts, as SVG;
+//! - [`simulate`]: the scaling benchmark: the cluster model, the HPA and the oracle, the
+//!   predictive policy tuned on validation, and its files;
+//! - [`output`]: writing those files, with errors that name them.
 
 pub mod input;
+pub mod output;
 pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod simulate;

@@ -1,4 +1,5 @@
-//! `prescale-trainer`: train, backtest, evaluate, publish and list forecasting models.
+//! `prescale-trainer`: train, backtest, simulate, evaluate, publish and list forecasting
+//! models.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,15 +7,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use prescale_core::store::{self, ObjectStore, S3Options};
 use prescale_models::artifact::{self, Manifest};
-use prescale_models::backtest::Backtest;
-use prescale_models::baselines::{Persistence, PointForecaster, SeasonalNaive, with_quantiles};
-use prescale_models::forecaster::TrainConfig;
-use prescale_models::metrics::{score, seasonal_naive_scale};
-use prescale_models::series::{Series, Split};
-use prescale_models::window::Windows;
-use prescale_trainer::input::{DataArgs, S3Args};
-use prescale_trainer::{plot, progress, report};
+use prescale_models::backtest::{self, Backtest};
+use prescale_models::series::Series;
+use prescale_models::train::TrainConfig;
+use prescale_trainer::input::DataArgs;
+use prescale_trainer::simulate::{self, files};
+use prescale_trainer::{output, plot, progress, report};
 use tch::Device;
 
 #[derive(Debug, Parser)]
@@ -30,7 +30,7 @@ struct Cli {
     #[arg(long, global = true)]
     max_seconds: Option<f64>,
     #[command(flatten)]
-    s3: S3Args,
+    s3: S3Options,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +63,27 @@ enum Command {
         /// With --publish: publish even if the gate refuses.
         #[arg(long, requires = "publish")]
         force: bool,
+    },
+    /// The scaling benchmark: replay the test part (last 20%) of a trace through the
+    /// benchmark's cluster model with the `hpa`, `predictive` (tuned on validation) and
+    /// `oracle` policies; write decisions.csv, summary.json and plot.svg to --out.
+    Simulate {
+        /// A `timestamp,requests` CSV.
+        #[arg(long)]
+        trace: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Requests/s per replica; default: the 99th percentile of test demand over 20.
+        #[arg(long)]
+        capacity: Option<f64>,
+        /// Use the model `train` stored here (trained on this trace's training part)
+        /// instead of training one.
+        #[arg(long)]
+        models: Option<String>,
+        /// With --models: the version; `latest` by default.
+        #[arg(long, requires = "models")]
+        version: Option<String>,
     },
     /// Score a stored model on the test part (last 20%) of some data, beside persistence
     /// and seasonal naive.
@@ -113,7 +134,7 @@ fn train_config(cli: &Cli) -> anyhow::Result<TrainConfig> {
 async fn run_backtest(cli: &Cli, data: &DataArgs, out: Option<&Path>) -> anyhow::Result<(Series, Backtest)> {
     let started = Instant::now();
     let config = train_config(cli)?;
-    let series = cli.s3.load(data).await?;
+    let series = data.load(&cli.s3).await?;
     eprintln!(
         "data: {} steps of {} s from {}, {} missing{}",
         series.len(),
@@ -123,7 +144,7 @@ async fn run_backtest(cli: &Cli, data: &DataArgs, out: Option<&Path>) -> anyhow:
         series.covariates.as_ref().map(|c| format!(", {} covariates", c.names.len())).unwrap_or_default()
     );
     let mut bars = progress::Bars::new();
-    let bt = tokio::task::block_in_place(|| prescale_models::backtest::run(&series, &config, &mut bars))?;
+    let bt = tokio::task::block_in_place(|| backtest::run(&series, &config, &mut bars))?;
     drop(bars);
     let rep = report::Report::new(&series.name, &series, &bt, started.elapsed().as_secs_f64());
     if let Some(pre) = &rep.preprocessing {
@@ -141,7 +162,7 @@ async fn run_backtest(cli: &Cli, data: &DataArgs, out: Option<&Path>) -> anyhow:
         rep.best_baseline, rep.transformer_mae_ratio, rep.training.epochs, rep.training.seconds, rep.total_seconds
     );
     if let Some(out) = out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        output::create_dir(out)?;
         report::write_forecasts(&out.join("forecasts.csv"), &series, &bt)?;
         report::write_report(&out.join("report.json"), &rep)?;
         plot::write_plot(
@@ -163,7 +184,7 @@ async fn train(
     publish: bool,
     force: bool,
 ) -> anyhow::Result<()> {
-    let store = cli.s3.open(models).await?;
+    let store = open(cli, models).await?;
     let (series, bt) = run_backtest(cli, data, out).await?;
     let now = chrono::Utc::now();
     let version = artifact::new_version(now);
@@ -190,47 +211,60 @@ async fn train(
     Ok(())
 }
 
+/// Opens the store at a location flag's value.
+async fn open(cli: &Cli, location: &str) -> anyhow::Result<std::sync::Arc<dyn ObjectStore>> {
+    store::open_str(location, &cli.s3).await.with_context(|| format!("opening {location}"))
+}
+
 async fn evaluate(cli: &Cli, data: &DataArgs, models: &str, version: Option<&str>) -> anyhow::Result<()> {
-    let store = cli.s3.open(models).await?;
-    let (manifest, model) = match version {
-        Some(v) => artifact::load_version(store.as_ref(), v, Device::Cpu).await?,
-        None => artifact::load_latest(store.as_ref(), Device::Cpu).await?,
+    let store = open(cli, models).await?;
+    let (manifest, model) = artifact::load(store.as_ref(), version, Device::Cpu).await?;
+    let series = data.load(&cli.s3).await?;
+    let scored = tokio::task::block_in_place(|| backtest::evaluate(&model, &manifest, &series))?;
+    println!("model {} on the last 20% of {} ({} origins):", manifest.version, series.name, scored.test_origins);
+    println!("{}", report::table(scored.models.iter().map(|m| (m.name, &m.scores))));
+    Ok(())
+}
+
+/// The scaling benchmark on a trace, with a stored model or one trained now.
+async fn simulate_cmd(
+    cli: &Cli,
+    trace: &Path,
+    out: &Path,
+    capacity: Option<f64>,
+    models: Option<&str>,
+    version: Option<&str>,
+) -> anyhow::Result<()> {
+    if models.is_some() && (cli.train_config.is_some() || cli.max_seconds.is_some()) {
+        anyhow::bail!("--train-config and --max-seconds shape training; with --models nothing is trained");
+    }
+    let config = train_config(cli)?;
+    let series = Series::from_trace_csv(trace)?;
+    eprintln!("simulate: {} steps of {} s from {}", series.len(), series.grid.seconds(), series.name);
+    let mut bars = progress::Bars::new();
+    let source = match models {
+        Some(models) => {
+            let store = open(cli, models).await?;
+            let (manifest, model) = artifact::load(store.as_ref(), version, Device::Cpu).await?;
+            eprintln!("simulate: using model {} from {models}", manifest.version);
+            simulate::ModelSource::Trained(Box::new(model), Box::new(manifest))
+        }
+        None => simulate::ModelSource::Train(&config, &mut bars),
     };
-    let series = cli.s3.load(data).await?;
-    if series.grid.seconds() != manifest.training.step_seconds {
-        anyhow::bail!(
-            "{} has {} s steps; model {} was trained on {} s steps",
-            series.name,
-            series.grid.seconds(),
-            manifest.version,
-            manifest.training.step_seconds
-        );
-    }
-    let p = &model.params;
-    let h = p.window.horizon;
-    let split = Split::of(series.len());
-    let windows = Windows::new(&series, p.window, p.level_floor, &p.holidays);
-    let test = windows.usable_origins(split.test_start, series.len().saturating_sub(h));
-    let valid = windows.usable_origins(split.valid_start, split.test_start.saturating_sub(h));
-    if test.is_empty() || valid.is_empty() {
-        anyhow::bail!("{}: too short to evaluate ({} steps)", series.name, series.len());
-    }
-    let scale = seasonal_naive_scale(&series, split.test_start, p.window.day);
-    let forecasts = tokio::task::block_in_place(|| model.forecast(&series, &test))?;
-    let mut rows = vec![("transformer".to_owned(), score(&series, &forecasts, scale))];
-    let baselines: [Box<dyn PointForecaster>; 2] =
-        [Box::new(Persistence), Box::new(SeasonalNaive { period: p.window.day })];
-    for b in baselines {
-        let (f, _) = with_quantiles(b.as_ref(), &series, &valid, &test, h);
-        rows.push((b.name().to_owned(), score(&series, &f, scale)));
-    }
-    println!("model {} on the last 20% of {} ({} origins):", manifest.version, series.name, test.len());
-    println!("{}", report::table(rows.iter().map(|(n, s)| (n.as_str(), s))));
+    let sim = tokio::task::block_in_place(|| simulate::run(&series, source, capacity))?;
+    drop(bars);
+    output::create_dir(out)?;
+    files::write_decisions(&out.join("decisions.csv"), &series, &sim)?;
+    files::write_summary(&out.join("summary.json"), &series, &sim)?;
+    files::write_plot(&out.join("plot.svg"), &series, &sim)?;
+    println!("{}", files::tuning(&sim, series.grid));
+    println!("{}", files::table(&sim.outcomes));
+    println!("wrote {}/decisions.csv, summary.json, plot.svg", out.display());
     Ok(())
 }
 
 async fn list(cli: &Cli, models: &str) -> anyhow::Result<()> {
-    let store = cli.s3.open(models).await?;
+    let store = open(cli, models).await?;
     let latest = artifact::latest(store.as_ref()).await?.map(|l| l.version);
     let versions = artifact::list(store.as_ref()).await?;
     if versions.is_empty() {
@@ -265,9 +299,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Train { data, models, out, publish, force } => {
             train(cli, data, models, out.as_deref(), *publish, *force).await
         }
+        Command::Simulate { trace, out, capacity, models, version } => {
+            simulate_cmd(cli, trace, out, *capacity, models.as_deref(), version.as_deref()).await
+        }
         Command::Evaluate { data, models, version } => evaluate(cli, data, models, version.as_deref()).await,
         Command::Publish { models, version, force } => {
-            let store = cli.s3.open(models).await?;
+            let store = open(cli, models).await?;
             artifact::publish(store.as_ref(), version, *force).await?;
             println!("published {version}: `latest` points to it");
             Ok(())

@@ -2,7 +2,7 @@
 //! line per epoch with the validation loss.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use prescale_models::forecaster::Observer;
+use prescale_models::train::Observer;
 
 /// Draws training progress on stderr (hidden when stderr is not a terminal, where one
 /// line per epoch is logged instead).

@@ -3,12 +3,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
 use prescale_models::backtest::{Backtest, SplitReport};
-use prescale_models::forecaster::TrainSummary;
-use prescale_models::metrics::ModelScores;
 use prescale_models::preprocess::Preprocess;
+use prescale_models::scores::ModelScores;
 use prescale_models::series::Series;
+use prescale_models::train::TrainSummary;
+
+use crate::output::{self, OutputError};
 use serde::Serialize;
 
 /// `report.json`.
@@ -109,29 +110,28 @@ pub fn table<'a>(rows: impl IntoIterator<Item = (&'a str, &'a ModelScores)>) -> 
 }
 
 /// Writes `forecasts.csv`: `model,origin,target,p50,p90` at the 10-minute horizon.
-pub fn write_forecasts(path: &Path, series: &Series, bt: &Backtest) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    writeln!(w, "model,origin,target,p50,p90")?;
-    let h = bt.horizon;
-    for m in &bt.models {
-        for (row, &o) in m.forecasts.origins.iter().enumerate() {
-            writeln!(
-                w,
-                "{},{},{},{:.6},{:.6}",
-                m.name,
-                series.time(o).to_rfc3339(),
-                series.time(o + h).to_rfc3339(),
-                m.forecasts.p50[[row, h - 1]],
-                m.forecasts.p90[[row, h - 1]]
-            )?;
+pub fn write_forecasts(path: &Path, series: &Series, bt: &Backtest) -> Result<(), OutputError> {
+    output::write_lines(path, |w| {
+        writeln!(w, "model,origin,target,p50,p90")?;
+        let h = bt.horizon;
+        for m in &bt.models {
+            for (row, &o) in m.forecasts.origins.iter().enumerate() {
+                writeln!(
+                    w,
+                    "{},{},{},{:.6},{:.6}",
+                    m.name,
+                    series.time(o).to_rfc3339(),
+                    series.time(o + h).to_rfc3339(),
+                    m.forecasts.p50[[row, h - 1]],
+                    m.forecasts.p90[[row, h - 1]]
+                )?;
+            }
         }
-    }
-    w.flush()?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Writes `report.json`.
-pub fn write_report(path: &Path, report: &Report) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_vec_pretty(report)?).with_context(|| format!("writing {}", path.display()))
+pub fn write_report(path: &Path, report: &Report) -> Result<(), OutputError> {
+    output::write_json(path, report)
 }

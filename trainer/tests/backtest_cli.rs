@@ -12,7 +12,7 @@ fn trainer() -> Command {
 fn backtest_writes_the_evaluation_files() {
     let trace = prescale_testkit::traces::require("azure_functions_1day_1min.csv");
     let dir = tempfile::tempdir().unwrap();
-    let config = prescale_testkit::small_train_config(dir.path());
+    let config = prescale_models::train::write_small_config(dir.path()).unwrap();
     let out = dir.path().join("out");
     let run = trainer()
         .args(["--train-config", config.to_str().unwrap(), "backtest", "--trace"])

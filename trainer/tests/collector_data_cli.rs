@@ -80,7 +80,7 @@ async fn trains_evaluates_and_publishes_from_collector_parquet_on_s3() {
     let server = S3Server::start(&dir.path().join("s3")).await.unwrap();
     server.create_bucket("data").unwrap();
     write_hive(&S3Store::new(server.client(), "data", ""), &rows()).await;
-    let config = prescale_testkit::small_train_config(dir.path());
+    let config = prescale_models::train::write_small_config(dir.path()).unwrap();
     let models = dir.path().join("models");
     let (config, models) = (config.to_str().unwrap(), models.to_str().unwrap());
     let out = dir.path().join("out");

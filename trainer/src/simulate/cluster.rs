@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::policy::replicas_for;
+use prescale_policy::replicas_for;
 
 /// Bounds of the benchmark's cluster.
 pub const MIN_REPLICAS: u32 = 1;

@@ -3,26 +3,26 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
 use plotters::prelude::*;
+use prescale_core::StepGrid;
 use prescale_models::series::Series;
 use serde::Serialize;
 
-use crate::sim::{self, Outcome};
-use crate::simulate::{STARTUP, Simulation, Tuning};
+use super::cluster::{self, Outcome};
+use super::{STARTUP, Simulation, Tuning};
+use crate::output::{self, OutputError, plot_error};
 
 /// Writes `decisions.csv`: `timestamp,policy,desired_replicas`, one row per policy and step.
-pub fn write_decisions(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    writeln!(w, "timestamp,policy,desired_replicas")?;
-    for (policy, desired) in &sim.decisions {
-        for (i, d) in desired.iter().enumerate() {
-            writeln!(w, "{},{policy},{d}", series.time(sim.test_start + i).to_rfc3339())?;
+pub fn write_decisions(path: &Path, series: &Series, sim: &Simulation) -> Result<(), OutputError> {
+    output::write_lines(path, |w| {
+        writeln!(w, "timestamp,policy,desired_replicas")?;
+        for (policy, desired) in &sim.decisions {
+            for (i, d) in desired.iter().enumerate() {
+                writeln!(w, "{},{policy},{d}", series.time(sim.test_start + i).to_rfc3339())?;
+            }
         }
-    }
-    w.flush()?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `summary.json`.
@@ -47,7 +47,7 @@ pub struct Summary<'a> {
 }
 
 /// Writes `summary.json`.
-pub fn write_summary(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Result<()> {
+pub fn write_summary(path: &Path, series: &Series, sim: &Simulation) -> Result<(), OutputError> {
     let summary = Summary {
         trace: &series.name,
         step_seconds: series.grid.seconds(),
@@ -58,7 +58,35 @@ pub fn write_summary(path: &Path, series: &Series, sim: &Simulation) -> anyhow::
         tuning: &sim.tuning,
         training_seconds: sim.training_seconds,
     };
-    std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing {}", path.display()))
+    output::write_json(path, &summary)
+}
+
+/// How the predictive policy was tuned, in a sentence: the chosen settings (durations
+/// in steps of `grid`) and their validation figures against the HPA's.
+pub fn tuning(sim: &Simulation, grid: StepGrid) -> String {
+    let t = &sim.tuning;
+    let steps = t.policy.in_steps(grid);
+    format!(
+        "capacity {:.3} requests/s per replica; predictive tuned on validation: {:?} quantile, headroom {:.0}%, \
+         lookahead {} steps, scale-down window {} steps, reactive floor at {:.0}% utilisation, {} (validation at \
+         {:.3} requests/s per replica: {} under-provisioned steps vs hpa {}, {:.1} vs {:.1} replica-hours)",
+        sim.capacity,
+        t.policy.quantile,
+        100.0 * t.policy.headroom,
+        steps.lookahead,
+        steps.scale_down_window,
+        100.0 * t.policy.floor_utilisation,
+        t.policy.burst_quantile.map_or("no burst term".to_owned(), |q| format!(
+            "burst term at the profile's {:.0}th percentile spanning {} steps after startup",
+            100.0 * q,
+            steps.burst_span
+        )),
+        t.validation_capacity,
+        t.validation.under_steps,
+        t.validation_hpa.under_steps,
+        t.validation.replica_hours,
+        t.validation_hpa.replica_hours
+    )
 }
 
 /// The summary table, Markdown.
@@ -82,7 +110,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
 
 /// Draws demand against each policy's ready capacity over the test day with the
 /// highest peak.
-pub fn write_plot(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Result<()> {
+pub fn write_plot(path: &Path, series: &Series, sim: &Simulation) -> Result<(), OutputError> {
     let day = series.grid.per_day();
     let n = series.len() - sim.test_start;
     let shown = day.min(n);
@@ -94,7 +122,7 @@ pub fn write_plot(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Res
     let first = peak.map_or(0, |p| (p / day * day).min(n - shown));
     let hours = |i: usize| (i - first) as f64 * series.grid.seconds() / 3600.0;
     let startup = series.grid.steps_in(STARTUP);
-    let ready: Vec<(&str, Vec<u32>)> = sim.decisions.iter().map(|(p, d)| (*p, sim::ready(d, startup))).collect();
+    let ready: Vec<(&str, Vec<u32>)> = sim.decisions.iter().map(|(p, d)| (*p, cluster::ready(d, startup))).collect();
     let y_max = (first..first + shown)
         .map(|i| {
             let d = series.at((sim.test_start + i) as isize).unwrap_or(0.0);
@@ -102,7 +130,7 @@ pub fn write_plot(path: &Path, series: &Series, sim: &Simulation) -> anyhow::Res
         })
         .fold(1.0, f64::max)
         * 1.05;
-    let err = |e: &dyn std::fmt::Display| anyhow!("{e}");
+    let err = plot_error(path);
     let root = SVGBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)

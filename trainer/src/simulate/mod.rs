@@ -1,9 +1,11 @@
-//! `prescale-scaler simulate`: the scaling benchmark on a trace.
+//! `prescale-trainer simulate`: the scaling benchmark on a trace, beside the forecast
+//! benchmark (`backtest`).
 //!
-//! The transformer is trained on the trace's training part (as `prescale-trainer` does),
-//! forecasts every step from the start of validation on, and three policies are replayed
-//! through the cluster model of [`crate::sim`]: `hpa`, `predictive` (the product's
-//! [`Policy`] on those forecasts) and `oracle`. The predictive policy's quantile,
+//! The transformer is trained on the trace's training part (as `train` does), or loaded
+//! as `train` stored it, forecasts every step from the start of validation on, and three
+//! policies are replayed through the cluster model of [`cluster`]: `hpa`, `predictive`
+//! (the product's [`Policy`] on those forecasts, its input assembled as the predictor
+//! assembles it) and `oracle`. [`files`] writes what the spec asks for. The predictive policy's quantile,
 //! headroom, lookahead, scale-down window, reactive floor and burst term (none, or a
 //! quantile and span of the burst profile learned on the training part) are chosen on the
 //! validation part (inside the training part): among the settings costing no more than
@@ -16,17 +18,43 @@
 //! the two parts (WorldCup's validation holds the final, its test the quiet weeks after):
 //! at the test part's capacity the validation cluster sat at its 50-replica bound.
 
+pub mod cluster;
+pub mod files;
+
 use ndarray::Array2;
 use prescale_models::artifact::Manifest;
 use prescale_models::backtest::HORIZON;
 use prescale_models::burst::{self, BurstProfile};
-use prescale_models::forecaster::{ModelError, Observer, TrainConfig, TransformerModel};
+use prescale_models::forecaster::{ModelError, TransformerModel};
 use prescale_models::series::{Series, Split};
+use prescale_models::train::{Observer, TrainConfig};
 use prescale_models::window::Windows;
+use prescale_policy::{Policy, PolicyError, PolicySettings, Present, Quantile};
 use serde::Serialize;
 
-use crate::policy::{Input, Policy, PolicyConfig, Quantile};
-use crate::sim::{self, MAX_REPLICAS, MIN_REPLICAS, Outcome};
+use self::cluster::{MAX_REPLICAS, MIN_REPLICAS, Outcome};
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The capacity per replica is not a positive number.
+    #[error("capacity {0} is not a positive number of requests/s")]
+    Capacity(f64),
+    /// A stored model that is not fit to be benchmarked on this trace.
+    #[error("model {version} {reason}")]
+    WrongModel {
+        /// Its version.
+        version: String,
+        /// What is wrong: another trace, or steps of the test part seen in training.
+        reason: String,
+    },
+    /// Training or forecasting failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The policy refused a setting or an input.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
 
 /// Pod startup in the benchmark's cluster model.
 pub const STARTUP: std::time::Duration = std::time::Duration::from_secs(120);
@@ -71,11 +99,11 @@ pub fn predictive(
     series: &Series,
     forecasts: &StepForecasts,
     burst: Option<&BurstProfile>,
-    config: &PolicyConfig,
+    settings: &PolicySettings,
     from: usize,
     to: usize,
-) -> anyhow::Result<Vec<u32>> {
-    let mut policy = Policy::new(config.clone())?;
+) -> Result<Vec<u32>, PolicyError> {
+    let mut policy = Policy::new(settings.clone(), series.grid)?;
     let mut replicas = MIN_REPLICAS;
     let mut out = Vec::with_capacity(to - from);
     for t in from..to {
@@ -83,13 +111,9 @@ pub fn predictive(
         let (p50, p90) = (forecasts.p50.row(row), forecasts.p90.row(row));
         let forecast = forecasts.present[row]
             .then(|| (p50.as_slice().expect("rows are contiguous"), p90.as_slice().expect("rows are contiguous")));
-        let demand_now = series.at(t as isize);
-        let ratios = match (config.burst_quantile, burst) {
-            (Some(q), Some(profile)) => Some(profile.multipliers(q, series.time(t))?),
-            _ => None,
-        };
-        let input = Input { forecast, demand_now, replicas_now: replicas, burst: ratios.as_deref() };
-        let (n, _) = policy.decide(input, series.grid.seconds())?;
+        let present =
+            Present { time: series.time(t), forecast, demand_now: series.at(t as isize), replicas_now: replicas };
+        let (n, _) = policy.decide_at(present, burst)?;
         replicas = n;
         out.push(n);
     }
@@ -100,7 +124,7 @@ pub fn predictive(
 #[derive(Debug, Clone, Serialize)]
 pub struct Tuning {
     /// The chosen settings (at the test part's capacity).
-    pub policy: PolicyConfig,
+    pub policy: PolicySettings,
     /// The capacity the validation part was replayed at.
     pub validation_capacity: f64,
     /// The validation outcome of the chosen settings.
@@ -149,21 +173,21 @@ pub enum ModelSource<'a> {
 }
 
 /// Refuses a stored model that saw any of the test part, or another trace.
-pub fn check_trained_on_training_part(manifest: &Manifest, series: &Series, split: Split) -> anyhow::Result<()> {
+pub fn check_trained_on_training_part(manifest: &Manifest, series: &Series, split: Split) -> Result<(), SimulateError> {
     let t = &manifest.training;
+    let wrong = |reason| Err(SimulateError::WrongModel { version: manifest.version.clone(), reason });
     if t.source != series.name {
-        anyhow::bail!("model {} was trained on {:?}, not on {:?}", manifest.version, t.source, series.name);
+        return wrong(format!("was trained on {:?}, not on {:?}", t.source, series.name));
     }
     if t.step_seconds != series.grid.seconds() || t.from != series.start || t.to >= series.time(split.test_start) {
-        anyhow::bail!(
-            "model {} was trained on {} to {} at {} s steps; the test part starts at {}: it must be trained on the \
-             training part only",
-            manifest.version,
+        return wrong(format!(
+            "was trained on {} to {} at {} s steps; the test part starts at {}: it must be trained on the training \
+             part only",
             t.from.to_rfc3339(),
             t.to.to_rfc3339(),
             t.step_seconds,
             series.time(split.test_start).to_rfc3339()
-        );
+        ));
     }
     Ok(())
 }
@@ -178,8 +202,8 @@ pub fn check_trained_on_training_part(manifest: &Manifest, series: &Series, spli
 ///
 /// # Panics
 /// When `candidates` is empty.
-pub fn choose(candidates: &[(PolicyConfig, Outcome)], hpa_cost: f64) -> &(PolicyConfig, Outcome) {
-    let safest = |a: &&(PolicyConfig, Outcome), b: &&(PolicyConfig, Outcome)| {
+pub fn choose(candidates: &[(PolicySettings, Outcome)], hpa_cost: f64) -> &(PolicySettings, Outcome) {
+    let safest = |a: &&(PolicySettings, Outcome), b: &&(PolicySettings, Outcome)| {
         (a.1.under_steps, a.1.tight_steps)
             .cmp(&(b.1.under_steps, b.1.tight_steps))
             .then(a.1.replica_hours.total_cmp(&b.1.replica_hours))
@@ -193,7 +217,7 @@ pub fn choose(candidates: &[(PolicyConfig, Outcome)], hpa_cost: f64) -> &(Policy
 }
 
 /// Runs the whole benchmark on a series.
-pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> anyhow::Result<Simulation> {
+pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> Result<Simulation, SimulateError> {
     let split = Split::of(series.len());
     let horizon = series.grid.steps_in(HORIZON);
     let startup = series.grid.steps_in(STARTUP);
@@ -203,7 +227,7 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     let valid_capacity = capacity.unwrap_or_else(|| p99_over_20(&series.values[vs..ve]));
     let capacity = capacity.unwrap_or_else(|| default_capacity(series, split.test_start));
     if !(capacity.is_finite() && capacity > 0.0) {
-        anyhow::bail!("capacity {capacity} is not a positive number of requests/s");
+        return Err(SimulateError::Capacity(capacity));
     }
     let (model, training_seconds) = match model {
         ModelSource::Train(config, observer) => {
@@ -231,6 +255,8 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     // of the startup after it.
     let mut spans = vec![0, startup / 2, startup];
     spans.dedup();
+    // The settings are durations; the candidates are whole steps of the trace's grid.
+    let steps = |n: usize| series.grid.duration() * n as u32;
     let mut bursts = vec![(None, 0)];
     if profile.is_some() {
         bursts.extend(burst::LEVELS.iter().flat_map(|&q| spans.iter().map(move |&s| (Some(q), s))));
@@ -239,7 +265,7 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     let hpa_window = series.grid.steps_in(HPA_WINDOW);
     // Scores decisions made from step `from` on against a demand series at a capacity.
     let outcome = |name: &str, demand: &[Option<f64>], from: usize, desired: &[u32], capacity: f64| {
-        sim::score(name, &demand[from..from + desired.len()], desired, capacity, startup, step)
+        cluster::score(name, &demand[from..from + desired.len()], desired, capacity, startup, step)
     };
 
     // Tune on validation only. There, demand above what the largest cluster serves is
@@ -247,7 +273,8 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     // candidate; capped, they still ask whether the cluster was at its largest in time.
     let most = f64::from(MAX_REPLICAS) * valid_capacity;
     let capped: Vec<Option<f64>> = demand.iter().map(|d| d.map(|v| v.min(most))).collect();
-    let valid_hpa = outcome("hpa", &capped, vs, &sim::hpa(&demand[vs..ve], valid_capacity, hpa_window), valid_capacity);
+    let valid_hpa =
+        outcome("hpa", &capped, vs, &cluster::hpa(&demand[vs..ve], valid_capacity, hpa_window), valid_capacity);
     let mut candidates = Vec::new();
     let mut lookaheads = vec![startup, startup + (horizon - startup) / 2, horizon];
     lookaheads.dedup();
@@ -261,19 +288,19 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
                 for (&scale_down_window, floor_utilisation) in
                     windows.iter().flat_map(|w| [(w, 1.0), (w, 0.85), (w, 0.7)])
                 {
-                    let config = PolicyConfig {
+                    let config = PolicySettings {
                         capacity: valid_capacity,
                         min_replicas: MIN_REPLICAS,
                         max_replicas: MAX_REPLICAS,
-                        startup_steps: startup,
-                        lookahead_steps,
+                        startup: steps(startup),
+                        lookahead: steps(lookahead_steps),
                         quantile,
                         headroom,
                         floor_utilisation,
-                        scale_down_window,
+                        scale_down_window: steps(scale_down_window),
                         max_change: None,
                         burst_quantile,
-                        burst_span_steps,
+                        burst_span: steps(burst_span_steps),
                     };
                     let desired = predictive(series, &forecasts, profile.as_ref(), &config, vs, ve)?;
                     let o = outcome("predictive", &capped, vs, &desired, valid_capacity);
@@ -284,7 +311,7 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
     }
     let chosen = choose(&candidates, valid_hpa.replica_hours).clone();
     let tuning = Tuning {
-        policy: PolicyConfig { capacity, ..chosen.0 },
+        policy: PolicySettings { capacity, ..chosen.0 },
         validation_capacity: valid_capacity,
         validation: chosen.1,
         validation_hpa: valid_hpa,
@@ -292,37 +319,44 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> an
 
     let test = &demand[split.test_start..];
     let decisions = vec![
-        ("hpa", sim::hpa(test, capacity, hpa_window)),
+        ("hpa", cluster::hpa(test, capacity, hpa_window)),
         (
             "predictive",
             predictive(series, &forecasts, profile.as_ref(), &tuning.policy, split.test_start, series.len())?,
         ),
-        ("oracle", sim::oracle(test, capacity, startup)),
+        ("oracle", cluster::oracle(test, capacity, startup)),
     ];
     let mut outcomes: Vec<Outcome> =
         decisions.iter().map(|(name, d)| outcome(name, demand, split.test_start, d, capacity)).collect();
-    sim::compare(&mut outcomes);
+    cluster::compare(&mut outcomes);
     Ok(Simulation { capacity, test_start: split.test_start, decisions, outcomes, tuning, training_seconds })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn candidate(headroom: f64, under_steps: usize, tight_steps: usize, replica_hours: f64) -> (PolicyConfig, Outcome) {
-        let config = PolicyConfig {
+    fn candidate(
+        headroom: f64,
+        under_steps: usize,
+        tight_steps: usize,
+        replica_hours: f64,
+    ) -> (PolicySettings, Outcome) {
+        let config = PolicySettings {
             capacity: 10.0,
             min_replicas: MIN_REPLICAS,
             max_replicas: MAX_REPLICAS,
-            startup_steps: 2,
-            lookahead_steps: 10,
+            startup: Duration::from_secs(60),
+            lookahead: Duration::from_secs(300),
             quantile: Quantile::P90,
             headroom,
             floor_utilisation: 1.0,
-            scale_down_window: 2,
+            scale_down_window: Duration::from_secs(60),
             max_change: None,
             burst_quantile: None,
-            burst_span_steps: 0,
+            burst_span: Duration::ZERO,
         };
         let outcome = Outcome {
             policy: "predictive".into(),
@@ -336,7 +370,7 @@ mod tests {
         (config, outcome)
     }
 
-    fn chosen_headroom(candidates: &[(PolicyConfig, Outcome)], hpa_cost: f64) -> f64 {
+    fn chosen_headroom(candidates: &[(PolicySettings, Outcome)], hpa_cost: f64) -> f64 {
         choose(candidates, hpa_cost).0.headroom
     }
 
