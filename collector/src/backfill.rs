@@ -7,12 +7,11 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use prescale_core::store::{ObjectStore, StoreError};
-use prescale_core::table::{self, TableError};
+use prescale_core::store::ObjectStore;
+use prescale_core::table::{FeatureTable, Layout, Scan, TableError, write_rows};
 use prescale_core::{ServiceId, StepGrid};
 
-use crate::layout::{Layout, WriteError, write_rows};
-use crate::source::{QueryError, Source};
+use prescale_core::prometheus::source::{QueryError, Source};
 
 /// Why a backfill stopped. What was written before stays and is skipped on a rerun.
 #[derive(Debug, thiserror::Error)]
@@ -23,20 +22,13 @@ pub enum BackfillError {
     /// Prometheus failed after retries.
     #[error(transparent)]
     Query(#[from] QueryError),
-    /// Listing or reading existing objects failed.
+    /// Listing or reading the existing rows failed (the store, or an object that is not
+    /// Parquet of the schema).
     #[error("reading existing rows: {0}")]
-    Store(#[from] StoreError),
-    /// An existing object is not readable Parquet.
-    #[error("reading existing rows from {key}: {source}")]
-    Table {
-        /// The object.
-        key: String,
-        /// The codec's error.
-        source: TableError,
-    },
+    Existing(#[source] TableError),
     /// Writing new objects failed.
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Write(TableError),
 }
 
 /// What a backfill did.
@@ -97,7 +89,7 @@ pub async fn backfill(
         report.rows_skipped += before - rows.len() as u64;
         report.rows_written += rows.len() as u64;
         if !rows.is_empty() {
-            let (objects, bytes) = write_rows(store, layout, rows).await?;
+            let (objects, bytes) = write_rows(store, layout, rows).await.map_err(BackfillError::Write)?;
             report.objects += objects;
             report.bytes += bytes;
         }
@@ -108,54 +100,15 @@ pub async fn backfill(
     Ok(report)
 }
 
-/// (step in ms, service) of every stored row within `[from, to]`.
+/// (step in ms, service) of every stored row within `[from, to]`: only the hours of the
+/// range are read, and only their key columns.
 async fn existing_rows(
     store: &dyn ObjectStore,
     layout: &Layout,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<HashSet<(i64, ServiceId)>, BackfillError> {
-    let mut out = HashSet::new();
-    for day in from.date_naive().iter_days().take_while(|d| *d <= to.date_naive()) {
-        let prefix = layout.day_prefix(day.and_time(chrono::NaiveTime::MIN).and_utc());
-        for object in store.list(&prefix).await? {
-            if !object.key.ends_with(".parquet") || !hour_overlaps(&object.key, from, to) {
-                continue;
-            }
-            let bytes = store.get(&object.key).await?;
-            let rows = table::from_parquet(&bytes)
-                .map_err(|source| BackfillError::Table { key: object.key.clone(), source })?;
-            out.extend(
-                rows.into_iter()
-                    .filter(|r| r.timestamp >= from && r.timestamp <= to)
-                    .map(|r| (r.timestamp.timestamp_millis(), r.service)),
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// Whether the `hour=HH` partition of `key` (on its `date=`) can hold steps of the range.
-fn hour_overlaps(key: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
-    let part = |name: &str| key.split('/').find_map(|seg| seg.strip_prefix(name));
-    let (Some(date), Some(hour)) = (part("date="), part("hour=")) else { return true };
-    let Ok(start) = DateTime::parse_from_rfc3339(&format!("{date}T{hour}:00:00Z")) else { return true };
-    let start = start.with_timezone(&Utc);
-    start <= to && start + chrono::TimeDelta::hours(1) > from
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hour_partitions_outside_the_range_are_skipped() {
-        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
-        let (from, to) = (t("2024-03-04T10:30:00Z"), t("2024-03-04T11:10:00Z"));
-        assert!(hour_overlaps("m/date=2024-03-04/hour=10/c-1.parquet", from, to));
-        assert!(hour_overlaps("m/date=2024-03-04/hour=11/c-1.parquet", from, to));
-        assert!(!hour_overlaps("m/date=2024-03-04/hour=09/c-1.parquet", from, to));
-        assert!(!hour_overlaps("m/date=2024-03-04/hour=12/c-1.parquet", from, to));
-        assert!(hour_overlaps("m/other.parquet", from, to), "unknown layouts are read, not skipped");
-    }
+    let scan = Scan { features: Some(Vec::new()), ..Scan::default() }.between(from, to);
+    let rows = FeatureTable::new(store, &layout.table).read(&scan).await.map_err(BackfillError::Existing)?;
+    Ok(rows.into_iter().map(|r| (r.timestamp.timestamp_millis(), r.service)).collect())
 }

@@ -25,12 +25,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use prescale_core::StepGrid;
-use prescale_core::config::{StoreConfig, TelemetryConfig};
+use prescale_core::config::{FieldError, StoreConfig, TelemetryConfig};
+use prescale_core::store::S3Options;
+use prescale_core::table::Layout;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, CatalogConfig};
-use crate::layout::{Layout, validate_id};
-use crate::source::{PrometheusConfig, ServicesConfig};
+use crate::app::App;
+use crate::metrics::Metrics;
+use prescale_core::prometheus::catalog::{Catalog, CatalogConfig};
+use prescale_core::prometheus::source::{PrometheusConfig, ServicesConfig, Source};
 
 /// Everything the collector needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,29 +114,46 @@ fn default_listen() -> SocketAddr {
 impl CollectorConfig {
     /// Checks what serde cannot: the catalog's PromQL, the id, the services, the
     /// bounds. The error names the field.
-    pub fn validate(&self) -> Result<Catalog, String> {
-        validate_id(&self.id)?;
+    pub fn validate(&self) -> Result<Catalog, FieldError> {
+        Layout::new(&self.table, &self.id).map_err(|e| FieldError::new("id", e))?;
         if self.table.is_empty() || self.table.starts_with('/') || self.table.contains("..") {
-            return Err(format!("table {:?} must be a relative key prefix such as \"metrics\"", self.table));
+            return Err(FieldError::new(
+                "table",
+                format!("{:?} must be a relative key prefix such as \"metrics\"", self.table),
+            ));
         }
         if !(1..=11_000).contains(&self.chunk_steps) {
-            return Err(format!("chunk_steps must be 1 to 11000, got {}", self.chunk_steps));
+            return Err(FieldError::new("chunk_steps", format!("must be 1 to 11000, got {}", self.chunk_steps)));
         }
         if self.flush_interval < self.step.duration() {
-            return Err(format!(
-                "flush_interval ({:?}) must be at least one step ({:?})",
-                self.flush_interval,
-                self.step.duration()
+            return Err(FieldError::new(
+                "flush_interval",
+                format!("{:?} must be at least one step ({:?})", self.flush_interval, self.step.duration()),
             ));
         }
         if self.query_delay >= self.step.duration() * 10 {
-            return Err(format!("query_delay ({:?}) must be shorter than ten steps", self.query_delay));
+            return Err(FieldError::new(
+                "query_delay",
+                format!("{:?} must be shorter than ten steps", self.query_delay),
+            ));
         }
         if self.prometheus.concurrency == 0 {
-            return Err("prometheus.concurrency must be at least 1".into());
+            return Err(FieldError::new("prometheus.concurrency", "must be at least 1"));
         }
         self.services.validate()?;
-        Catalog::from_config(&self.catalog).map_err(|e| e.to_string())
+        Catalog::from_config(&self.catalog).map_err(|e| FieldError::new("catalog", e))
+    }
+
+    /// Checks the settings once and builds the collector's parts: the catalog's source
+    /// over Prometheus and the metrics it counts in. The `--s3-*` flags win over
+    /// `[store.s3]`.
+    pub fn build(mut self, s3_flags: &S3Options) -> Result<App, FieldError> {
+        let catalog = self.validate()?;
+        self.store.s3 = s3_flags.over(&self.store.s3);
+        let metrics = Metrics::new();
+        let source =
+            Source::new(self.prometheus.clone(), catalog, self.services.clone(), metrics.query_errors.clone())?;
+        Ok(App { config: self, source, metrics })
     }
 
     /// The object layout.
@@ -162,7 +182,7 @@ mod tests {
 
     fn load(toml: &str) -> Result<Catalog, String> {
         let config: CollectorConfig = from_toml_str(toml).map_err(|e| e.to_string())?;
-        config.validate()
+        config.validate().map_err(|e| e.to_string())
     }
 
     #[test]

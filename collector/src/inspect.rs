@@ -4,26 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use prescale_core::store::{ObjectStore, StoreError};
-use prescale_core::table::{self, TableError};
+use prescale_core::store::ObjectStore;
+use prescale_core::table::{FeatureTable, Scan, TableError};
 use prescale_core::{Feature, FeatureRow};
 use serde::Serialize;
-
-/// Why a store could not be inspected.
-#[derive(Debug, thiserror::Error)]
-pub enum InspectError {
-    /// Listing or reading failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// An object is not readable Parquet of the schema.
-    #[error("{key}: {source}")]
-    Table {
-        /// The object.
-        key: String,
-        /// The codec's error.
-        source: TableError,
-    },
-}
 
 /// A stretch of missing steps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,17 +60,16 @@ pub struct Inventory {
     pub services: Vec<ServiceInventory>,
 }
 
-/// Reads every Parquet object below `prefix` and summarises it.
-pub async fn inspect(store: &dyn ObjectStore, prefix: &str) -> Result<Inventory, InspectError> {
+/// Reads every Parquet object of the feature table below `table` and summarises it.
+pub async fn inspect(store: &dyn ObjectStore, table: &str) -> Result<Inventory, TableError> {
+    let table = FeatureTable::new(store, table);
+    let scan = Scan::default();
     let mut rows: Vec<FeatureRow> = Vec::new();
     let (mut objects, mut bytes) = (0, 0);
-    for object in store.list(prefix).await?.into_iter().filter(|o| o.key.ends_with(".parquet")) {
-        let data = store.get(&object.key).await?;
+    for object in table.objects(&scan).await? {
+        rows.extend(table.read_object(&object.key, &scan).await?);
         objects += 1;
-        bytes += data.len() as u64;
-        rows.extend(
-            table::from_parquet(&data).map_err(|source| InspectError::Table { key: object.key.clone(), source })?,
-        );
+        bytes += object.size;
     }
     Ok(summarise(objects, bytes, rows))
 }

@@ -6,29 +6,26 @@
 //! Hive-style layout, so the trainer can learn from weeks of history and nothing is lost
 //! while Prometheus or the store is down.
 //!
-//! - [`catalog`]: PromQL templates per feature; the `kubernetes` and `storefront`
-//!   catalogs; every template parsed at start.
-//! - [`source`]: the catalog's queries against Prometheus (`prometheus-http-query`), at
-//!   one step or over a range, with timeouts, retries and service discovery. The
-//!   predictor reads its live window through this too.
+//! The PromQL catalog and the Prometheus source it queries through are core's
+//! (`prescale_core::prometheus`): the predictor reads its live window with the same ones.
+//!
 //! - [`spool`]: the local, `fsync`ed spool, its gaps and crash recovery.
-//! - [`layout`]: object names and Parquet writing.
 //! - [`live`]: the step loop, gap filling and the flusher.
 //! - [`backfill`]: a past range from Prometheus' retention.
 //! - [`inspect`]: what a store holds.
-//! - [`metrics`]: the collector's own `/metrics`.
-//! - [`config`]: the settings file.
+//! - [`metrics`]: the collector's own metrics and readiness.
+//! - [`config`]: the settings file, checked once by `CollectorConfig::build`;
+//! - [`app`]: what it builds and runs (live collection behind the ops endpoints, backfill).
+//!
+//! The rows go to core's feature table (`prescale_core::table`), which every reader of the
+//! data shares.
 
+pub mod app;
 pub mod backfill;
-pub mod catalog;
 pub mod config;
 pub mod inspect;
-pub mod layout;
 pub mod live;
 pub mod metrics;
-pub mod source;
 pub mod spool;
 
-pub use catalog::Catalog;
 pub use config::CollectorConfig;
-pub use source::Source;

@@ -14,15 +14,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use prescale_core::clock::StepClock;
 use prescale_core::store::ObjectStore;
+use prescale_core::table::{Layout, write_rows};
 use prescale_core::{FeatureRow, ServiceId};
 use tokio::sync::{Notify, watch};
 
 use crate::config::CollectorConfig;
-use crate::layout::{Layout, write_rows};
 use crate::metrics::Metrics;
-use crate::source::Source;
 use crate::spool::{self, Record, Spool, SpoolError};
+use prescale_core::prometheus::source::Source;
 
 /// How long a shutdown waits for the last flush.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,22 +69,23 @@ impl Collector {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut last_seal = Instant::now();
         let mut services: Vec<ServiceId> = Vec::new();
+        let clock = StepClock::new(grid, self.config.query_delay);
         let result = loop {
-            let latest = grid.floor(Utc::now() - self.config.query_delay);
-            let mut next = spool.cursor().map_or(latest + grid.delta(), |c| c + grid.delta());
-            if next < latest {
+            // A fresh spool starts with the step after the newest due one: that one began
+            // before the collector did.
+            let last = spool.cursor().or_else(|| Some(clock.latest(Utc::now())));
+            let next = clock.next(last, Utc::now());
+            if let Some((from, to)) = next.skipped {
                 // Behind (a restart, or a slow step): the skipped steps are filled from
                 // range queries; collect the newest one live now.
-                if let Err(e) = spool.mark_missed(next, latest - grid.delta()) {
+                if let Err(e) = spool.mark_missed(from, to) {
                     break Err(e);
                 }
-                next = latest;
             }
-            let due = next + self.config.query_delay;
-            let wait = (due - Utc::now()).to_std().unwrap_or_default();
+            let next = next.step;
             tokio::select! {
                 () = &mut shutdown => break Ok(()),
-                () = tokio::time::sleep(wait) => {}
+                () = clock.wait_for(next) => {}
             }
             if let Err(e) = self.step(&mut spool, next, &mut services).await {
                 break Err(e);
@@ -156,7 +158,7 @@ impl Collector {
         let filled = async {
             let services = self.source.services_between(gap.from, to, grid).await?;
             let rows = self.source.rows_between(gap.from, to, grid, &services).await?;
-            Ok::<_, crate::source::QueryError>((services, rows))
+            Ok::<_, prescale_core::prometheus::source::QueryError>((services, rows))
         }
         .await;
         match filled {

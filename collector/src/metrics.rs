@@ -1,13 +1,10 @@
-//! The collector's own `/metrics`, `/healthz` and `/readyz`.
+//! The collector's own metrics and readiness, served as `/metrics`, `/healthz` and
+//! `/readyz` by core's ops router.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use prescale_core::ops::Probe;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -117,38 +114,25 @@ impl Metrics {
 
     /// The text exposition.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        prescale_core::ops::encode(&self.registry)
     }
 }
 
-/// `/metrics`, `/healthz`, `/readyz`.
-pub fn app(metrics: Metrics) -> Router {
-    Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .with_state(metrics)
-}
+/// The collector's `/metrics` and readiness, served by core's ops router.
+impl Probe for Metrics {
+    fn metrics(&self) -> String {
+        self.encode()
+    }
 
-async fn render(State(m): State<Metrics>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
-}
-
-async fn ready(State(m): State<Metrics>) -> impl IntoResponse {
-    if m.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "recovering the spool")
+    fn not_ready(&self) -> Option<&'static str> {
+        (!self.ready.load(Ordering::Relaxed)).then_some("recovering the spool")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
     use super::*;
@@ -158,7 +142,7 @@ mod tests {
         let m = Metrics::new();
         m.step("collected");
         m.last_step.set(1.7e9);
-        let app = app(m.clone());
+        let app = prescale_core::ops::router(Arc::new(m.clone()));
         let res = app.clone().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         m.set_ready(true);

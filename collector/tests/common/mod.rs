@@ -103,7 +103,9 @@ pub async fn start_storefront(data_dir: &Path) -> Vec<(&'static str, u16)> {
     use storefront::{Service, Settings, spawn_all};
     let ports: std::collections::BTreeMap<Service, u16> =
         Service::ALL.iter().map(|s| (*s, prescale_testkit::tools::free_port())).collect();
-    spawn_all(&Settings::dev(data_dir, &ports, 32).unwrap(), "127.0.0.1", &ports).await.unwrap();
+    spawn_all(&Settings::dev(data_dir, &ports, 32).unwrap(), "127.0.0.1", &ports, std::future::pending())
+        .await
+        .unwrap();
     ports.into_iter().map(|(s, p)| (s.name(), p)).collect()
 }
 
