@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
-use prescale_collector::Source;
-use prescale_collector::catalog::{Catalog, CatalogConfig, CatalogName};
-use prescale_collector::source::{PrometheusConfig, ServicesConfig};
+use prescale_core::prometheus::Source;
+use prescale_core::prometheus::catalog::{Catalog, CatalogConfig, CatalogName};
+use prescale_core::prometheus::source::{PrometheusConfig, ServicesConfig};
 use prescale_core::store::{LocalStore, S3Options};
 use prescale_core::{ServiceId, StepGrid};
-use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
+use prescale_models::forecaster::TransformerModel;
 use prescale_models::series::{Series, Split};
+use prescale_models::train::{Quiet, TrainConfig};
+use prescale_policy::{Decision, PolicySettings, Quantile, Reason};
 use prescale_predictor::config::ServicePlan;
 use prescale_predictor::engine::Engine;
 use prescale_predictor::grpc;
@@ -26,8 +28,6 @@ use prescale_predictor::model::Models;
 use prescale_predictor::proto::external_scaler_client::ExternalScalerClient;
 use prescale_predictor::proto::{GetMetricsRequest, ScaledObjectRef};
 use prescale_predictor::state::{Served, Shared};
-use prescale_scaler::decision::{Decision, Reason};
-use prescale_scaler::policy::{PolicyConfig, Quantile};
 use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
 
 #[path = "../tests/common/mod.rs"]
@@ -51,7 +51,7 @@ async fn grpc_latency(rt_services: &[ServiceId]) {
         .iter()
         .map(|id| {
             let decision = Decision {
-                service: id.to_string(),
+                service: id.clone(),
                 time: Utc::now(),
                 desired_replicas: 3,
                 observed_demand: Some(10.0),
@@ -137,19 +137,19 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
         plans.push(ServicePlan {
             id: id.clone(),
             models: folder.to_str().unwrap().parse().unwrap(),
-            policy: PolicyConfig {
+            policy: PolicySettings {
                 capacity: 10.0,
                 min_replicas: 1,
                 max_replicas: 100,
-                startup_steps: 4,
-                lookahead_steps: 20,
+                startup: grid.duration() * 4,
+                lookahead: grid.duration() * 20,
                 quantile: Quantile::P90,
                 headroom: 0.1,
                 floor_utilisation: 0.8,
-                scale_down_window: 10,
+                scale_down_window: grid.duration() * 10,
                 max_change: None,
                 burst_quantile: None,
-                burst_span_steps: 0,
+                burst_span: Duration::ZERO,
             },
         });
     }

@@ -1,4 +1,6 @@
-//! The predictor's settings: one TOML file (`--config`), `PRESCALE__*` overrides.
+//! The predictor's settings: one TOML file (`--config`), `PRESCALE__*` overrides, checked
+//! once by [`PredictorConfig::build`] into the [`Predictor`](crate::run::Predictor) that
+//! runs them.
 //!
 //! ```toml
 //! step = "30s"
@@ -20,12 +22,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use prescale_collector::catalog::{Catalog, CatalogConfig};
-use prescale_collector::source::{PrometheusConfig, ServicesConfig};
-use prescale_core::config::{StoreConfig, TelemetryConfig};
+use prescale_core::config::{FieldError, StoreConfig, TelemetryConfig};
+use prescale_core::prometheus::catalog::{Catalog, CatalogConfig};
+use prescale_core::prometheus::source::PrometheusConfig;
+use prescale_core::store::S3Options;
 use prescale_core::{Location, ServiceId, StepGrid};
-use prescale_scaler::policy::{PolicyConfig, Quantile};
+use prescale_policy::PolicySettings;
 use serde::{Deserialize, Serialize};
+
+use crate::run::Predictor;
 
 /// Everything the predictor needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,10 +75,12 @@ pub struct PredictorConfig {
     /// The collector's feature catalog: the same PromQL the training data came from.
     #[serde(default)]
     pub catalog: CatalogConfig,
-    /// Where the models are: one folder per service, `<location>/<namespace>/<name>`.
+    /// Where the models are: one folder per service, `<location>/<namespace>/<name>`, and
+    /// how to reach S3 there (`[models.s3]`; the `--s3-*` flags win).
     pub models: StoreConfig,
     /// Policy defaults for every service.
-    pub policy: PolicyDefaults,
+    #[serde(default)]
+    pub policy: PolicySettings,
     /// The services to forecast.
     pub services: Vec<ServiceEntry>,
     /// Logging.
@@ -92,60 +99,6 @@ pub struct TlsConfig {
     /// PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-}
-
-/// Policy settings; every field has a default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PolicyDefaults {
-    /// Requests per second one replica serves within its latency objective.
-    pub capacity: f64,
-    /// Fewest replicas.
-    pub min_replicas: u32,
-    /// Most replicas.
-    pub max_replicas: u32,
-    /// Pod startup.
-    #[serde(with = "humantime_serde")]
-    pub startup: Duration,
-    /// How far ahead the forecast term looks.
-    #[serde(with = "humantime_serde")]
-    pub lookahead: Duration,
-    /// The quantile to cover.
-    pub quantile: Quantile,
-    /// Extra share of demand.
-    pub headroom: f64,
-    /// Utilisation of the reactive floor.
-    pub floor_utilisation: f64,
-    /// Scale-down stabilisation.
-    #[serde(with = "humantime_serde")]
-    pub scale_down_window: Duration,
-    /// Largest change per decision.
-    pub max_change: Option<u32>,
-    /// The burst profile's quantile to cover (0.5, 0.75 or 0.9), when the model carries
-    /// a profile; unset: no burst term.
-    pub burst_quantile: Option<f64>,
-    /// How long after the pod startup the burst term also covers.
-    #[serde(with = "humantime_serde")]
-    pub burst_span: Duration,
-}
-
-impl Default for PolicyDefaults {
-    fn default() -> Self {
-        Self {
-            capacity: 50.0,
-            min_replicas: 1,
-            max_replicas: 50,
-            startup: Duration::from_secs(120),
-            lookahead: Duration::from_secs(600),
-            quantile: Quantile::P90,
-            headroom: 0.1,
-            floor_utilisation: 0.8,
-            scale_down_window: Duration::from_secs(300),
-            max_change: None,
-            burst_quantile: None,
-            burst_span: Duration::ZERO,
-        }
-    }
 }
 
 /// One `[[services]]` entry: the service, its models and policy overrides.
@@ -194,52 +147,47 @@ pub struct ServicePlan {
     pub id: ServiceId,
     /// Where its models are.
     pub models: Location,
-    /// Its policy, in steps.
-    pub policy: PolicyConfig,
+    /// Its policy: `[policy]` with the entry's overrides.
+    pub policy: PolicySettings,
+}
+
+fn bad(field: impl Into<String>, reason: impl ToString) -> FieldError {
+    FieldError::new(field, reason)
 }
 
 impl PredictorConfig {
-    /// Checks the settings and resolves every service; errors name the field.
-    pub fn validate(&self) -> Result<(Catalog, Vec<ServicePlan>), String> {
-        let catalog = Catalog::from_config(&self.catalog).map_err(|e| e.to_string())?;
+    /// Checks the settings once and resolves every service into the predictor that runs
+    /// them, naming the first bad field; the `--s3-*` flags win over `[models.s3]`.
+    pub fn build(mut self, s3_flags: &S3Options) -> Result<Predictor, FieldError> {
+        let catalog = Catalog::from_config(&self.catalog).map_err(|e| bad("catalog", e))?;
         if !catalog.features().any(|f| f == prescale_core::Feature::RequestsPerSecond) {
-            return Err("catalog: requests_per_second is what the models forecast; the catalog must give it".into());
+            return Err(bad("catalog", "requests_per_second is what the models forecast; the catalog must give it"));
         }
         if self.services.is_empty() {
-            return Err("services: list at least one [[services]] entry".into());
+            return Err(bad("services", "list at least one [[services]] entry"));
         }
         if self.history < self.step.duration() * 2 {
-            return Err(format!("history ({:?}) must cover at least two steps", self.history));
+            return Err(bad("history", format!("{:?} must cover at least two steps", self.history)));
         }
-        let steps = |d: Duration| self.step.steps_in(d);
         let mut plans = Vec::new();
         for (i, entry) in self.services.iter().enumerate() {
             let field = |name: &str| format!("services[{i}].{name}");
-            let (ns, name) = entry
-                .service
-                .split_once('/')
-                .ok_or_else(|| format!("{}: {:?} must be written namespace/name", field("service"), entry.service))?;
-            let id = ServiceId::new(ns, name).map_err(|e| format!("{}: {e}", field("service")))?;
+            let id: ServiceId = entry.service.parse().map_err(|e| bad(field("service"), e))?;
             if plans.iter().any(|p: &ServicePlan| p.id == id) {
-                return Err(format!("{}: {id} is listed twice", field("service")));
+                return Err(bad(field("service"), format!("{id} is listed twice")));
             }
             let d = &self.policy;
-            let policy = PolicyConfig {
+            let policy = PolicySettings {
                 capacity: entry.capacity.unwrap_or(d.capacity),
                 min_replicas: entry.min_replicas.unwrap_or(d.min_replicas),
                 max_replicas: entry.max_replicas.unwrap_or(d.max_replicas),
-                startup_steps: steps(d.startup),
-                lookahead_steps: steps(d.lookahead),
-                quantile: d.quantile,
-                headroom: d.headroom,
-                floor_utilisation: d.floor_utilisation,
-                scale_down_window: steps(d.scale_down_window),
-                max_change: d.max_change,
-                burst_quantile: d.burst_quantile,
-                burst_span_steps: steps(d.burst_span),
+                ..d.clone()
             };
-            policy.validate().map_err(|e| format!("services[{i}] ({id}): {e}"))?;
-            let models = entry.models.clone().unwrap_or_else(|| self.models.location.join(&format!("{ns}/{name}")));
+            policy.validate(self.step).map_err(|e| bad(format!("services[{i}] ({id})"), e))?;
+            let models = entry
+                .models
+                .clone()
+                .unwrap_or_else(|| self.models.location.join(&format!("{}/{}", id.namespace(), id.name())));
             plans.push(ServicePlan { id, models, policy });
         }
         if let Some(tls) = &self.tls {
@@ -247,16 +195,12 @@ impl PredictorConfig {
                 [("tls.cert", Some(&tls.cert)), ("tls.key", Some(&tls.key)), ("tls.client_ca", tls.client_ca.as_ref())]
             {
                 if let Some(p) = path.filter(|p| !p.is_file()) {
-                    return Err(format!("{what}: {} is not a file", p.display()));
+                    return Err(bad(what, format!("{} is not a file", p.display())));
                 }
             }
         }
-        Ok((catalog, plans))
-    }
-
-    /// The collector's services section for these services.
-    pub fn services_config(&self, plans: &[ServicePlan]) -> ServicesConfig {
-        ServicesConfig { list: plans.iter().map(|p| p.id.to_string()).collect(), discover: None }
+        self.models.s3 = s3_flags.over(&self.models.s3);
+        Ok(Predictor { config: self, catalog, plans })
     }
 }
 
@@ -288,12 +232,30 @@ mod tests {
     #[test]
     fn services_resolve_with_overrides_and_model_folders() {
         let config: PredictorConfig = from_toml_str(GOOD).unwrap();
-        let (_, plans) = config.validate().unwrap();
+        let predictor = config.build(&S3Options::default()).unwrap();
+        let plans = &predictor.plans;
         assert_eq!(plans[0].policy.capacity, 40.0);
         assert_eq!(plans[1].policy.capacity, 20.0);
-        assert_eq!((plans[0].policy.startup_steps, plans[0].policy.lookahead_steps), (5, 10));
+        let steps = plans[0].policy.in_steps(predictor.config.step);
+        assert_eq!((steps.startup, steps.lookahead), (5, 10));
         assert_eq!(plans[0].models, "/tmp/models/storefront/gateway".parse().unwrap());
         assert_eq!(plans[1].models, "/elsewhere/product".parse().unwrap());
+    }
+
+    #[test]
+    fn the_models_s3_settings_are_read_and_flags_win() {
+        let toml = GOOD.replace(
+            "location = \"/tmp/models\"",
+            "location = \"s3://models/prod\"\n[models.s3]\nendpoint = \"http://minio:9000\"\npath_style = true",
+        );
+        let config: PredictorConfig = from_toml_str(&toml).unwrap();
+        let from_file = config.clone().build(&S3Options::default()).unwrap().config.models.s3;
+        assert_eq!(from_file.endpoint.as_deref(), Some("http://minio:9000"));
+        assert!(from_file.path_style);
+        let flags = S3Options { endpoint: Some("http://127.0.0.1:9000".into()), ..S3Options::default() };
+        let merged = config.build(&flags).unwrap().config.models.s3;
+        assert_eq!(merged.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(merged.path_style, "a flag left unset keeps the file's value");
     }
 
     #[test]
@@ -301,13 +263,13 @@ mod tests {
         let cases = [
             (GOOD.replace("storefront/product", "product"), "services[1].service"),
             (GOOD.replace("capacity = 40.0", "capacity = -1.0"), "capacity"),
-            (GOOD.replace("lookahead = \"10s\"", "lookahead = \"2s\""), "lookahead_steps"),
+            (GOOD.replace("lookahead = \"10s\"", "lookahead = \"2s\""), "lookahead"),
             (GOOD.replace("storefront/product", "storefront/gateway"), "listed twice"),
         ];
         for (toml, needle) in cases {
             let err = from_toml_str::<PredictorConfig>(&toml)
                 .map_err(|e| e.to_string())
-                .and_then(|c| c.validate().map(|_| ()));
+                .and_then(|c| c.build(&S3Options::default()).map(|_| ()).map_err(|e| e.to_string()));
             let err = err.unwrap_err();
             assert!(err.contains(needle), "expected {needle:?} in {err}");
         }

@@ -14,20 +14,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use prescale_collector::source::{QueryError, Source};
+use prescale_core::prometheus::source::{QueryError, Source};
 use prescale_core::{Feature, FeatureRow, ServiceId, StepGrid};
+use prescale_models::burst::BurstProfile;
 use prescale_models::dataset;
-use prescale_scaler::decision::{Decision, ForecastView, Reason};
-use prescale_scaler::policy::{Input, Policy, replicas_for};
+use prescale_policy::{Decision, ForecastView, Policy, PolicyError, Present, Reason, replicas_for};
 
 use crate::config::ServicePlan;
 use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
 use crate::model::Models;
 use crate::state::{Served, Shared};
-
-/// Every reason label, so the one in force is 1 and the others 0.
-const REASONS: [&str; 8] =
-    ["forecast", "burst", "reactive_floor", "min_bound", "max_bound", "stabilised", "rate_limited", "reactive"];
 
 #[derive(Debug)]
 struct ServiceRun {
@@ -63,16 +59,16 @@ impl Engine {
         models: Arc<Models>,
         shared: Arc<Shared>,
         plans: Vec<ServicePlan>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PolicyError> {
         let runs = plans
             .into_iter()
             .map(|plan| {
-                let policy = Policy::new(plan.policy.clone()).map_err(|e| format!("{}: {e}", plan.id))?;
+                let policy = Policy::new(plan.policy.clone(), grid)?;
                 let labels =
                     ServiceLabels { namespace: plan.id.namespace().to_owned(), service: plan.id.name().to_owned() };
                 Ok(ServiceRun { plan, policy, rows: Vec::new(), pending: VecDeque::new(), labels, last_model: None })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, PolicyError>>()?;
         Ok(Self { grid, history_steps: history_steps.max(2), source, models, shared, runs, last_step: None })
     }
 
@@ -150,21 +146,26 @@ fn decide(
     }
 
     let forecast = forecast(run, models, shared, grid, t);
-    let ratios = burst_ratios(run, models, t);
-    let input = Input {
+    let present = Present {
+        time: t,
         forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
         demand_now,
         replicas_now: ready_now.unwrap_or(run.plan.policy.min_replicas),
-        burst: ratios.as_deref(),
     };
-    let (desired, reason) = match run.policy.decide(input, grid.seconds()) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(service = %run.plan.id, error = %e, "the policy refused its input; reactive decision");
-            let reactive = Input { forecast: None, burst: None, ..input };
-            run.policy.decide(reactive, grid.seconds()).unwrap_or((run.plan.policy.min_replicas, Reason::Reactive))
-        }
-    };
+    let loaded = models.get(&run.plan.id);
+    let profile = loaded.as_ref().and_then(|l| l.manifest.burst.as_ref());
+    // A profile without ratios for this quantile costs the burst term only; an input the
+    // policy refuses otherwise costs the forecast (a reactive decision).
+    let decided = run.policy.decide_at(present, profile).or_else(|e| {
+        tracing::warn!(service = %run.plan.id, error = %e, "the policy refused its input");
+        run.policy.decide_at(present, None::<&BurstProfile>)
+    });
+    let (desired, reason) = decided.unwrap_or_else(|e| {
+        tracing::warn!(service = %run.plan.id, error = %e, "reactive decision");
+        run.policy
+            .decide_at(Present { forecast: None, ..present }, None::<&BurstProfile>)
+            .unwrap_or((run.plan.policy.min_replicas, Reason::Reactive))
+    });
     if let Some(f) = &forecast {
         if let Some(last) = f.p50.last() {
             run.pending.push_back((t + grid.delta() * f.p50.len() as i32, *last));
@@ -182,10 +183,13 @@ fn decide(
             }
         }
     }
-    for r in REASONS {
-        let labels =
-            ReasonLabels { namespace: run.labels.namespace.clone(), service: run.labels.service.clone(), reason: r };
-        m.reason.get_or_create(&labels).set(i64::from(r == reason.label()));
+    for r in Reason::ALL {
+        let labels = ReasonLabels {
+            namespace: run.labels.namespace.clone(),
+            service: run.labels.service.clone(),
+            reason: r.label(),
+        };
+        m.reason.get_or_create(&labels).set(i64::from(r.label() == reason.label()));
     }
     let replicas = if shadow { ready_now.unwrap_or(desired) } else { desired };
     let reactive_replicas = demand_now.map(|d| replicas_for(d, run.plan.policy.capacity));
@@ -198,7 +202,7 @@ fn decide(
     m.decided_replicas.get_or_create(&run.labels).set(f64::from(desired));
     m.predicted_replicas.get_or_create(&run.labels).set(f64::from(replicas));
     let decision = Decision {
-        service: run.plan.id.to_string(),
+        service: run.plan.id.clone(),
         time: t,
         desired_replicas: desired,
         observed_demand: demand_now,
@@ -208,20 +212,6 @@ fn decide(
         reactive_replicas,
     };
     Served { decision, replicas, shadow }
-}
-
-/// The model's burst ratios for the steps after `t` at the policy's burst quantile; `None`
-/// without a burst quantile, a model, or a profile in it.
-fn burst_ratios(run: &ServiceRun, models: &Models, t: DateTime<Utc>) -> Option<Vec<f64>> {
-    let q = run.plan.policy.burst_quantile?;
-    let loaded = models.get(&run.plan.id)?;
-    match loaded.manifest.burst.as_ref()?.multipliers(q, t) {
-        Ok(ratios) => Some(ratios),
-        Err(e) => {
-            tracing::warn!(service = %run.plan.id, error = %e, "no burst term");
-            None
-        }
-    }
 }
 
 /// The model's forecast from the window, or `None` (counted as a fallback) when there is

@@ -183,6 +183,23 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Why the gRPC server could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A TLS file could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS settings or the transport failed.
+    #[error("{0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
 /// Serves the scaler on `listener` until `shutdown`, with TLS (and client certificates
 /// when `client_ca` is set) if configured.
 pub async fn serve(
@@ -190,18 +207,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<&TlsConfig>,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
-        use anyhow::Context;
         install_tls_provider();
         use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let read =
+            |p: &std::path::Path| std::fs::read(p).map_err(|source| ServeError::Read { path: p.to_owned(), source });
         let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
         if let Some(ca) = &tls.client_ca {
             config = config.client_ca_root(Certificate::from_pem(read(ca)?));
         }
-        builder = builder.tls_config(config).context("tls")?;
+        builder = builder.tls_config(config)?;
     }
     builder
         .add_service(Scaler::new(shared).service())

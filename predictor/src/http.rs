@@ -11,6 +11,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use prescale_policy::ServicesResponse;
+
 use crate::state::{Served, Shared, Unavailable};
 
 /// The OpenAPI description of this API.
@@ -28,15 +30,6 @@ pub struct Api {
     pub admin_token: Option<String>,
     /// Wakes the model reloader.
     pub reload: Arc<Notify>,
-}
-
-/// `GET /api/v1/services`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ServicesBody {
-    /// The latest decision of every service that has one.
-    pub services: Vec<serde_json::Value>,
-    /// Whether decisions are only exported.
-    pub shadow: bool,
 }
 
 /// `PUT /api/v1/admin/shadow`.
@@ -67,8 +60,10 @@ impl From<Unavailable> for ApiError {
     }
 }
 
-/// The router.
+/// The router: the API, the live page and core's ops endpoints (`/readyz` once a first
+/// decision is made).
 pub fn app(api: Api) -> Router {
+    let ops = prescale_core::ops::router(api.shared.clone());
     Router::new()
         .route("/", get(|| async { Html(LIVE_PAGE) }))
         .route("/api/v1/services", get(list))
@@ -76,47 +71,26 @@ pub fn app(api: Api) -> Router {
         .route("/api/v1/services/{namespace}/{name}", get(one))
         .route("/api/v1/admin/reload", post(reload))
         .route("/api/v1/admin/shadow", put(shadow))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .with_state(api)
+        .merge(ops)
 }
 
-fn body(s: &Served) -> serde_json::Value {
-    serde_json::to_value(s).unwrap_or_default()
+async fn list(State(api): State<Api>) -> Json<ServicesResponse> {
+    Json(ServicesResponse { services: api.shared.all(), shadow: api.shared.shadow() })
 }
 
-async fn list(State(api): State<Api>) -> Json<ServicesBody> {
-    Json(ServicesBody { services: api.shared.all().iter().map(body).collect(), shadow: api.shared.shadow() })
-}
-
-async fn one_by_name(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn one_by_name(State(api): State<Api>, Path(name): Path<String>) -> Result<Json<Served>, ApiError> {
     let id = api.shared.resolve(None, &name)?;
-    Ok(Json(body(&api.shared.served(&id)?)))
+    Ok(Json(api.shared.served(&id)?))
 }
 
 async fn one(
     State(api): State<Api>,
     Path((namespace, name)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Served>, ApiError> {
     let id = api.shared.resolve(Some(&namespace), &name)?;
-    Ok(Json(body(&api.shared.served(&id)?)))
-}
-
-async fn metrics(State(api): State<Api>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        api.shared.metrics.encode(),
-    )
-}
-
-async fn ready(State(api): State<Api>) -> impl IntoResponse {
-    if api.shared.all().is_empty() {
-        (StatusCode::SERVICE_UNAVAILABLE, "no decision yet")
-    } else {
-        (StatusCode::OK, "ready")
-    }
+    Ok(Json(api.shared.served(&id)?))
 }
 
 fn authorise(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -6,7 +6,7 @@
 //! Prometheus metrics, with fallbacks when the model or the data is missing.
 //!
 //! - [`config`]: the settings file; services, their model folders and policies.
-//! - [`engine`]: the step: window (through the collector's [`prescale_collector::Source`],
+//! - [`engine`]: the step: window (through core's [`prescale_core::prometheus::Source`],
 //!   the same catalog the training data came from), forecast, policy, publish.
 //! - [`model`]: the models in use and their validated hot reload.
 //! - [`state`]: the latest decisions, shared by the loop and the servers, with staleness.

@@ -15,9 +15,9 @@ use ndarray::Array2;
 use prescale_core::store::{self, ObjectStore, S3Options};
 use prescale_core::{Location, ServiceId, StepGrid};
 use prescale_models::artifact::{self, Manifest};
-use prescale_models::forecaster::TransformerModel;
+use prescale_models::forecaster::{ModelError, TransformerModel};
 use prescale_models::preprocess::Covariates;
-use prescale_models::series::Series;
+use prescale_models::series::{DataError, Series};
 
 use crate::metrics::{KindLabels, Metrics};
 
@@ -131,8 +131,8 @@ impl Models {
             Ok(v) => v,
             Err(e) => return ReloadOutcome::Rejected { version: Some(pointer.version), reason: e.to_string() },
         };
-        if let Err(reason) = validate(&manifest, &model, self.grid, id) {
-            return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason };
+        if let Err(unfit) = validate(&manifest, &model, self.grid, id) {
+            return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason: unfit.to_string() };
         }
         let version = manifest.version.clone();
         let loaded = Arc::new(Loaded { manifest, model: Mutex::new(model), loaded_at: Utc::now() });
@@ -143,30 +143,67 @@ impl Models {
     }
 }
 
+/// Why a loaded model is not fit for this predictor.
+#[derive(Debug, thiserror::Error)]
+pub enum Unfit {
+    /// Trained on another step.
+    #[error("trained on {model} s steps; this predictor runs {ours} s steps")]
+    Step {
+        /// The model's step, seconds.
+        model: f64,
+        /// The predictor's, seconds.
+        ours: f64,
+    },
+    /// A plain window could not be built for it.
+    #[error("a plain window: {0}")]
+    Window(#[from] DataError),
+    /// It could not forecast.
+    #[error("forecast failed: {0}")]
+    Forecast(#[from] ModelError),
+    /// Its forecast is not as long as its manifest says.
+    #[error("forecasts {got} steps; the manifest says {want}")]
+    Horizon {
+        /// Steps forecast.
+        got: usize,
+        /// Steps the manifest says.
+        want: usize,
+    },
+    /// A forecast value is not finite, non-negative and ordered.
+    #[error("step {step}: p50 {p50}, p90 {p90} are not finite, non-negative and ordered")]
+    Values {
+        /// The step ahead, 1-based.
+        step: usize,
+        /// Its median.
+        p50: f64,
+        /// Its 90th percentile.
+        p90: f64,
+    },
+}
+
 /// A model fit for this predictor: trained on its step, and forecasting finite, ordered
 /// (p90 ≥ p50 ≥ 0) values over its horizon from a plain window.
-pub fn validate(manifest: &Manifest, model: &TransformerModel, grid: StepGrid, id: &ServiceId) -> Result<(), String> {
+pub fn validate(manifest: &Manifest, model: &TransformerModel, grid: StepGrid, id: &ServiceId) -> Result<(), Unfit> {
     let step = manifest.training.step_seconds;
     if (step - grid.seconds()).abs() > 1e-9 {
-        return Err(format!("trained on {step} s steps; this predictor runs {} s steps", grid.seconds()));
+        return Err(Unfit::Step { model: step, ours: grid.seconds() });
     }
     let window = manifest.params.window;
     let len = window.context + 1;
     let start = grid.floor(Utc::now()) - grid.delta() * len as i32;
-    let mut series = Series::new(id.to_string(), grid, start, vec![Some(10.0); len]).map_err(|e| e.to_string())?;
+    let mut series = Series::new(id.to_string(), grid, start, vec![Some(10.0); len])?;
     if let Some(p) = &manifest.params.preprocess {
         let covariates =
             Covariates { names: p.columns.clone(), values: Array2::from_elem((len, p.columns.len()), 1.0) };
-        series = series.with_covariates(covariates).map_err(|e| e.to_string())?;
+        series = series.with_covariates(covariates)?;
     }
-    let f = model.forecast(&series, &[len - 1]).map_err(|e| format!("forecast failed: {e}"))?;
+    let f = model.forecast(&series, &[len - 1])?;
     if f.horizon() != window.horizon {
-        return Err(format!("forecasts {} steps; the manifest says {}", f.horizon(), window.horizon));
+        return Err(Unfit::Horizon { got: f.horizon(), want: window.horizon });
     }
     for k in 0..f.horizon() {
         let (p50, p90) = (f.p50[[0, k]], f.p90[[0, k]]);
         if !(p50.is_finite() && p90.is_finite() && p50 >= 0.0 && p90 >= p50 - 1e-9) {
-            return Err(format!("step {}: p50 {p50}, p90 {p90} are not finite, non-negative and ordered", k + 1));
+            return Err(Unfit::Values { step: k + 1, p50, p90 });
         }
     }
     Ok(())

@@ -1,19 +1,62 @@
-//! The predictor wired together: model reloader, step loop, HTTP and gRPC servers.
+//! The predictor built from its checked settings, and run: model reloader, step loop,
+//! HTTP and gRPC servers.
+//!
+//! `PredictorConfig::build` checks once and returns a [`Predictor`]; the binary parses,
+//! builds, binds and runs it; tests run the same [`Predictor::run`] on listeners bound to
+//! port 0 (mini-redis' `server::run(listener, shutdown)`).
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::Utc;
-use prescale_collector::Source;
-use prescale_core::store::S3Options;
+use prescale_core::clock::StepClock;
+use prescale_core::config::FieldError;
+use prescale_core::prometheus::Source;
+use prescale_core::prometheus::catalog::Catalog;
+use prescale_core::prometheus::source::ServicesConfig;
+use prescale_core::store::StoreError;
+use prescale_policy::PolicyError;
 use tokio::sync::Notify;
 
-use crate::config::PredictorConfig;
+use crate::config::{PredictorConfig, ServicePlan};
 use crate::engine::Engine;
 use crate::http::{self, Api};
 use crate::metrics::{KindLabels, Metrics};
 use crate::model::Models;
 use crate::state::Shared;
+
+/// Why the predictor could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An address could not be bound.
+    #[error("{what} {addr}: {source}")]
+    Listen {
+        /// `listen` or `grpc_listen`.
+        what: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A setting the Prometheus source refused.
+    #[error(transparent)]
+    Source(#[from] FieldError),
+    /// A model folder could not be opened.
+    #[error("models: {0}")]
+    Models(#[from] StoreError),
+    /// A service's policy was refused.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Http(#[source] std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[source] crate::grpc::ServeError),
+    /// A server task panicked or was cancelled.
+    #[error("a server task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Bound listeners, so tests can use port 0.
 #[derive(Debug)]
@@ -26,93 +69,103 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds the configured addresses.
-    pub async fn bind(config: &PredictorConfig) -> anyhow::Result<Self> {
-        let http =
-            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listen {}", config.listen))?;
-        let grpc = tokio::net::TcpListener::bind(config.grpc_listen)
-            .await
-            .with_context(|| format!("grpc_listen {}", config.grpc_listen))?;
-        Ok(Self { http, grpc })
+    pub async fn bind(config: &PredictorConfig) -> Result<Self, RunError> {
+        let bind = |what, addr| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| RunError::Listen { what, addr, source })
+        };
+        Ok(Self { http: bind("listen", config.listen).await?, grpc: bind("grpc_listen", config.grpc_listen).await? })
     }
 }
 
-/// Runs until `shutdown` resolves.
-pub async fn run(
-    config: PredictorConfig,
-    s3: S3Options,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let (catalog, plans) = config.validate().map_err(anyhow::Error::msg)?;
-    let metrics = Metrics::new();
-    let errors = metrics.fallbacks.get_or_create(&KindLabels { kind: "query_error" }).clone();
-    let source = Source::new(config.prometheus.clone(), catalog, config.services_config(&plans), errors)
-        .map_err(anyhow::Error::msg)?;
-    let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
-    let models = Arc::new(Models::open(config.step, &locations, &s3).await?);
-    let shared =
-        Arc::new(Shared::new(plans.iter().map(|p| p.id.clone()).collect(), config.shadow, config.staleness, metrics));
-    let history_steps = config.step.steps_in(config.history);
-    let mut engine = Engine::new(config.step, history_steps, source, models.clone(), shared.clone(), plans)
-        .map_err(anyhow::Error::msg)?;
+/// A predictor with checked settings, every service resolved.
+#[derive(Debug, Clone)]
+pub struct Predictor {
+    /// The settings, with the models' S3 options resolved.
+    pub config: PredictorConfig,
+    /// The feature catalog the window is read with.
+    pub catalog: Catalog,
+    /// Every service resolved.
+    pub plans: Vec<ServicePlan>,
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let reload = Arc::new(Notify::new());
-    let reloader = {
-        let (models, shared, reload, interval, stopped) =
-            (models.clone(), shared.clone(), reload.clone(), config.reload_interval, stopped.clone());
-        tokio::spawn(async move {
-            loop {
-                models.reload(&shared.metrics).await;
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
-                    () = reload.notified() => {}
-                    () = stopped() => return,
-                }
+impl Predictor {
+    /// Runs until `shutdown` resolves.
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let Predictor { config, catalog, plans } = self;
+        let metrics = Metrics::new();
+        let errors = metrics.fallbacks.get_or_create(&KindLabels { kind: "query_error" }).clone();
+        let services = ServicesConfig { list: plans.iter().map(|p| p.id.to_string()).collect(), discover: None };
+        let source = Source::new(config.prometheus.clone(), catalog, services, errors)?;
+        let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
+        let models = Arc::new(Models::open(config.step, &locations, &config.models.s3).await?);
+        let shared = Arc::new(Shared::new(
+            plans.iter().map(|p| p.id.clone()).collect(),
+            config.shadow,
+            config.staleness,
+            metrics,
+        ));
+        let history_steps = config.step.steps_in(config.history);
+        let mut engine = Engine::new(config.step, history_steps, source, models.clone(), shared.clone(), plans)?;
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
             }
-        })
-    };
-    let api = Api { shared: shared.clone(), admin_token: config.admin_token.clone(), reload };
-    let http_server = {
-        let stopped = stopped.clone();
-        let app = http::app(api);
-        tokio::spawn(async move { axum::serve(listeners.http, app).with_graceful_shutdown(stopped()).await })
-    };
-    let grpc_server = {
-        let (shared, tls, stopped) = (shared.clone(), config.tls.clone(), stopped.clone());
-        tokio::spawn(async move { crate::grpc::serve(shared, listeners.grpc, tls.as_ref(), stopped()).await })
-    };
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-
-    let grid = config.step;
-    let mut stop = std::pin::pin!(stopped());
-    let mut last = None;
-    loop {
-        let latest = grid.floor(Utc::now() - config.query_delay);
-        let next = match last {
-            Some(l) if l + grid.delta() >= latest => l + grid.delta(),
-            _ => latest,
         };
-        let wait = (next + config.query_delay - Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            () = &mut stop => break,
-            () = tokio::time::sleep(wait) => {}
+        let reload = Arc::new(Notify::new());
+        let reloader = {
+            let (models, shared, reload, interval, stopped) =
+                (models.clone(), shared.clone(), reload.clone(), config.reload_interval, stopped.clone());
+            tokio::spawn(async move {
+                loop {
+                    models.reload(&shared.metrics).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(interval) => {}
+                        () = reload.notified() => {}
+                        () = stopped() => return,
+                    }
+                }
+            })
+        };
+        let api = Api { shared: shared.clone(), admin_token: config.admin_token.clone(), reload };
+        let http_server = {
+            let stopped = stopped.clone();
+            let app = http::app(api);
+            tokio::spawn(async move { axum::serve(listeners.http, app).with_graceful_shutdown(stopped()).await })
+        };
+        let grpc_server = {
+            let (shared, tls, stopped) = (shared.clone(), config.tls.clone(), stopped.clone());
+            tokio::spawn(async move { crate::grpc::serve(shared, listeners.grpc, tls.as_ref(), stopped()).await })
+        };
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let clock = StepClock::new(config.step, config.query_delay);
+        let mut stop = std::pin::pin!(stopped());
+        let mut last = None;
+        loop {
+            // Behind (a slow step, a sleeping machine): the newest due step; the engine
+            // reads what it missed back from Prometheus as history.
+            let next = clock.next(last, Utc::now()).step;
+            tokio::select! {
+                () = &mut stop => break,
+                () = clock.wait_for(next) => {}
+            }
+            // A failed step has been logged and counted; the last decisions age meanwhile.
+            let _ = engine.step(next).await;
+            last = Some(next);
         }
-        // A failed step has been logged and counted; the last decisions age meanwhile.
-        let _ = engine.step(next).await;
-        last = Some(next);
+        let _ = reloader.await;
+        http_server.await?.map_err(RunError::Http)?;
+        grpc_server.await?.map_err(RunError::Grpc)?;
+        Ok(())
     }
-    let _ = reloader.await;
-    http_server.await?.context("HTTP server")?;
-    grpc_server.await?.context("gRPC server")?;
-    Ok(())
 }

@@ -8,23 +8,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use prescale_core::ServiceId;
-use prescale_scaler::decision::Decision;
-use serde::Serialize;
+pub use prescale_policy::Served;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-
-/// One service's latest decision as served.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Served {
-    /// The policy's decision, with its forecast and reason.
-    #[serde(flatten)]
-    pub decision: Decision,
-    /// What KEDA is told: the decision, or in shadow mode the replicas ready now.
-    pub replicas: u32,
-    /// Whether the decision is only exported (shadow mode).
-    pub shadow: bool,
-}
 
 /// Why there is nothing to serve for a service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,5 +124,16 @@ impl Shared {
     /// Every service's latest decision, fresh or not (for people and the JSON API).
     pub fn all(&self) -> Vec<Served> {
         self.latest.read().map(|l| l.values().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// The predictor's `/metrics`, and `/readyz` once a first decision is made.
+impl prescale_core::ops::Probe for Shared {
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn not_ready(&self) -> Option<&'static str> {
+        self.all().is_empty().then_some("no decision yet")
     }
 }

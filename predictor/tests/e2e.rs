@@ -13,10 +13,11 @@ use chrono::{DateTime, Utc};
 use prescale_core::StepGrid;
 use prescale_core::config::from_toml_str;
 use prescale_core::store::{LocalStore, S3Options};
-use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
+use prescale_models::forecaster::TransformerModel;
 use prescale_models::series::{Series, Split};
+use prescale_models::train::{Quiet, TrainConfig};
 use prescale_predictor::config::PredictorConfig;
-use prescale_predictor::run::{Listeners, run};
+use prescale_predictor::run::Listeners;
 use prescale_testkit::prometheus::Prometheus;
 use prescale_testkit::tools::{free_port, k6};
 
@@ -65,7 +66,9 @@ async fn publish_model(folder: &Path) {
 async fn start_storefront(data_dir: &Path) -> Vec<(&'static str, u16)> {
     use storefront::{Service, Settings, spawn_all};
     let ports: BTreeMap<Service, u16> = Service::ALL.iter().map(|s| (*s, free_port())).collect();
-    spawn_all(&Settings::dev(data_dir, &ports, 64).unwrap(), "127.0.0.1", &ports).await.unwrap();
+    spawn_all(&Settings::dev(data_dir, &ports, 64).unwrap(), "127.0.0.1", &ports, std::future::pending())
+        .await
+        .unwrap();
     ports.into_iter().map(|(s, p)| (s.name(), p)).collect()
 }
 
@@ -122,7 +125,7 @@ service = "storefront/gateway"
     .unwrap();
     let listeners = Listeners::bind(&config).await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let predictor = tokio::spawn(run(config, S3Options::default(), listeners, async move {
+    let predictor = tokio::spawn(config.build(&S3Options::default()).unwrap().run(listeners, async move {
         let _ = stop_rx.await;
     }));
 

@@ -12,23 +12,23 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use chrono::{DateTime, DurationRound, Utc};
-use prescale_collector::Source;
-use prescale_collector::catalog::{Catalog, CatalogConfig, CatalogName};
-use prescale_collector::source::{PrometheusConfig, ServicesConfig};
+use prescale_core::prometheus::Source;
+use prescale_core::prometheus::catalog::{Catalog, CatalogConfig, CatalogName};
+use prescale_core::prometheus::source::{PrometheusConfig, ServicesConfig};
 use prescale_core::store::{LocalStore, ObjectStore, S3Options};
 use prescale_core::{ServiceId, StepGrid};
 use prescale_models::artifact;
 use prescale_models::burst::{BurstProfile, LEVELS};
-use prescale_models::forecaster::{Quiet, TrainConfig, TransformerModel};
+use prescale_models::forecaster::TransformerModel;
 use prescale_models::series::{Series, Split};
+use prescale_models::train::{Quiet, TrainConfig};
+use prescale_policy::{PolicySettings, Quantile, Reason};
 use prescale_predictor::config::ServicePlan;
 use prescale_predictor::engine::Engine;
 use prescale_predictor::http::{self, Api};
 use prescale_predictor::metrics::Metrics;
 use prescale_predictor::model::{Models, ReloadOutcome};
 use prescale_predictor::state::Shared;
-use prescale_scaler::decision::Reason;
-use prescale_scaler::policy::{PolicyConfig, Quantile};
 use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
 use tower::ServiceExt;
 
@@ -81,20 +81,24 @@ async fn publish_model(store: &dyn ObjectStore) {
     common::publish(store, &model, "v1", STEP as f64).await;
 }
 
-fn policy() -> PolicyConfig {
-    PolicyConfig {
+fn steps(n: u64) -> Duration {
+    Duration::from_secs(n * STEP as u64)
+}
+
+fn policy() -> PolicySettings {
+    PolicySettings {
         capacity: 10.0,
         min_replicas: 1,
         max_replicas: 50,
-        startup_steps: 2,
-        lookahead_steps: 20,
+        startup: steps(2),
+        lookahead: steps(20),
         quantile: Quantile::P90,
         headroom: 0.1,
         floor_utilisation: 0.8,
-        scale_down_window: 4,
+        scale_down_window: steps(4),
         max_change: None,
         burst_quantile: None,
-        burst_span_steps: 0,
+        burst_span: Duration::ZERO,
     }
 }
 
@@ -130,7 +134,7 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
             id: (*id).clone(),
             models: models_root.join(format!("{}/{}", id.namespace(), id.name())).to_str().unwrap().parse().unwrap(),
             // Order covers the burst profile's 90th percentile; its first model has none.
-            policy: PolicyConfig { burst_quantile: (*id == &order).then_some(0.9), ..policy() },
+            policy: PolicySettings { burst_quantile: (*id == &order).then_some(0.9), ..policy() },
         })
         .collect();
     let catalog = Catalog::from_config(&CatalogConfig {
@@ -272,7 +276,7 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     engine.step(t + chrono::Duration::seconds(3 * STEP)).await.unwrap();
     let burst = shared.served(&order).unwrap().decision;
     let observed = burst.observed_demand.unwrap();
-    let at_seconds = (policy().startup_steps as i64 * STEP) as u32;
+    let at_seconds = policy().startup.as_secs() as u32;
     assert_eq!(burst.reason, Reason::Burst { at_seconds }, "demand {observed}: {burst:?}");
     assert_eq!(burst.desired_replicas, (observed * 6.0 / 10.0 - 1e-9).ceil() as u32);
     let (_, metrics) = get(&app, "/metrics", None, "GET", "").await;

@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use prescale_core::ServiceId;
+use prescale_policy::{Decision, Reason};
 use prescale_predictor::grpc;
 use prescale_predictor::metrics::Metrics;
 use prescale_predictor::proto::external_scaler_client::ExternalScalerClient;
 use prescale_predictor::proto::{GetMetricsRequest, ScaledObjectRef};
 use prescale_predictor::state::{Served, Shared};
-use prescale_scaler::decision::{Decision, Reason};
 use tonic::Code;
 use tonic::transport::Channel;
 
 fn served(id: &ServiceId, replicas: u32, age_seconds: i64) -> (ServiceId, Served) {
     let decision = Decision {
-        service: id.to_string(),
+        service: id.clone(),
         time: Utc::now() - chrono::Duration::seconds(age_seconds),
         desired_replicas: replicas,
         observed_demand: Some(12.0),

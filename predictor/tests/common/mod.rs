@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use prescale_core::store::ObjectStore;
 use prescale_models::artifact::{self, BacktestSummary, Manifest, TrainingData};
-use prescale_models::forecaster::{TrainSummary, TransformerModel};
-use prescale_models::metrics::ModelScores;
+use prescale_models::forecaster::TransformerModel;
+use prescale_models::scores::ModelScores;
+use prescale_models::train::TrainSummary;
 
 /// A manifest for a model trained in a test (no backtest numbers: published with force).
 pub fn manifest(model: &TransformerModel, version: &str, created: DateTime<Utc>, step_seconds: f64) -> Manifest {
