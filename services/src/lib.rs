@@ -8,8 +8,8 @@
 //!
 //! - [`common`]: JSON errors, metrics, the concurrency limit, SQLite, JWTs;
 //! - one module per service, each with its schema, handlers and routes;
-//! - [`Service`], [`Settings`] and [`app`]: building any service's app, as `storefront
-//!   <service>` and `storefront all` run them.
+//! - [`Service`], [`Settings`], [`app`] and [`spawn_all`]: building and serving any
+//!   service's app, as `storefront run <service>` and `storefront all` do.
 
 pub mod authen;
 pub mod booking;
@@ -26,11 +26,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use tokio::task::JoinHandle;
 
 use crate::common::app::{Limits, wrap};
-use crate::common::auth::Keys;
-use crate::common::db::Db;
+use crate::common::auth::{Keys, WeakSecret};
+use crate::common::db::{Db, DbError};
 use crate::common::metrics::Metrics;
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its database could not be opened, migrated or seeded.
+    #[error("{service}: database {path}: {source}")]
+    Db {
+        /// The service.
+        service: &'static str,
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: DbError,
+    },
+    /// The JWT secret is unusable.
+    #[error(transparent)]
+    Keys(#[from] WeakSecret),
+    /// The HTTP client for upstream calls could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// Its port could not be bound.
+    #[error("{service}: binding {addr}: {source}")]
+    Bind {
+        /// The service.
+        service: &'static str,
+        /// The address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -118,12 +152,17 @@ impl Settings {
         self.urls.get(s.name()).cloned().unwrap_or_else(|| format!("http://127.0.0.1:{}", s.default_port()))
     }
 
-    fn db(&self, s: Service, schema: &str) -> anyhow::Result<Db> {
-        Db::open(&self.data_dir.join(format!("{}.sqlite", s.name())), schema)
+    fn db_path(&self, s: Service) -> PathBuf {
+        self.data_dir.join(format!("{}.sqlite", s.name()))
+    }
+
+    fn db(&self, s: Service, schema: &str) -> Result<Db, StartError> {
+        let path = self.db_path(s);
+        Db::open(&path, schema).map_err(|source| StartError::Db { service: s.name(), path, source })
     }
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
+fn client() -> Result<reqwest::Client, StartError> {
     Ok(reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build()?)
 }
 
@@ -134,7 +173,7 @@ impl Settings {
         data_dir: impl Into<PathBuf>,
         ports: &BTreeMap<Service, u16>,
         concurrency: usize,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, StartError> {
         Ok(Self {
             data_dir: data_dir.into(),
             limits: Limits { concurrency },
@@ -145,25 +184,46 @@ impl Settings {
     }
 }
 
-/// Serves every service in this process on `host` at its port in `ports`, until the
-/// runtime stops; returns once all listen. For tests and demos that want the whole
-/// storefront without a subprocess.
-pub async fn spawn_all(settings: &Settings, host: &str, ports: &BTreeMap<Service, u16>) -> anyhow::Result<()> {
+/// Serves the services in `ports` in this process, each on `host` at its port, until
+/// `shutdown` resolves; returns once all listen, with a handle per server (dropping them
+/// leaves the servers running). What `storefront run` and `storefront all` serve, and
+/// what tests and demos start when they want a storefront without a subprocess.
+pub async fn spawn_all(
+    settings: &Settings,
+    host: &str,
+    ports: &BTreeMap<Service, u16>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Vec<JoinHandle<std::io::Result<()>>>, StartError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
     for (service, port) in ports {
         let app = app(*service, settings)?;
-        let listener = tokio::net::TcpListener::bind((host, *port))
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: binding {host}:{port}: {e}", service.name()))?;
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = format!("{host}:{port}");
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
+            service: service.name(),
+            addr: addr.clone(),
+            source,
+        })?;
+        tracing::info!(service = service.name(), %addr, "listening");
+        let mut stopped = stopped.clone();
+        servers.push(tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        }));
     }
-    Ok(())
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    Ok(servers)
 }
 
 /// The full app of one service (routes, health, metrics, limits), its database created,
 /// migrated and seeded.
-pub fn app(service: Service, settings: &Settings) -> anyhow::Result<Router> {
+pub fn app(service: Service, settings: &Settings) -> Result<Router, StartError> {
     let keys = settings.keys.clone();
     let mut ingress = None;
     let metrics = Metrics::new(service.name(), |registry| {
@@ -178,13 +238,13 @@ pub fn app(service: Service, settings: &Settings) -> anyhow::Result<Router> {
                 .filter(|s| **s != Service::Gateway)
                 .map(|s| (s.name().to_owned(), settings.url(*s)))
                 .collect();
-            let metrics = ingress.ok_or_else(|| anyhow::anyhow!("ingress metrics not registered"))?;
+            let metrics = ingress.expect("Metrics::new registers the gateway's ingress metrics");
             gateway::routes(gateway::GatewayState { upstreams, http: client()?, metrics })
         }
         Service::Authen => authen::routes(authen::AuthenState { db: settings.db(service, authen::SCHEMA)?, keys }),
         Service::Booking => {
             let db = settings.db(service, booking::SCHEMA)?;
-            seed_with(&db, booking::seed)?;
+            seed_with(settings, service, &db, booking::seed)?;
             booking::routes(booking::BookingState { db, keys })
         }
         Service::Order => order::routes(order::OrderState {
@@ -195,7 +255,7 @@ pub fn app(service: Service, settings: &Settings) -> anyhow::Result<Router> {
         }),
         Service::Product => {
             let db = settings.db(service, product::SCHEMA)?;
-            seed_with(&db, product::seed)?;
+            seed_with(settings, service, &db, product::seed)?;
             product::routes(db)
         }
         Service::Profile => profile::routes(profile::ProfileState { db: settings.db(service, profile::SCHEMA)?, keys }),
@@ -210,6 +270,15 @@ pub fn app(service: Service, settings: &Settings) -> anyhow::Result<Router> {
     Ok(wrap(routes, metrics, settings.limits))
 }
 
-fn seed_with(db: &Db, seed: fn(&rusqlite::Connection) -> rusqlite::Result<()>) -> anyhow::Result<()> {
-    db.with_blocking(seed).map_err(|e| anyhow::anyhow!("seeding: {e}"))
+fn seed_with(
+    settings: &Settings,
+    service: Service,
+    db: &Db,
+    seed: fn(&rusqlite::Connection) -> rusqlite::Result<()>,
+) -> Result<(), StartError> {
+    db.with_blocking(seed).map_err(|source| StartError::Db {
+        service: service.name(),
+        path: settings.db_path(service),
+        source,
+    })
 }

@@ -1,14 +1,13 @@
 //! `storefront`: run one service, or all of them in one process for local use.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use storefront::common::app::Limits;
 use storefront::common::auth::{DEV_SECRET, Keys};
-use storefront::{Service, Settings, app};
+use storefront::{Service, Settings, spawn_all};
 
 #[derive(Debug, Parser)]
 #[command(name = "storefront", version, about = "The storefront microservices Prescale scales")]
@@ -70,16 +69,6 @@ fn service_named(name: &str) -> anyhow::Result<Service> {
     Service::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| anyhow::anyhow!("no service named {name:?}"))
 }
 
-async fn serve(service: Service, settings: Settings, addr: SocketAddr) -> anyhow::Result<()> {
-    let app = app(service, &settings)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: binding {addr}: {e}", service.name()))?;
-    tracing::info!(service = service.name(), %addr, "listening");
-    axum::serve(listener, app).with_graceful_shutdown(prescale_core::telemetry::shutdown_signal()).await?;
-    Ok(())
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let secret = match (&cli.jwt_secret, cli.dev) {
         (Some(s), _) => s.clone(),
@@ -92,9 +81,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
     };
     let mut ports: BTreeMap<Service, u16> = Service::ALL.iter().map(|s| (*s, s.default_port())).collect();
-    if let Command::All { ports: overrides } = &cli.command {
-        for (name, port) in overrides {
-            ports.insert(service_named(name)?, *port);
+    match &cli.command {
+        Command::All { ports: overrides } => {
+            for (name, port) in overrides {
+                ports.insert(service_named(name)?, *port);
+            }
+        }
+        Command::Run { service, port } => {
+            ports = BTreeMap::from([(*service, port.unwrap_or(service.default_port()))]);
         }
     }
     let mut urls = Settings::local_urls("127.0.0.1", &ports);
@@ -108,21 +102,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         urls,
         recommender_work: cli.recommender_work,
     };
-    let addr = |port: u16| -> anyhow::Result<SocketAddr> { Ok(format!("{}:{port}", cli.host).parse()?) };
-    match cli.command {
-        Command::Run { service, port } => serve(service, settings, addr(port.unwrap_or(service.default_port()))?).await,
-        Command::All { .. } => {
-            let mut tasks = tokio::task::JoinSet::new();
-            for service in Service::ALL {
-                let (settings, addr) = (settings.clone(), addr(ports[&service])?);
-                tasks.spawn(async move { serve(service, settings, addr).await });
-            }
-            while let Some(done) = tasks.join_next().await {
-                done??;
-            }
-            Ok(())
-        }
+    for server in spawn_all(&settings, &cli.host, &ports, prescale_core::telemetry::shutdown_signal()).await? {
+        server.await??;
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {

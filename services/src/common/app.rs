@@ -2,9 +2,10 @@
 //! concurrency limit per instance, so that an overloaded instance queues and its latency
 //! climbs as a real pod's does.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::common::metrics::{self, Metrics};
@@ -26,16 +27,12 @@ impl Default for Limits {
 }
 
 /// The full app of a service: its `routes` behind the concurrency limit and metrics, plus
-/// `/healthz`, `/readyz` and `/metrics` (outside the limit, so probes answer under load).
+/// core's `/healthz`, `/readyz` and `/metrics` (outside the limit, so probes answer under
+/// load).
 pub fn wrap(routes: Router, metrics: Metrics, limits: Limits) -> Router {
     let limited = routes
         .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency.max(1)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::track));
-    let render = metrics.clone();
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
-        .route("/metrics", get(move || async move { render.render() }))
-        .merge(limited)
+    prescale_core::ops::router(Arc::new(metrics)).merge(limited)
 }

@@ -38,11 +38,16 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// A signing secret too short to be safe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the JWT secret must be at least 16 bytes")]
+pub struct WeakSecret;
+
 impl Keys {
     /// Keys from a shared secret (at least 16 bytes).
-    pub fn new(secret: &str) -> anyhow::Result<Self> {
+    pub fn new(secret: &str) -> Result<Self, WeakSecret> {
         if secret.len() < 16 {
-            anyhow::bail!("the JWT secret must be at least 16 bytes");
+            return Err(WeakSecret);
         }
         Ok(Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),

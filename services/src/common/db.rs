@@ -10,13 +10,27 @@ use rusqlite::Connection;
 
 use crate::common::error::ApiError;
 
+/// Why a database could not be opened or prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Its folder could not be created.
+    #[error("creating its folder: {0}")]
+    Folder(#[from] std::io::Error),
+    /// SQLite refused (opening, the schema, seeding).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// A thread panicked holding the connection.
+    #[error("database lock poisoned")]
+    Poisoned,
+}
+
 /// A service's database.
 #[derive(Debug, Clone)]
 pub struct Db(Arc<Mutex<Connection>>);
 
 impl Db {
     /// Opens (creating) `path` and applies `schema` (idempotent `CREATE ... IF NOT EXISTS`).
-    pub fn open(path: &Path, schema: &str) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, schema: &str) -> Result<Self, DbError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -30,8 +44,8 @@ impl Db {
     }
 
     /// Runs `f` with the connection on this thread (start-up work: seeding).
-    pub fn with_blocking<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        let guard = self.0.lock().map_err(|_| anyhow::anyhow!("database lock poisoned"))?;
+    pub fn with_blocking<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DbError> {
+        let guard = self.0.lock().map_err(|_| DbError::Poisoned)?;
         Ok(f(&guard)?)
     }
 

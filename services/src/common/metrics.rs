@@ -88,8 +88,13 @@ impl Metrics {
             self.cpu.set(cpu);
             self.rss.set(rss as i64);
         }
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).map(|()| out).unwrap_or_default()
+        prescale_core::ops::encode(&self.registry)
+    }
+}
+
+impl prescale_core::ops::Probe for Metrics {
+    fn metrics(&self) -> String {
+        self.render()
     }
 }
 
