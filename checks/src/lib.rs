@@ -13,12 +13,5 @@ pub mod keda;
 pub mod kustomize;
 pub mod typed;
 
-use std::path::PathBuf;
-
-/// The project's root, from the run-time `CARGO_MANIFEST_DIR` cargo gives every test when
-/// there is one: a shared target folder may hold this crate compiled from another clone.
-pub fn repo() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..")
-}
+/// The project's root (the tests' repository files are found from it).
+pub use prescale_testkit::repo_root as repo;

@@ -14,6 +14,7 @@ use prescale_checks::keda::{ScaledObject, TriggerAuthentication};
 use prescale_checks::kustomize::build;
 use prescale_checks::repo;
 use prescale_core::ServiceId;
+use prescale_policy::{Decision, Reason};
 use prescale_predictor::config::PredictorConfig;
 use prescale_predictor::grpc;
 use prescale_predictor::http::{Api, app};
@@ -21,7 +22,6 @@ use prescale_predictor::metrics::Metrics;
 use prescale_predictor::proto::external_scaler_client::ExternalScalerClient;
 use prescale_predictor::proto::{GetMetricsRequest, ScaledObjectRef};
 use prescale_predictor::state::{Served, Shared};
-use prescale_scaler::decision::{Decision, Reason};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -142,7 +142,7 @@ fn every_way_is_shipped_and_points_at_what_deploy_creates() {
 
 fn decision(id: &ServiceId, replicas: u32) -> (ServiceId, Served) {
     let decision = Decision {
-        service: id.to_string(),
+        service: id.clone(),
         time: Utc::now(),
         desired_replicas: replicas,
         observed_demand: Some(40.0),
@@ -158,14 +158,7 @@ fn decision(id: &ServiceId, replicas: u32) -> (ServiceId, Served) {
 async fn the_predictor_accepts_every_triggers_metadata() {
     let (scaled, _) = resources();
     let config = predictor_config(&prod());
-    let ids: Vec<ServiceId> = config
-        .services
-        .iter()
-        .map(|s| {
-            let (ns, name) = s.service.split_once('/').unwrap();
-            ServiceId::new(ns, name).unwrap()
-        })
-        .collect();
+    let ids: Vec<ServiceId> = config.services.iter().map(|s| s.service.parse::<ServiceId>().unwrap()).collect();
     let shared = Arc::new(Shared::new(ids.clone(), false, Duration::from_secs(300), Metrics::new()));
     let expected: BTreeMap<String, u32> =
         ids.iter().enumerate().map(|(i, id)| (id.to_string(), 3 + i as u32)).collect();

@@ -167,15 +167,15 @@ fn the_settings_in_the_config_maps_load_with_the_components_types() {
         };
         let collector: prescale_collector::config::CollectorConfig =
             prescale_core::config::from_toml_str(&data("collector-config", "collector.toml")).unwrap();
-        collector.validate().unwrap();
+        collector.clone().build(&Default::default()).unwrap();
         let mut predictor: prescale_predictor::config::PredictorConfig =
             prescale_core::config::from_toml_str(&data("predictor-config", "predictor.toml")).unwrap();
         // The certificate files are mounted from a Secret in the cluster; the paths must be
         // where the Deployment mounts them.
         let tls = predictor.tls.take().expect("gRPC with mutual TLS");
         assert!(tls.cert.starts_with("/etc/prescale/tls") && tls.client_ca.is_some(), "{tls:?}");
-        predictor.validate().unwrap();
-        let _: prescale_models::forecaster::TrainConfig =
+        predictor.clone().build(&Default::default()).unwrap();
+        let _: prescale_models::train::TrainConfig =
             prescale_core::config::from_toml_str(&data("trainer-config", "train.toml")).unwrap();
         // The collector's spool is on its volume, and its id is the StatefulSet's pod.
         assert!(collector.spool_dir.starts_with("/var/lib/prescale"));

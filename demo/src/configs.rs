@@ -9,18 +9,20 @@ use std::path::Path;
 use crate::Settings;
 use crate::traffic::DAY_STEPS;
 
-/// The storefront's services, with the requests/s one replica serves in the demo.
+/// The storefront's services in the order of its default ports (gateway 8080, then
+/// authen 4000 to recommender 4005), with the requests/s one replica serves in the demo.
 pub const SERVICES: [(&str, f64); 7] = [
     ("gateway", 8.0),
-    ("product", 6.0),
-    ("recommender", 2.0),
+    ("authen", 1.0),
     ("booking", 2.0),
     ("order", 2.0),
+    ("product", 6.0),
     ("profile", 2.0),
-    ("authen", 1.0),
+    ("recommender", 2.0),
 ];
 
-/// The port of each storefront service: the gateway's, then the others in a row.
+/// The port of each storefront service: the gateway's, then the others in a row from
+/// `backends`, in the storefront's own order (so the default settings are its defaults).
 pub fn storefront_ports(s: &Settings) -> Vec<(&'static str, u16)> {
     let mut backends = s.ports.backends;
     SERVICES
@@ -193,12 +195,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_ports_are_the_storefronts_own() {
+        let ours = storefront_ports(&Settings::default());
+        assert_eq!(ours.len(), storefront::Service::ALL.len());
+        for service in storefront::Service::ALL {
+            let port = ours.iter().find(|(name, _)| *name == service.name()).map(|(_, p)| *p);
+            assert_eq!(port, Some(service.default_port()), "{}", service.name());
+        }
+    }
+
+    #[test]
     fn ports_and_intervals_follow_the_settings() {
         let s = Settings::default();
         let ports = storefront_ports(&s);
         assert_eq!(ports[0], ("gateway", 8080));
-        assert_eq!(ports[1], ("product", 4000));
-        assert_eq!(ports[6], ("authen", 4005));
+        assert_eq!(ports[1], ("authen", 4000));
+        assert_eq!(ports[6], ("recommender", 4005));
         assert_eq!(scrape_interval(&s), "5000ms");
         let y = prometheus_yml(&s);
         assert!(y.contains("labels: {namespace: storefront, service: recommender}"), "{y}");

@@ -20,6 +20,8 @@ use anyhow::{Context, bail};
 use tokio::process::Command;
 
 use crate::procs::Procs;
+use prescale_policy::ServicesResponse;
+
 use crate::view::Coverage;
 
 /// The ports the demo's parts listen on (all on 127.0.0.1).
@@ -315,7 +317,7 @@ impl Demo {
     }
 
     /// The predictor's decisions (`GET /api/v1/services`); an error if a part has died.
-    pub async fn decisions(&mut self) -> anyhow::Result<serde_json::Value> {
+    pub async fn decisions(&mut self) -> anyhow::Result<ServicesResponse> {
         self.procs.check()?;
         let url = format!("{}/api/v1/services", self.predictor_url());
         let r = self.http.get(&url).timeout(Duration::from_secs(5)).send().await?;

@@ -90,10 +90,10 @@ async fn the_demo_reaches_live_forecasts_and_feeds_every_dashboard() {
     }
     println!("every service forecast {:.0} s after start", started.elapsed().as_secs_f64());
     let body = demo.decisions().await.unwrap();
-    for s in body["services"].as_array().unwrap() {
-        let f = &s["forecast"];
-        assert_eq!(f["p50"].as_array().unwrap().len(), 120, "ten minutes of 5 s steps: {s}");
-        assert!(s["reactive_replicas"].is_u64() && s["observed_demand"].is_f64(), "{s}");
+    for s in &body.services {
+        let f = s.decision.forecast.as_ref().unwrap();
+        assert_eq!(f.p50.len(), 120, "ten minutes of 5 s steps: {s:?}");
+        assert!(s.decision.reactive_replicas.is_some() && s.decision.observed_demand.is_some(), "{s:?}");
     }
     let page = reqwest::get(format!("{}/", demo.predictor_url())).await.unwrap().text().await.unwrap();
     assert!(page.contains("Prescale: live predictions"));

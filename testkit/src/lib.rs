@@ -20,15 +20,3 @@ pub fn repo_root() -> std::path::PathBuf {
         .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::path::PathBuf::from);
     member.join("..")
 }
-
-/// Training settings (TOML) for a tiny transformer that trains in seconds on CPU: what
-/// command-line tests pass as `--train-config`.
-pub const SMALL_TRAIN_CONFIG: &str =
-    "context = 16\nd_model = 16\nheads = 2\nlayers = 1\nff = 32\nbatch = 64\nsamples_per_epoch = 512\nmax_epochs = 3\n";
-
-/// Writes [`SMALL_TRAIN_CONFIG`] into `dir` and returns its path.
-pub fn small_train_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("small-train.toml");
-    std::fs::write(&path, SMALL_TRAIN_CONFIG).expect("writing the small training config");
-    path
-}
