@@ -24,8 +24,12 @@ help:
 setup:
 	@scripts/setup.sh
 
+# The binaries and every test target in one build: one feature resolution (the test
+# one, dev-dependencies included), so no dependency is compiled twice and `make test`
+# after `make build` compiles nothing more. `cargo test` builds each package's binaries
+# for its integration tests, so target/debug holds every binary the demo runs.
 build: setup
-	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-run
 
 # The binaries first: the demo's end-to-end test runs them as processes.
 test: setup build
@@ -45,8 +49,7 @@ LOAD_DURATION ?= 1m
 TRACE ?= $(firstword $(wildcard ../shared/traces/azure_functions_1day_1min.csv) loadtest/synthetic_day_1min.csv)
 COMPRESS ?= 288
 PEAK ?= 50
-load: setup
-	$(CARGO) build -p storefront
+load: setup build
 	@mkdir -p target-load; rm -rf target-load/data
 	@set -m; "$${CARGO_TARGET_DIR:-target}/debug/storefront" --dev --data-dir target-load/data all > target-load/storefront.log 2>&1 & pid=$$!; \
 	  trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
