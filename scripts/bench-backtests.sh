@@ -12,7 +12,8 @@ if [[ ! -d "$traces" ]]; then
   echo "*** bench-backtests: traces folder $traces is missing (set PRESCALE_TRACES) ***" >&2
   exit 1
 fi
-cargo build -q -p prescale-trainer
+# The same build as `make build` (one feature resolution), so nothing is compiled twice.
+cargo test -q --workspace --no-run
 bin="${CARGO_TARGET_DIR:-target}/debug"
 mkdir -p "$out"
 for t in ${TRACES:-nasa_http_1995_30s worldcup98_1min twitter_stream_2021_08_30s}; do
