@@ -87,10 +87,7 @@ impl ServiceId {
     /// Whether a user's selector names this service: `namespace/name`, or just `name`
     /// (any namespace), as command lines accept them.
     pub fn matches(&self, selector: &str) -> bool {
-        match selector.split_once('/') {
-            Some((ns, name)) => self.namespace == ns && self.name == name,
-            None => self.name == selector,
-        }
+        selects(selector, &self.namespace, &self.name)
     }
 }
 
@@ -127,6 +124,15 @@ pub mod as_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ServiceId, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether a user's selector (`namespace/name`, or `name` in any namespace) names the
+/// service with these parts.
+pub fn selects(selector: &str, namespace: &str, name: &str) -> bool {
+    match selector.split_once('/') {
+        Some((ns, n)) => namespace == ns && name == n,
+        None => name == selector,
     }
 }
 

@@ -53,13 +53,17 @@ pub fn read_scan(bytes: &[u8], scan: &Scan) -> Result<Vec<FeatureRow>, TableErro
         return Err(TableError::Invalid(format!("the file has no `{c}` column")));
     }
     let frame = reader.with_columns(Some(columns)).finish()?;
-    let mut rows = from_frame(&frame)?;
-    rows.retain(|r| scan.keeps(r));
-    Ok(rows)
+    decode(&frame, scan)
 }
 
 /// Rows from a data frame with the schema's columns.
 pub fn from_frame(frame: &DataFrame) -> Result<Vec<FeatureRow>, TableError> {
+    decode(frame, &Scan::default())
+}
+
+/// The rows of a frame the scan keeps; the others are skipped before they are built (a
+/// file holds every service of its hour, a scan usually wants one).
+fn decode(frame: &DataFrame, scan: &Scan) -> Result<Vec<FeatureRow>, TableError> {
     let column =
         |name: &str| frame.column(name).map_err(|_| TableError::Invalid(format!("the file has no `{name}` column")));
     let ts =
@@ -74,7 +78,7 @@ pub fn from_frame(frame: &DataFrame) -> Result<Vec<FeatureRow>, TableError> {
             Err(_) => None,
         });
     }
-    let mut rows = Vec::with_capacity(frame.height());
+    let mut rows = Vec::new();
     for i in 0..frame.height() {
         let millis = ts.get(i).ok_or_else(|| TableError::Invalid(format!("row {i}: timestamp is null")))?;
         let timestamp = DateTime::<Utc>::from_timestamp_millis(millis)
@@ -82,6 +86,9 @@ pub fn from_frame(frame: &DataFrame) -> Result<Vec<FeatureRow>, TableError> {
         let (Some(n), Some(s)) = (ns.get(i), svc.get(i)) else {
             return Err(TableError::Invalid(format!("row {i}: namespace or service is null")));
         };
+        if !scan.keeps_key(timestamp, n, s) {
+            continue;
+        }
         let service = ServiceId::new(n, s).map_err(|e| TableError::Invalid(format!("row {i}: {e}")))?;
         let mut row = FeatureRow::empty(timestamp, service);
         for (f, col) in Feature::ALL.into_iter().zip(&features) {

@@ -29,7 +29,7 @@ pub use codec::{from_parquet, to_parquet};
 use polars::prelude::PolarsError;
 
 use crate::schema::{Feature, FeatureRow};
-use crate::service::{ServiceIdError, validate_label};
+use crate::service::{ServiceIdError, selects, validate_label};
 use crate::store::{ObjectMeta, ObjectStore, StoreError};
 
 /// Why rows could not be encoded, decoded, written or read.
@@ -154,9 +154,14 @@ impl Scan {
 
     /// Whether a row is in the scan.
     pub fn keeps(&self, row: &FeatureRow) -> bool {
-        self.from.is_none_or(|f| row.timestamp >= f)
-            && self.to.is_none_or(|t| row.timestamp <= t)
-            && (self.services.is_empty() || self.services.iter().any(|s| row.service.matches(s)))
+        self.keeps_key(row.timestamp, row.service.namespace(), row.service.name())
+    }
+
+    /// Whether the row of a step and a service (as stored) is in the scan.
+    pub fn keeps_key(&self, step: DateTime<Utc>, namespace: &str, name: &str) -> bool {
+        self.from.is_none_or(|f| step >= f)
+            && self.to.is_none_or(|t| step <= t)
+            && (self.services.is_empty() || self.services.iter().any(|s| selects(s, namespace, name)))
     }
 
     /// Whether an object may hold rows of the scan, judged by its `date=`/`hour=`
