@@ -86,3 +86,56 @@ impl App {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The built collector through a real socket on port 0: ready once its spool is
+    /// recovered, steps counted while Prometheus is down, and a clean stop on shutdown.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_behind_the_ops_endpoints_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "step = \"1s\"\nflush_interval = \"2s\"\nspool_dir = {spool:?}\nlisten = \"127.0.0.1:0\"\n\
+             [prometheus]\nurl = \"http://127.0.0.1:9\"\ntimeout = \"200ms\"\nretries = 0\n\
+             [store]\nlocation = {store:?}\n[catalog]\nbase = \"storefront\"\nwindow = \"5s\"\n\
+             [services]\nlist = [\"storefront/order\"]\n",
+            spool = dir.path().join("spool").display().to_string(),
+            store = dir.path().join("store").display().to_string(),
+        );
+        let config: CollectorConfig = prescale_core::config::from_toml_str(&toml).unwrap();
+        let app = config.build(&Default::default()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        let get = |path: &'static str| {
+            let url = format!("{base}{path}");
+            async move {
+                let r = reqwest::get(url).await.ok()?;
+                Some((r.status().as_u16(), r.text().await.ok()?))
+            }
+        };
+        let mut ready = None;
+        for _ in 0..50 {
+            ready = get("/readyz").await;
+            if ready.as_ref().is_some_and(|(status, _)| *status == 200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(ready, Some((200, "ready".to_owned())));
+        assert_eq!(get("/healthz").await, Some((200, "ok".to_owned())));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (status, metrics) = get("/metrics").await.unwrap();
+        assert_eq!(status, 200);
+        assert!(metrics.contains("prescale_collector_steps_total{outcome=\"missed\"}"), "{metrics}");
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(40), running).await.unwrap().unwrap().unwrap();
+    }
+}
