@@ -22,7 +22,7 @@ use prescale_policy::{Decision, ForecastView, Policy, PolicyError, Present, Reas
 
 use crate::config::ServicePlan;
 use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
-use crate::model::Models;
+use crate::model::{Loaded, Models};
 use crate::state::{Served, Shared};
 
 #[derive(Debug)]
@@ -145,14 +145,16 @@ fn decide(
         m.forecast_error.get_or_create(&run.labels).set((p50 - d).abs());
     }
 
-    let forecast = forecast(run, models, shared, grid, t);
+    // One look-up of the model in use per step: the forecast and the burst profile come
+    // from the same version even if a reload swaps it meanwhile.
+    let loaded = models.get(&run.plan.id);
+    let forecast = forecast(run, loaded.as_deref(), shared, grid, t);
     let present = Present {
         time: t,
         forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
         demand_now,
         replicas_now: ready_now.unwrap_or(run.plan.policy.min_replicas),
     };
-    let loaded = models.get(&run.plan.id);
     let profile = loaded.as_ref().and_then(|l| l.manifest.burst.as_ref());
     // A profile without ratios for this quantile costs the burst term only; an input the
     // policy refuses otherwise costs the forecast (a reactive decision).
@@ -218,13 +220,13 @@ fn decide(
 /// no model or too little history.
 fn forecast(
     run: &mut ServiceRun,
-    models: &Models,
+    loaded: Option<&Loaded>,
     shared: &Shared,
     grid: StepGrid,
     t: DateTime<Utc>,
 ) -> Option<ForecastView> {
     let m = &shared.metrics;
-    let Some(loaded) = models.get(&run.plan.id) else {
+    let Some(loaded) = loaded else {
         m.fallback("no_model");
         return None;
     };

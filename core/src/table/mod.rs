@@ -152,11 +152,6 @@ impl Scan {
         Feature::ALL.into_iter().filter(|f| self.features.as_ref().is_none_or(|only| only.contains(f)))
     }
 
-    /// Whether a row is in the scan.
-    pub fn keeps(&self, row: &FeatureRow) -> bool {
-        self.keeps_key(row.timestamp, row.service.namespace(), row.service.name())
-    }
-
     /// Whether the row of a step and a service (as stored) is in the scan.
     pub fn keeps_key(&self, step: DateTime<Utc>, namespace: &str, name: &str) -> bool {
         self.from.is_none_or(|f| step >= f)
