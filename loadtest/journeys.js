@@ -4,11 +4,16 @@
 // fails its thresholds if more than 1% of checks or requests fail.
 //
 //   k6 run -e BASE_URL=http://127.0.0.1:8080 -e VUS=10 -e DURATION=1m loadtest/journeys.js
+//
+// BASE_URLS (comma-separated) spreads every request over several gateways at random, as
+// replicas behind a load balancer would see it: a user registered through one logs in,
+// books and orders through the others.
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 
-const BASE = __ENV.BASE_URL || 'http://127.0.0.1:8080';
-const API = `${BASE}/api`;
+const BASES = (__ENV.BASE_URLS || __ENV.BASE_URL || 'http://127.0.0.1:8080').split(',').map((b) => b.trim()).filter((b) => b);
+// A gateway per request (the one gateway unless BASE_URLS names several).
+const api = () => `${BASES[Math.floor(Math.random() * BASES.length)]}/api`;
 const USERS = Number(__ENV.USERS || 5);
 const THINK = Number(__ENV.THINK_SECONDS || 0.2);
 
@@ -30,9 +35,9 @@ export function setup() {
   const tokens = [];
   for (let i = 0; i < USERS; i++) {
     const creds = JSON.stringify({ username: `k6-${run}-${i}`, password: 'a long enough password' });
-    const reg = http.post(`${API}/authen/register`, creds, json);
+    const reg = http.post(`${api()}/authen/register`, creds, json);
     check(reg, { 'register 201': (r) => r.status === 201 });
-    const login = http.post(`${API}/authen/login`, creds, json);
+    const login = http.post(`${api()}/authen/login`, creds, json);
     check(login, { 'login 200': (r) => r.status === 200 });
     tokens.push(login.json('token'));
   }
@@ -43,21 +48,21 @@ const pick = (n) => Math.floor(Math.random() * n);
 
 export function browse() {
   const page = 1 + pick(20);
-  const list = http.get(`${API}/product/products?page=${page}&per_page=20`, { tags: { journey: 'browse' } });
+  const list = http.get(`${api()}/product/products?page=${page}&per_page=20`, { tags: { journey: 'browse' } });
   check(list, { 'list 200': (r) => r.status === 200 && r.json('items').length === 20 });
   const id = 1 + pick(500);
-  const detail = http.get(`${API}/product/products/${id}`, { tags: { journey: 'browse' } });
+  const detail = http.get(`${api()}/product/products/${id}`, { tags: { journey: 'browse' } });
   check(detail, { 'detail 200': (r) => r.status === 200 && r.json('id') === id });
 }
 
 export function search() {
   const words = ['racket', 'shoe', 'ball', 'pro', 'trail', 'carbon', 'bottle'];
-  const r = http.get(`${API}/product/products/search?q=${words[pick(words.length)]}`, { tags: { journey: 'search' } });
+  const r = http.get(`${api()}/product/products/search?q=${words[pick(words.length)]}`, { tags: { journey: 'search' } });
   check(r, { 'search 200': (x) => x.status === 200 && x.json('total') > 0 });
 }
 
 export function recommend(token) {
-  const r = http.get(`${API}/recommender/recommendations/${1 + pick(60)}?limit=5`, Object.assign(auth(token), { tags: { journey: 'recommend' } }));
+  const r = http.get(`${api()}/recommender/recommendations/${1 + pick(60)}?limit=5`, Object.assign(auth(token), { tags: { journey: 'recommend' } }));
   check(r, { 'recommendations 200': (x) => x.status === 200 });
 }
 
@@ -65,7 +70,7 @@ export function book(token) {
   const day = new Date(Date.now() + (1 + pick(300)) * 86400000).toISOString().slice(0, 10);
   const body = JSON.stringify({ facility_id: 1 + pick(6), date: day, hour: 8 + pick(14) });
   // A slot someone else took first is a normal answer (409), not a failure.
-  const r = http.post(`${API}/booking/bookings`, body, Object.assign(auth(token), {
+  const r = http.post(`${api()}/booking/bookings`, body, Object.assign(auth(token), {
     tags: { journey: 'book' },
     responseCallback: http.expectedStatuses(201, 409),
   }));
@@ -76,15 +81,15 @@ export function order(token, run) {
   const key = `${run}-${__VU}-${__ITER}`;
   const items = [{ product_id: 1 + pick(49), quantity: 1 }, { product_id: 51 + pick(49), quantity: 1 }];
   const body = JSON.stringify({ items });
-  const first = http.post(`${API}/order/orders`, body, Object.assign(auth(token, { 'Idempotency-Key': key }), { tags: { journey: 'order' } }));
+  const first = http.post(`${api()}/order/orders`, body, Object.assign(auth(token, { 'Idempotency-Key': key }), { tags: { journey: 'order' } }));
   check(first, { 'order 201': (r) => r.status === 201 });
   // A client retry with the same key gets the same order back.
-  const retry = http.post(`${API}/order/orders`, body, Object.assign(auth(token, { 'Idempotency-Key': key }), { tags: { journey: 'order' } }));
+  const retry = http.post(`${api()}/order/orders`, body, Object.assign(auth(token, { 'Idempotency-Key': key }), { tags: { journey: 'order' } }));
   check(retry, { 'retry returns the same order': (r) => r.status === 200 && r.json('id') === first.json('id') });
 }
 
 export function profile(token) {
-  const r = http.get(`${API}/profile/profile`, Object.assign(auth(token), { tags: { journey: 'profile' } }));
+  const r = http.get(`${api()}/profile/profile`, Object.assign(auth(token), { tags: { journey: 'profile' } }));
   check(r, { 'profile 200': (x) => x.status === 200 });
 }
 

@@ -64,8 +64,11 @@ export function setup() {
   return MIX === 'journeys' ? journeySetup() : {};
 }
 
+// Logins spread over the setup's users, as real ones would be (authen limits attempts per
+// user name).
 function login(data) {
-  const creds = JSON.stringify({ username: `k6-${data.run}-0`, password: 'a long enough password' });
+  const user = Math.floor(Math.random() * data.tokens.length);
+  const creds = JSON.stringify({ username: `k6-${data.run}-${user}`, password: 'a long enough password' });
   const r = http.post(`${BASE}/api/authen/login`, creds, { headers: { 'Content-Type': 'application/json' } });
   check(r, { 'login 200': (x) => x.status === 200 });
 }

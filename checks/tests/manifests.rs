@@ -11,7 +11,7 @@ use prescale_checks::typed::{check, describe};
 use serde_json::Value;
 
 /// Secrets operators create themselves (documented in the overlays and the README).
-const OPERATOR_SECRETS: [&str; 3] = ["predictor-tls", "storefront-jwt", "keda-predictor-client"];
+const OPERATOR_SECRETS: [&str; 4] = ["predictor-tls", "storefront-jwt", "storefront-db", "keda-predictor-client"];
 
 fn overlay(name: &str) -> Vec<Value> {
     build(&repo().join("deploy/overlays").join(name)).unwrap_or_else(|e| panic!("overlay {name}: {e}"))
@@ -153,6 +153,38 @@ fn workloads_are_wired_bounded_probed_and_unprivileged() {
     let dev_env = &find(&dev, "Deployment", "predictor")["spec"]["template"]["spec"]["containers"][0]["env"];
     assert!(dev_env.as_array().unwrap().iter().any(|e| e["name"] == "PRESCALE__SHADOW"), "dev runs in shadow mode");
     assert!(prod.iter().all(|o| o["kind"] != "Secret"), "prod ships no secret values");
+    // The storefront keeps no data in its pods; the services with data share one database.
+    for objects in [&dev, &prod] {
+        for o in objects.iter().filter(|o| o["kind"] == "Deployment" && o["metadata"]["namespace"] == "storefront") {
+            let spec = pod_spec(o).unwrap();
+            assert!(spec["volumes"].is_null(), "{}: per-pod volumes", describe(o));
+            let c = &spec["containers"][0];
+            let args = c["args"].to_string();
+            assert!(!args.contains("--data-dir"), "{}: {args}", describe(o));
+            let service = o["metadata"]["name"].as_str().unwrap();
+            let reads_db = c["env"].as_array().into_iter().flatten().any(|e| {
+                // The dev overlay's generated Secret carries a hash suffix.
+                e["name"] == "STOREFRONT_DATABASE_URL"
+                    && e["valueFrom"]["secretKeyRef"]["name"].as_str().is_some_and(|n| n.starts_with("storefront-db"))
+            });
+            assert_eq!(reads_db, !["gateway", "recommender"].contains(&service), "{}: database URL", describe(o));
+        }
+    }
+    let pg = find(&dev, "StatefulSet", "postgres");
+    assert_eq!(
+        pg["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "data",
+        "PostgreSQL keeps its data on a volume"
+    );
+    let pg_env = pg["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(pg_env.contains("storefront-postgres"), "its password comes from a Secret: {pg_env}");
+    let db_url = dev
+        .iter()
+        .find(|o| {
+            o["kind"] == "Secret" && o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("storefront-db-"))
+        })
+        .expect("dev generates the storefront-db Secret");
+    assert!(db_url["data"]["url"].is_string(), "{db_url}");
+    assert!(prod.iter().all(|o| o["metadata"]["name"] != "postgres"), "prod uses a managed PostgreSQL");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `make bench`: the storefront on this machine.
 //!
 //! 1. Closed loop, 16 concurrent clients for 5 s each: requests/s and p50/p99 latency of
-//!    product listing (`GET /products`) and of login (`POST /login`, argon2id-bound).
+//!    product listing (`GET /products`) on SQLite and on a real PostgreSQL, of order
+//!    placement (`POST /orders`: the idempotency claim, the product service's reservation,
+//!    the record) on both, and of login (`POST /login`, argon2id-bound).
 //! 2. Open loop against one recommender instance (concurrency limit 4): offered load at
 //!    rising shares of its measured capacity; p95 latency climbs once the offer exceeds
 //!    what the instance serves, as a real pod's does.
@@ -11,8 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use storefront::authen::LoginSettings;
 use storefront::common::app::Limits;
 use storefront::common::auth::Keys;
+use storefront::common::db::{Database, PoolSettings};
 use storefront::{Service, Settings, app};
 
 fn pct(sorted: &[f64], q: f64) -> f64 {
@@ -92,20 +96,60 @@ async fn open_loop(http: &reqwest::Client, url: &str, token: &str, rate: f64, se
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = "bench-secret-of-at-least-16-bytes";
-    let settings = |concurrency, urls: BTreeMap<&'static str, String>| Settings {
-        data_dir: dir.path().to_owned(),
-        limits: Limits { concurrency },
-        keys: Keys::new(secret).unwrap(),
-        urls,
-        recommender_work: 200_000,
+    let secret = "bench-secret-of-at-least-thirty-two-bytes";
+    let on = |database: Database| {
+        move |concurrency, urls: BTreeMap<&'static str, String>| Settings {
+            database: database.clone(),
+            pool: PoolSettings::default(),
+            limits: Limits::with_concurrency(concurrency),
+            keys: Keys::new(secret).unwrap(),
+            urls,
+            recommender_work: 200_000,
+            // The bench measures hashing, not the rate limits: one user, many attempts.
+            login: LoginSettings {
+                per_user_per_minute: 1 << 30,
+                per_address_per_minute: 1 << 30,
+                ..Default::default()
+            },
+        }
     };
+    let settings = on(Database::Embedded(dir.path().to_owned()));
 
-    let product = serve(app(Service::Product, &settings(64, BTreeMap::new())).unwrap()).await;
+    let product = serve(app(Service::Product, &settings(64, BTreeMap::new())).await.unwrap()).await;
     let url = format!("{product}/products?page=3&per_page=20");
-    closed_loop("product listing", 16, 5.0, Arc::new(move |h: &reqwest::Client| h.get(&url))).await;
+    closed_loop("product listing (SQLite)", 16, 5.0, Arc::new(move |h: &reqwest::Client| h.get(&url))).await;
 
-    let authen = serve(app(Service::Authen, &settings(64, BTreeMap::new())).unwrap()).await;
+    // The same, and order placement, on a real PostgreSQL (as in a cluster).
+    let pg = prescale_testkit::postgres::Postgres::start();
+    let on_pg = on(Database::Url(pg.url()));
+    let pg_product = serve(app(Service::Product, &on_pg(64, BTreeMap::new())).await.unwrap()).await;
+    let url = format!("{pg_product}/products?page=3&per_page=20");
+    closed_loop("product listing (PostgreSQL)", 16, 5.0, Arc::new(move |h: &reqwest::Client| h.get(&url))).await;
+    for (label, product, settings) in [
+        ("SQLite", product.clone(), &settings as &dyn Fn(usize, BTreeMap<&'static str, String>) -> Settings),
+        ("PostgreSQL", pg_product, &on_pg),
+    ] {
+        let order =
+            serve(app(Service::Order, &settings(64, BTreeMap::from([("product", product)]))).await.unwrap()).await;
+        let token = Keys::new(secret).unwrap().issue(7, "orders").unwrap();
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let url = format!("{order}/orders");
+        closed_loop(
+            &format!("order placement ({label}: claim, reservation, record)"),
+            16,
+            5.0,
+            Arc::new(move |h: &reqwest::Client| {
+                let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                h.post(&url)
+                    .bearer_auth(&token)
+                    .header("idempotency-key", format!("bench-{i}"))
+                    .json(&json!({"items": [{"product_id": 2 + i % 40, "quantity": 1}]}))
+            }),
+        )
+        .await;
+    }
+
+    let authen = serve(app(Service::Authen, &settings(64, BTreeMap::new())).await.unwrap()).await;
     let creds = json!({"username": "bench", "password": "a long enough password"});
     reqwest::Client::new().post(format!("{authen}/register")).json(&creds).send().await.unwrap();
     let login = format!("{authen}/login");
@@ -114,7 +158,7 @@ async fn main() {
     // The recommender needs orders to learn from: a few baskets through a real order service.
     let mut urls = BTreeMap::new();
     urls.insert("product", product.clone());
-    let order = serve(app(Service::Order, &settings(64, urls.clone())).unwrap()).await;
+    let order = serve(app(Service::Order, &settings(64, urls.clone())).await.unwrap()).await;
     urls.insert("order", order.clone());
     let token = Keys::new(secret).unwrap().issue(1, "bench").unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
@@ -128,7 +172,7 @@ async fn main() {
             .await
             .unwrap();
     }
-    let recommender = serve(app(Service::Recommender, &settings(4, urls)).unwrap()).await;
+    let recommender = serve(app(Service::Recommender, &settings(4, urls)).await.unwrap()).await;
     let rec_url = format!("{recommender}/recommendations/1?limit=10");
     // Its capacity: a short closed loop at the concurrency limit.
     let started = Instant::now();

@@ -1,62 +1,42 @@
 //! `booking`: sports-facility time slots: availability, book, cancel. A slot holds one
 //! booking (a unique constraint, so two concurrent bookings cannot both win): the second
-//! gets 409.
+//! gets 409. Dates are parsed and stored in one canonical spelling, `YYYY-MM-DD`, so every
+//! spelling of a day (`2030-5-1`, ` 2030-05-01`, `+2030-05-01`) is the same slot.
 
 use axum::Router;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use chrono::NaiveDate;
-use rusqlite::{OptionalExtension, params};
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::common::auth::{AuthUser, Keys};
 use crate::common::db::Db;
 use crate::common::error::{ApiError, Json};
 
-/// The schema.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS facilities (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    sport TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bookings (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL,
-    facility_id INTEGER NOT NULL REFERENCES facilities(id),
-    date TEXT NOT NULL,
-    hour INTEGER NOT NULL,
-    created TEXT NOT NULL,
-    UNIQUE (facility_id, date, hour)
-);
-CREATE INDEX IF NOT EXISTS bookings_by_user ON bookings(user_id);";
-
 /// First bookable hour.
 pub const OPENS: i64 = 8;
 /// Hour after the last bookable one.
 pub const CLOSES: i64 = 22;
 
-/// Seeds the facilities once.
-pub fn seed(db: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let count: i64 = db.query_row("SELECT COUNT(*) FROM facilities", [], |r| r.get(0))?;
-    if count == 0 {
-        for (i, (name, sport)) in [
-            ("Court 1", "tennis"),
-            ("Court 2", "tennis"),
-            ("Court 3", "padel"),
-            ("Pitch A", "football"),
-            ("Hall", "badminton"),
-            ("Pool lane 1", "swimming"),
-        ]
-        .iter()
-        .enumerate()
-        {
-            db.execute(
-                "INSERT INTO facilities (id, name, sport) VALUES (?1, ?2, ?3)",
-                params![i as i64 + 1, name, sport],
-            )?;
-        }
+const FACILITIES: [(&str, &str); 6] = [
+    ("Court 1", "tennis"),
+    ("Court 2", "tennis"),
+    ("Court 3", "padel"),
+    ("Pitch A", "football"),
+    ("Hall", "badminton"),
+    ("Pool lane 1", "swimming"),
+];
+
+/// Seeds the facilities (safe when replicas start together: `ON CONFLICT DO NOTHING`).
+pub async fn seed(db: &Db) -> Result<(), sqlx::Error> {
+    for (i, (name, sport)) in FACILITIES.iter().enumerate() {
+        sqlx::query("INSERT INTO facilities (id, name, sport) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(i as i64 + 1)
+            .bind(*name)
+            .bind(*sport)
+            .execute(&db.pool)
+            .await?;
     }
     Ok(())
 }
@@ -71,7 +51,7 @@ pub struct BookingState {
 }
 
 /// A facility.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Facility {
     /// Id.
     pub id: i64,
@@ -82,7 +62,7 @@ pub struct Facility {
 }
 
 /// A booking.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
 pub struct Booking {
     /// Id.
     pub id: i64,
@@ -125,31 +105,29 @@ pub struct Availability {
     pub free: Vec<i64>,
 }
 
-fn check_date(date: &str) -> Result<(), ApiError> {
-    NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .map(|_| ())
-        .map_err(|_| ApiError::invalid(format!("`date` must be YYYY-MM-DD, not {date:?}")))
+/// A day as stored and answered: `YYYY-MM-DD`, whatever spelling chrono accepts for it
+/// (surrounding spaces, a leading `+`, unpadded month and day); years 1 to 9999 only, so
+/// the canonical form has exactly four digits.
+pub fn canonical_date(date: &str) -> Result<String, ApiError> {
+    let refused = || ApiError::invalid(format!("`date` must be a day as YYYY-MM-DD, not {date:?}"));
+    let day = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d").map_err(|_| refused())?;
+    if !(1..=9999).contains(&day.year()) {
+        return Err(refused());
+    }
+    Ok(day.format("%Y-%m-%d").to_string())
 }
 
 async fn facilities(State(s): State<BookingState>) -> Result<axum::Json<Vec<Facility>>, ApiError> {
-    let out =
-        s.db.call(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT id, name, sport FROM facilities ORDER BY id")?
-                .query_map([], |r| Ok(Facility { id: r.get(0)?, name: r.get(1)?, sport: r.get(2)? }))?
-                .collect::<rusqlite::Result<_>>()?)
-        })
+    let out = sqlx::query_as::<_, Facility>("SELECT id, name, sport FROM facilities ORDER BY id")
+        .fetch_all(&s.db.pool)
         .await?;
     Ok(axum::Json(out))
 }
 
 async fn facility_exists(db: &Db, id: i64) -> Result<(), ApiError> {
-    db.call(move |conn| {
-        conn.query_row("SELECT 1 FROM facilities WHERE id = ?1", [id], |_| Ok(()))
-            .optional()?
-            .ok_or_else(|| ApiError::not_found(format!("no facility {id}")))
-    })
-    .await
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM facilities WHERE id = $1").bind(id).fetch_optional(&db.pool).await?;
+    found.map(|_| ()).ok_or_else(|| ApiError::not_found(format!("no facility {id}")))
 }
 
 async fn availability(
@@ -157,19 +135,15 @@ async fn availability(
     Path(id): Path<i64>,
     Query(q): Query<DateQuery>,
 ) -> Result<axum::Json<Availability>, ApiError> {
-    check_date(&q.date)?;
+    let date = canonical_date(&q.date)?;
     facility_exists(&s.db, id).await?;
-    let date = q.date.clone();
-    let taken: Vec<i64> =
-        s.db.call(move |conn| {
-            Ok(conn
-                .prepare_cached("SELECT hour FROM bookings WHERE facility_id = ?1 AND date = ?2")?
-                .query_map(params![id, date], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?)
-        })
+    let taken: Vec<i64> = sqlx::query_scalar("SELECT hour FROM bookings WHERE facility_id = $1 AND date = $2")
+        .bind(id)
+        .bind(&date)
+        .fetch_all(&s.db.pool)
         .await?;
     let free = (OPENS..CLOSES).filter(|h| !taken.contains(h)).collect();
-    Ok(axum::Json(Availability { facility_id: id, date: q.date, free }))
+    Ok(axum::Json(Availability { facility_id: id, date, free }))
 }
 
 async fn book(
@@ -177,55 +151,49 @@ async fn book(
     user: AuthUser,
     Json(b): Json<NewBooking>,
 ) -> Result<(StatusCode, axum::Json<Booking>), ApiError> {
-    check_date(&b.date)?;
+    let date = canonical_date(&b.date)?;
     if !(OPENS..CLOSES).contains(&b.hour) {
         return Err(ApiError::invalid(format!("`hour` must be {OPENS} to {}, not {}", CLOSES - 1, b.hour)));
     }
     facility_exists(&s.db, b.facility_id).await?;
-    let uid = user.id;
-    let booking =
-        s.db.call(move |conn| {
-            let inserted = conn.execute(
-                "INSERT INTO bookings (user_id, facility_id, date, hour, created) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT(facility_id, date, hour) DO NOTHING",
-                params![uid, b.facility_id, b.date, b.hour, chrono::Utc::now().to_rfc3339()],
-            )?;
-            if inserted == 0 {
-                return Err(ApiError::conflict(format!(
-                    "facility {} is already booked on {} at {}:00",
-                    b.facility_id, b.date, b.hour
-                )));
-            }
-            Ok(Booking { id: conn.last_insert_rowid(), facility_id: b.facility_id, date: b.date, hour: b.hour })
-        })
-        .await?;
-    Ok((StatusCode::CREATED, axum::Json(booking)))
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO bookings (user_id, facility_id, date, hour, created) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (facility_id, date, hour) DO NOTHING RETURNING id",
+    )
+    .bind(user.id)
+    .bind(b.facility_id)
+    .bind(&date)
+    .bind(b.hour)
+    .bind(chrono::Utc::now().to_rfc3339())
+    .fetch_optional(&s.db.pool)
+    .await?;
+    let Some(id) = id else {
+        return Err(ApiError::conflict(format!(
+            "facility {} is already booked on {date} at {}:00",
+            b.facility_id, b.hour
+        )));
+    };
+    Ok((StatusCode::CREATED, axum::Json(Booking { id, facility_id: b.facility_id, date, hour: b.hour })))
 }
 
 async fn mine(State(s): State<BookingState>, user: AuthUser) -> Result<axum::Json<Vec<Booking>>, ApiError> {
-    let uid = user.id;
-    let out =
-        s.db.call(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT id, facility_id, date, hour FROM bookings WHERE user_id = ?1 ORDER BY date, hour",
-                )?
-                .query_map([uid], |r| {
-                    Ok(Booking { id: r.get(0)?, facility_id: r.get(1)?, date: r.get(2)?, hour: r.get(3)? })
-                })?
-                .collect::<rusqlite::Result<_>>()?)
-        })
-        .await?;
+    let out = sqlx::query_as::<_, Booking>(
+        "SELECT id, facility_id, date, hour FROM bookings WHERE user_id = $1 ORDER BY date, hour",
+    )
+    .bind(user.id)
+    .fetch_all(&s.db.pool)
+    .await?;
     Ok(axum::Json(out))
 }
 
 async fn cancel(State(s): State<BookingState>, user: AuthUser, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
-    let uid = user.id;
     // Only one's own booking: another user's is answered as missing.
-    let deleted = s
-        .db
-        .call(move |conn| Ok(conn.execute("DELETE FROM bookings WHERE id = ?1 AND user_id = ?2", params![id, uid])?))
-        .await?;
+    let deleted = sqlx::query("DELETE FROM bookings WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user.id)
+        .execute(&s.db.pool)
+        .await?
+        .rows_affected();
     if deleted == 0 {
         return Err(ApiError::not_found(format!("no booking {id}")));
     }
@@ -240,4 +208,19 @@ pub fn routes(state: BookingState) -> Router {
         .route("/bookings", get(mine).post(book))
         .route("/bookings/{id}", delete(cancel))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_day_is_one_day() {
+        for spelling in ["2030-05-01", "2030-5-1", " 2030-05-01", "2030-05-1", "+2030-05-01", "2030-05-01 "] {
+            assert_eq!(canonical_date(spelling).unwrap(), "2030-05-01", "{spelling:?}");
+        }
+        for bad in ["2030-13-01", "2030-02-30", "01-05-2030", "", "20300501", "-0001-01-01", "12345-01-01"] {
+            assert!(canonical_date(bad).is_err(), "{bad:?}");
+        }
+    }
 }

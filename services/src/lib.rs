@@ -1,13 +1,16 @@
 //! `storefront`: the microservices Prescale ships with and scales in demos and tests.
 //!
 //! A gateway and six services (authen, booking, order, product, profile, recommender)
-//! that do real work per request (argon2id hashing, SQLite transactions, similarity
+//! that do real work per request (argon2id hashing, database transactions, similarity
 //! scoring), expose Prometheus metrics, and slow down when an instance is overloaded (a
 //! concurrency limit per instance queues the rest), so that the collector records
-//! realistic features.
+//! realistic features. Every replica of a service shares one database (PostgreSQL in a
+//! cluster; embedded SQLite for development), so the storefront can really be scaled.
 //!
-//! - [`common`]: JSON errors, metrics, the concurrency limit, SQLite, JWTs;
-//! - one module per service, each with its schema, handlers and routes;
+//! - [`common`]: JSON errors, metrics, an instance's limits, the database, JWTs and the
+//!   service credential, serving;
+//! - one module per service, each with its handlers and routes (schemas are migrations in
+//!   `services/migrations/`);
 //! - [`Service`], [`Settings`], [`app`] and [`spawn_all`]: building and serving any
 //!   service's app, as `storefront run <service>` and `storefront all` do.
 
@@ -30,19 +33,19 @@ use tokio::task::JoinHandle;
 
 use crate::common::app::{Limits, wrap};
 use crate::common::auth::{Keys, WeakSecret};
-use crate::common::db::{Db, DbError};
+use crate::common::db::{Database, Db, DbError, PoolSettings};
 use crate::common::metrics::Metrics;
 
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Its database could not be opened, migrated or seeded.
-    #[error("{service}: database {path}: {source}")]
+    /// Its database could not be reached, migrated or seeded.
+    #[error("{service}: database {location}: {source}")]
     Db {
         /// The service.
         service: &'static str,
-        /// The database file.
-        path: PathBuf,
+        /// The database (a URL's password masked).
+        location: String,
         /// What failed.
         #[source]
         source: DbError,
@@ -67,7 +70,7 @@ pub enum StartError {
 }
 
 /// The services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Service {
     /// The ingress.
     Gateway,
@@ -110,6 +113,11 @@ impl Service {
         }
     }
 
+    /// The service of a name.
+    pub fn named(name: &str) -> Option<Service> {
+        Service::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// Its default port.
     pub fn default_port(self) -> u16 {
         match self {
@@ -127,16 +135,20 @@ impl Service {
 /// What every service needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Folder of the SQLite files (one per service).
-    pub data_dir: PathBuf,
+    /// Where the data is: SQLite files in a folder, or a shared PostgreSQL.
+    pub database: Database,
+    /// Connection pool limits.
+    pub pool: PoolSettings,
     /// Per-instance limits.
     pub limits: Limits,
-    /// JWT keys (shared secret).
+    /// JWT keys (shared secret) and the service credential derived from it.
     pub keys: Keys,
     /// Base URL of each service, for the gateway and service-to-service calls.
     pub urls: BTreeMap<&'static str, String>,
     /// The recommender's re-ranking rounds per candidate.
     pub recommender_work: u32,
+    /// Login hashing and rate limits.
+    pub login: authen::LoginSettings,
 }
 
 impl Settings {
@@ -152,36 +164,45 @@ impl Settings {
         self.urls.get(s.name()).cloned().unwrap_or_else(|| format!("http://127.0.0.1:{}", s.default_port()))
     }
 
-    fn db_path(&self, s: Service) -> PathBuf {
-        self.data_dir.join(format!("{}.sqlite", s.name()))
+    async fn db(&self, s: Service) -> Result<Db, StartError> {
+        Db::open(s, &self.database, self.pool).await.map_err(|source| StartError::Db {
+            service: s.name(),
+            location: self.database.display(s),
+            source,
+        })
     }
 
-    fn db(&self, s: Service, schema: &str) -> Result<Db, StartError> {
-        let path = self.db_path(s);
-        Db::open(&path, schema).map_err(|source| StartError::Db { service: s.name(), path, source })
-    }
-}
-
-fn client() -> Result<reqwest::Client, StartError> {
-    Ok(reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build()?)
-}
-
-impl Settings {
-    /// A local development storefront: the public development secret, `data_dir`, and
-    /// every service at `http://127.0.0.1:<port>` with `ports` (tests and demos).
+    /// A local development storefront: the public development secret, SQLite files in
+    /// `data_dir`, and every service at `http://127.0.0.1:<port>` with `ports` (tests and
+    /// demos).
     pub fn dev(
         data_dir: impl Into<PathBuf>,
         ports: &BTreeMap<Service, u16>,
         concurrency: usize,
     ) -> Result<Self, StartError> {
         Ok(Self {
-            data_dir: data_dir.into(),
-            limits: Limits { concurrency },
+            database: Database::Embedded(data_dir.into()),
+            pool: PoolSettings::default(),
+            limits: Limits::with_concurrency(concurrency),
             keys: Keys::new(common::auth::DEV_SECRET)?,
             urls: Self::local_urls("127.0.0.1", ports),
             recommender_work: 1000,
+            login: authen::LoginSettings::default(),
         })
     }
+}
+
+/// An HTTP client for calls between services: bounded in time, so a slow service makes its
+/// callers fail rather than hang.
+fn client(timeout: Duration) -> Result<reqwest::Client, StartError> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(64)
+        // Shorter than the services' idle keep-alive (their header timeout, 30 s by
+        // default), so a pooled connection is dropped here before the server closes it.
+        .pool_idle_timeout(Duration::from_secs(15))
+        .build()?)
 }
 
 /// Serves the services in `ports` in this process, each on `host` at its port, until
@@ -197,7 +218,7 @@ pub async fn spawn_all(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for (service, port) in ports {
-        let app = app(*service, settings)?;
+        let app = app(*service, settings).await?;
         let addr = format!("{host}:{port}");
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
             service: service.name(),
@@ -206,13 +227,9 @@ pub async fn spawn_all(
         })?;
         tracing::info!(service = service.name(), %addr, "listening");
         let mut stopped = stopped.clone();
-        servers.push(tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-        }));
+        servers.push(tokio::spawn(common::serve::serve(listener, app, settings.limits.header_timeout, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })));
     }
     tokio::spawn(async move {
         shutdown.await;
@@ -221,9 +238,9 @@ pub async fn spawn_all(
     Ok(servers)
 }
 
-/// The full app of one service (routes, health, metrics, limits), its database created,
+/// The full app of one service (routes, health, metrics, limits), its database reached,
 /// migrated and seeded.
-pub fn app(service: Service, settings: &Settings) -> Result<Router, StartError> {
+pub async fn app(service: Service, settings: &Settings) -> Result<Router, StartError> {
     let keys = settings.keys.clone();
     let mut ingress = None;
     let metrics = Metrics::new(service.name(), |registry| {
@@ -231,54 +248,44 @@ pub fn app(service: Service, settings: &Settings) -> Result<Router, StartError> 
             ingress = Some(gateway::IngressMetrics::new(registry));
         }
     });
+    let seed_error = |source: sqlx::Error| StartError::Db {
+        service: service.name(),
+        location: settings.database.display(service),
+        source: DbError::Sql(source),
+    };
     let routes = match service {
         Service::Gateway => {
-            let upstreams = Service::ALL
-                .iter()
-                .filter(|s| **s != Service::Gateway)
-                .map(|s| (s.name().to_owned(), settings.url(*s)))
-                .collect();
+            let upstreams =
+                Service::ALL.iter().filter(|s| **s != Service::Gateway).map(|s| (*s, settings.url(*s))).collect();
             let metrics = ingress.expect("Metrics::new registers the gateway's ingress metrics");
-            gateway::routes(gateway::GatewayState { upstreams, http: client()?, metrics })
+            gateway::routes(gateway::GatewayState { upstreams, http: client(Duration::from_secs(30))?, metrics })
         }
-        Service::Authen => authen::routes(authen::AuthenState { db: settings.db(service, authen::SCHEMA)?, keys }),
+        Service::Authen => authen::routes(authen::AuthenState::new(settings.db(service).await?, keys, &settings.login)),
         Service::Booking => {
-            let db = settings.db(service, booking::SCHEMA)?;
-            seed_with(settings, service, &db, booking::seed)?;
+            let db = settings.db(service).await?;
+            booking::seed(&db).await.map_err(seed_error)?;
             booking::routes(booking::BookingState { db, keys })
         }
         Service::Order => order::routes(order::OrderState {
-            db: settings.db(service, order::SCHEMA)?,
+            db: settings.db(service).await?,
             keys,
             product_url: settings.url(Service::Product),
-            http: client()?,
+            http: client(order::PRODUCT_TIMEOUT)?,
         }),
         Service::Product => {
-            let db = settings.db(service, product::SCHEMA)?;
-            seed_with(settings, service, &db, product::seed)?;
-            product::routes(db)
+            let db = settings.db(service).await?;
+            product::seed(&db).await.map_err(seed_error)?;
+            product::routes(product::ProductState { db, keys })
         }
-        Service::Profile => profile::routes(profile::ProfileState { db: settings.db(service, profile::SCHEMA)?, keys }),
+        Service::Profile => profile::routes(profile::ProfileState { db: settings.db(service).await?, keys }),
         Service::Recommender => recommender::routes(recommender::RecommenderState {
             keys,
             order_url: settings.url(Service::Order),
-            http: client()?,
-            counts: Arc::new(tokio::sync::Mutex::new(recommender::Counts::default())),
+            http: client(recommender::ORDER_TIMEOUT)?,
+            counts: Arc::new(std::sync::RwLock::new(recommender::Counts::default())),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
             work: settings.recommender_work,
         }),
     };
     Ok(wrap(routes, metrics, settings.limits))
-}
-
-fn seed_with(
-    settings: &Settings,
-    service: Service,
-    db: &Db,
-    seed: fn(&rusqlite::Connection) -> rusqlite::Result<()>,
-) -> Result<(), StartError> {
-    db.with_blocking(seed).map_err(|source| StartError::Db {
-        service: service.name(),
-        path: settings.db_path(service),
-        source,
-    })
 }

@@ -3,21 +3,48 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use storefront::authen::LoginSettings;
 use storefront::common::app::Limits;
 use storefront::common::auth::{DEV_SECRET, Keys};
+use storefront::common::db::{Database, PoolSettings};
 use storefront::{Service, Settings, spawn_all};
 
 #[derive(Debug, Parser)]
 #[command(name = "storefront", version, about = "The storefront microservices Prescale scales")]
 struct Cli {
-    /// Folder of the services' SQLite files.
+    /// The shared database: `postgres://user:password@host/db` (every replica of every
+    /// service, each service in its own schema). Without it, SQLite files in --data-dir.
+    #[arg(long, global = true, env = "STOREFRONT_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Folder of the services' SQLite files, when no --database-url is given.
     #[arg(long, global = true, env = "STOREFRONT_DATA_DIR", default_value = "data/storefront")]
     data_dir: PathBuf,
+    /// Most database connections one service instance opens (PostgreSQL).
+    #[arg(long, global = true, env = "STOREFRONT_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    db_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered 503.
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    db_acquire_timeout: Duration,
     /// Requests one instance serves at once; more wait in line.
     #[arg(long, global = true, env = "STOREFRONT_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
+    /// How long a request may wait in line before it is answered 503 with Retry-After.
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    queue_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers arrived.
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// How long a client may take to send a request's headers (also the idle time after
+    /// which a keep-alive connection is closed).
+    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Password hashes computed at once (authen); default: half the container's memory
+    /// limit in 19 MiB hashes.
+    #[arg(long, global = true, env = "STOREFRONT_HASH_CONCURRENCY")]
+    hash_concurrency: Option<usize>,
     /// The JWT signing secret shared by every service.
     #[arg(long, global = true, env = "STOREFRONT_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
@@ -66,7 +93,7 @@ fn parse_port(s: &str) -> Result<(String, u16), String> {
 }
 
 fn service_named(name: &str) -> anyhow::Result<Service> {
-    Service::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| anyhow::anyhow!("no service named {name:?}"))
+    Service::named(name).ok_or_else(|| anyhow::anyhow!("no service named {name:?}"))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -95,12 +122,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for (name, url) in &cli.upstreams {
         urls.insert(service_named(name)?.name(), url.clone());
     }
+    let keys = Keys::new(&secret).map_err(|e| anyhow::anyhow!("STOREFRONT_JWT_SECRET (--jwt-secret): {e}"))?;
+    let mut login = LoginSettings::default();
+    if let Some(n) = cli.hash_concurrency {
+        anyhow::ensure!(n > 0, "--hash-concurrency must be at least 1");
+        login.hash_permits = n;
+    }
     let settings = Settings {
-        data_dir: cli.data_dir.clone(),
-        limits: Limits { concurrency: cli.concurrency },
-        keys: Keys::new(&secret)?,
+        database: match cli.database_url {
+            Some(url) => Database::Url(url),
+            None => Database::Embedded(cli.data_dir.clone()),
+        },
+        pool: PoolSettings { max_connections: cli.db_max_connections, acquire_timeout: cli.db_acquire_timeout },
+        limits: Limits {
+            concurrency: cli.concurrency,
+            queue_timeout: cli.queue_timeout,
+            body_timeout: cli.body_timeout,
+            header_timeout: cli.header_timeout,
+        },
+        keys,
         urls,
         recommender_work: cli.recommender_work,
+        login,
     };
     for server in spawn_all(&settings, &cli.host, &ports, prescale_core::telemetry::shutdown_signal()).await? {
         server.await??;

@@ -2,10 +2,15 @@
 //! never takes stock twice), stock taken in one transaction by the product service, and a
 //! user's own orders.
 //!
-//! The key is claimed first (a unique row per user and key, status `pending`); whoever
-//! claims it reserves stock with the product service under a key derived from it (which is
-//! itself idempotent), then records the outcome. Concurrent retries that find the key
-//! pending wait for that outcome instead of placing a second order.
+//! Idempotency works as Stripe's and the IETF `Idempotency-Key` draft's: the key is claimed
+//! first (a unique row per user and key, status `pending`) together with a fingerprint of
+//! the request (SHA-256 of its lines); the same key with another body is refused with 422.
+//! Whoever holds the claim reserves stock with the product service under a key derived from
+//! it (itself idempotent), then records the outcome. Concurrent retries that find the key
+//! pending wait for that outcome instead of placing a second order. A claim is never left
+//! pending for good: if its handler is dropped (the client went away) the claim is
+//! released, and a claim older than [`CLAIM_LEASE`] (its process died) is taken over by
+//! the next retry; both are safe because the reservation under the key is taken once.
 
 use std::time::Duration;
 
@@ -13,33 +18,21 @@ use axum::Router;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::common::auth::{AuthUser, Keys};
+use crate::common::auth::{AuthUser, INTERNAL_HEADER, InternalCaller, Keys};
 use crate::common::db::Db;
 use crate::common::error::{ApiError, Json, check_len};
 use crate::product::{Line, Reservation, Reserve, check_lines};
 
-/// The schema.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS orders (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    total_cents INTEGER NOT NULL DEFAULT 0,
-    detail TEXT,
-    created TEXT NOT NULL,
-    UNIQUE (user_id, idempotency_key)
-);
-CREATE TABLE IF NOT EXISTS order_items (
-    order_id INTEGER NOT NULL REFERENCES orders(id),
-    product_id INTEGER NOT NULL,
-    quantity INTEGER NOT NULL,
-    price_cents INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS order_items_by_order ON order_items(order_id);";
+/// How long the order service waits for the product service.
+pub const PRODUCT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a pending claim is its holder's: past it (longer than any product call), the
+/// holder is presumed dead and a retry takes the claim over.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// How long a retry waits for a concurrent attempt with its key to settle.
+pub const SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// The service's state.
 #[derive(Debug, Clone, FromRef)]
@@ -90,26 +83,123 @@ pub struct Order {
     pub created: String,
 }
 
-fn load(conn: &rusqlite::Connection, user: i64, id: i64) -> Result<Option<Order>, ApiError> {
-    let head = conn
-        .query_row(
-            "SELECT id, status, total_cents, detail, created FROM orders WHERE id = ?1 AND user_id = ?2",
-            params![id, user],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
+async fn load(db: &Db, user: i64, id: i64) -> Result<Option<Order>, ApiError> {
+    let head: Option<(i64, String, i64, Option<String>, String)> =
+        sqlx::query_as("SELECT id, status, total_cents, detail, created FROM orders WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user)
+            .fetch_optional(&db.pool)
+            .await?;
     let Some((id, status, total_cents, detail, created)) = head else { return Ok(None) };
-    let mut stmt =
-        conn.prepare_cached("SELECT product_id, quantity, price_cents FROM order_items WHERE order_id = ?1")?;
-    let items = stmt
-        .query_map([id], |r| Ok(OrderLine { product_id: r.get(0)?, quantity: r.get(1)?, price_cents: r.get(2)? }))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let items = sqlx::query_as::<_, (i64, i64, i64)>(
+        "SELECT product_id, quantity, price_cents FROM order_items WHERE order_id = $1 ORDER BY product_id",
+    )
+    .bind(id)
+    .fetch_all(&db.pool)
+    .await?
+    .into_iter()
+    .map(|(product_id, quantity, price_cents)| OrderLine { product_id, quantity, price_cents })
+    .collect();
     Ok(Some(Order { id, status, total_cents, detail, items, created }))
 }
 
-enum Claim {
+/// The fingerprint of an order request: its lines, as the service reads them.
+fn fingerprint(items: &[Line]) -> String {
+    let canonical = serde_json::to_vec(items).expect("lines serialise");
+    hex::encode(Sha256::digest(canonical))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A pending claim this handler holds: released if the handler is dropped before it
+/// settles the order (the client went away), so a retry does not wait on a dead claim.
+struct Claim {
+    db: Db,
+    id: i64,
+    settled: bool,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (db, id) = (self.db.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = release(&db, id).await {
+                    tracing::warn!(order = id, "releasing an abandoned claim: {e}; it expires after its lease");
+                }
+            });
+        }
+    }
+}
+
+/// Deletes a claim that is still pending (the product service took nothing it did not
+/// record under the key, so a retry with the same key resumes safely).
+async fn release(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM orders WHERE id = $1 AND status = 'pending'").bind(id).execute(&db.pool).await?;
+    Ok(())
+}
+
+enum Claimed {
     Mine(i64),
     Existing(i64, String),
+}
+
+/// Claims `key` for `user`, or finds who has it: refuses another body under the key, and
+/// takes over a pending claim whose lease has run out.
+async fn claim(db: &Db, user: i64, key: &str, hash: &str) -> Result<Claimed, ApiError> {
+    let now = now_ms();
+    let mine: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO orders (user_id, idempotency_key, request_hash, status, claimed_ms, created) \
+         VALUES ($1, $2, $3, 'pending', $4, $5) ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(user)
+    .bind(key)
+    .bind(hash)
+    .bind(now)
+    .bind(chrono::Utc::now().to_rfc3339())
+    .fetch_optional(&db.pool)
+    .await?;
+    if let Some(id) = mine {
+        return Ok(Claimed::Mine(id));
+    }
+    let existing: Option<(i64, String, String, i64)> = sqlx::query_as(
+        "SELECT id, status, request_hash, claimed_ms FROM orders WHERE user_id = $1 AND idempotency_key = $2",
+    )
+    .bind(user)
+    .bind(key)
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some((id, status, stored_hash, claimed_ms)) = existing else {
+        // Released between our insert and this read: the retry may claim it.
+        return Err(ApiError::busy("the first attempt with this Idempotency-Key failed; retry", 1));
+    };
+    if stored_hash != hash {
+        return Err(ApiError::invalid(format!(
+            "the Idempotency-Key `{key}` was already used with another request body; use a new key for a new order"
+        )));
+    }
+    if status == "pending" && now - claimed_ms > CLAIM_LEASE.as_millis() as i64 {
+        // Compare-and-set on the stamp we read: of several retries, one takes it over.
+        let taken =
+            sqlx::query("UPDATE orders SET claimed_ms = $1 WHERE id = $2 AND status = 'pending' AND claimed_ms = $3")
+                .bind(now)
+                .bind(id)
+                .bind(claimed_ms)
+                .execute(&db.pool)
+                .await?
+                .rows_affected()
+                == 1;
+        if taken {
+            tracing::info!(order = id, "taking over a claim whose lease ran out");
+            return Ok(Claimed::Mine(id));
+        }
+    }
+    Ok(Claimed::Existing(id, status))
 }
 
 async fn create(
@@ -127,36 +217,19 @@ async fn create(
     check_len("Idempotency-Key", &key, 1, 64)?;
     check_lines(&new.items)?;
     let uid = user.id;
-    let k = key.clone();
-    let claim =
-        s.db.call(move |conn| {
-            let inserted = conn.execute(
-                "INSERT INTO orders (user_id, idempotency_key, status, created) VALUES (?1, ?2, 'pending', ?3) \
-                 ON CONFLICT(user_id, idempotency_key) DO NOTHING",
-                params![uid, k, chrono::Utc::now().to_rfc3339()],
-            )?;
-            if inserted == 1 {
-                return Ok(Claim::Mine(conn.last_insert_rowid()));
-            }
-            let (id, status) = conn.query_row(
-                "SELECT id, status FROM orders WHERE user_id = ?1 AND idempotency_key = ?2",
-                params![uid, k],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            Ok(Claim::Existing(id, status))
-        })
-        .await?;
-    let id = match claim {
-        Claim::Existing(id, status) => {
+    let id = match claim(&s.db, uid, &key, &fingerprint(&new.items)).await? {
+        Claimed::Existing(id, status) => {
             let order = wait_settled(&s.db, uid, id, status).await?;
             return Ok((StatusCode::OK, axum::Json(order)));
         }
-        Claim::Mine(id) => id,
+        Claimed::Mine(id) => id,
     };
+    let mut claim = Claim { db: s.db.clone(), id, settled: false };
     let reserve = Reserve { key: format!("order:{uid}:{key}"), items: new.items };
     let outcome = async {
         s.http
             .post(format!("{}/internal/reserve", s.product_url))
+            .header(INTERNAL_HEADER, s.keys.internal_token())
             .json(&reserve)
             .send()
             .await?
@@ -168,97 +241,99 @@ async fn create(
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            // Release the claim: the product service took nothing it did not record under
-            // its key, so a retry with the same key resumes safely.
-            s.db.call(move |conn| Ok(conn.execute("DELETE FROM orders WHERE id = ?1 AND status = 'pending'", [id])?))
-                .await?;
-            return Err(ApiError::upstream(e));
+            claim.settled = true;
+            release(&s.db, id).await?;
+            return Err(ApiError::upstream("product", e));
         }
     };
-    let order = s
-        .db
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            match &outcome {
-                Reservation::Reserved { lines } => {
-                    let total: i64 = lines.iter().map(|(_, q, p)| q * p).sum();
-                    for (product, quantity, price) in lines {
-                        tx.execute(
-                            "INSERT INTO order_items (order_id, product_id, quantity, price_cents) VALUES (?1, ?2, ?3, ?4)",
-                            params![id, product, quantity, price],
-                        )?;
-                    }
-                    tx.execute("UPDATE orders SET status = 'placed', total_cents = ?1 WHERE id = ?2", params![total, id])?;
-                }
-                Reservation::Insufficient { product_id, available } => {
-                    tx.execute(
-                        "UPDATE orders SET status = 'rejected', detail = ?1 WHERE id = ?2",
-                        params![format!("product {product_id} has only {available} in stock"), id],
-                    )?;
-                }
-                Reservation::Unknown { product_id } => {
-                    tx.execute(
-                        "UPDATE orders SET status = 'rejected', detail = ?1 WHERE id = ?2",
-                        params![format!("no product {product_id}"), id],
-                    )?;
+    let mut tx = s.db.pool.begin().await?;
+    match &outcome {
+        Reservation::Reserved { lines } => {
+            let total: i64 = lines.iter().map(|(_, q, p)| q * p).sum();
+            // Only while still pending: a claim taken over meanwhile is settled once.
+            let updated = sqlx::query(
+                "UPDATE orders SET status = 'placed', total_cents = $1 WHERE id = $2 AND status = 'pending'",
+            )
+            .bind(total)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                for (product, quantity, price) in lines {
+                    sqlx::query(
+                        "INSERT INTO order_items (order_id, product_id, quantity, price_cents) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(id)
+                    .bind(product)
+                    .bind(quantity)
+                    .bind(price)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
-            tx.commit()?;
-            load(conn, uid, id)?.ok_or_else(|| ApiError::internal("order vanished"))
-        })
-        .await?;
+        }
+        Reservation::Insufficient { product_id, available } => {
+            reject(&mut tx, id, format!("product {product_id} has only {available} in stock")).await?;
+        }
+        Reservation::Unknown { product_id } => {
+            reject(&mut tx, id, format!("no product {product_id}")).await?;
+        }
+    }
+    tx.commit().await?;
+    claim.settled = true;
+    let order = load(&s.db, uid, id).await?.ok_or_else(|| ApiError::internal("order vanished"))?;
     let status = if order.status == "placed" { StatusCode::CREATED } else { StatusCode::CONFLICT };
     Ok((status, axum::Json(order)))
 }
 
+async fn reject(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: i64, detail: String) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET status = 'rejected', detail = $1 WHERE id = $2 AND status = 'pending'")
+        .bind(detail)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Waits for a concurrent attempt with the same key to settle, then answers its order.
 async fn wait_settled(db: &Db, user: i64, id: i64, mut status: String) -> Result<Order, ApiError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
     while status == "pending" {
         if tokio::time::Instant::now() > deadline {
             return Err(ApiError::conflict("an order with this Idempotency-Key is still being placed; retry later"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        status = match db
-            .call(move |conn| {
-                Ok(conn.query_row("SELECT status FROM orders WHERE id = ?1", [id], |r| r.get(0)).optional()?)
-            })
+        status = match sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
             .await?
         {
             Some(s) => s,
-            // The first attempt failed upstream and released the key.
-            None => return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the first attempt failed; retry")),
+            // The first attempt failed upstream or was abandoned, and released the key.
+            None => return Err(ApiError::busy("the first attempt with this Idempotency-Key failed; retry", 1)),
         };
     }
-    db.call(move |conn| load(conn, user, id)?.ok_or_else(|| ApiError::not_found(format!("no order {id}")))).await
+    load(db, user, id).await?.ok_or_else(|| ApiError::not_found(format!("no order {id}")))
 }
 
 async fn list(State(s): State<OrderState>, user: AuthUser) -> Result<axum::Json<Vec<Order>>, ApiError> {
-    let uid = user.id;
-    let orders =
-        s.db.call(move |conn| {
-            let ids: Vec<i64> = conn
-                .prepare_cached(
-                    "SELECT id FROM orders WHERE user_id = ?1 AND status != 'pending' ORDER BY id DESC LIMIT 100",
-                )?
-                .query_map([uid], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut out = Vec::new();
-            for id in ids {
-                out.extend(load(conn, uid, id)?);
-            }
-            Ok(out)
-        })
-        .await?;
-    Ok(axum::Json(orders))
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM orders WHERE user_id = $1 AND status <> 'pending' ORDER BY id DESC LIMIT 100",
+    )
+    .bind(user.id)
+    .fetch_all(&s.db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for id in ids {
+        out.extend(load(&s.db, user.id, id).await?);
+    }
+    Ok(axum::Json(out))
 }
 
 async fn one(State(s): State<OrderState>, user: AuthUser, Path(id): Path<i64>) -> Result<axum::Json<Order>, ApiError> {
-    let uid = user.id;
     // Another user's order is answered exactly like a missing one.
-    let order =
-        s.db.call(move |conn| load(conn, uid, id)?.ok_or_else(|| ApiError::not_found(format!("no order {id}"))))
-            .await?;
+    let order = load(&s.db, user.id, id).await?.ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
     Ok(axum::Json(order))
 }
 
@@ -279,30 +354,31 @@ pub struct After {
     pub after: Option<i64>,
 }
 
-async fn baskets(State(s): State<OrderState>, Query(q): Query<After>) -> Result<axum::Json<Vec<Basket>>, ApiError> {
+async fn baskets(
+    State(s): State<OrderState>,
+    _caller: InternalCaller,
+    Query(q): Query<After>,
+) -> Result<axum::Json<Vec<Basket>>, ApiError> {
     let after = q.after.unwrap_or(0);
-    let out =
-        s.db.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT o.id, i.product_id FROM orders o JOIN order_items i ON i.order_id = o.id \
-                 WHERE o.id > ?1 AND o.status = 'placed' AND o.id IN \
-                 (SELECT id FROM orders WHERE id > ?1 AND status = 'placed' ORDER BY id LIMIT 1000) ORDER BY o.id",
-            )?;
-            let mut out: Vec<Basket> = Vec::new();
-            for r in stmt.query_map([after], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
-                let (order_id, product) = r?;
-                match out.last_mut() {
-                    Some(b) if b.order_id == order_id => b.product_ids.push(product),
-                    _ => out.push(Basket { order_id, product_ids: vec![product] }),
-                }
-            }
-            Ok(out)
-        })
-        .await?;
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT o.id, i.product_id FROM orders o JOIN order_items i ON i.order_id = o.id \
+         WHERE o.id IN (SELECT id FROM orders WHERE id > $1 AND status = 'placed' ORDER BY id LIMIT 1000) \
+         ORDER BY o.id, i.product_id",
+    )
+    .bind(after)
+    .fetch_all(&s.db.pool)
+    .await?;
+    let mut out: Vec<Basket> = Vec::new();
+    for (order_id, product) in rows {
+        match out.last_mut() {
+            Some(b) if b.order_id == order_id => b.product_ids.push(product),
+            _ => out.push(Basket { order_id, product_ids: vec![product] }),
+        }
+    }
     Ok(axum::Json(out))
 }
 
-/// The routes.
+/// The routes (`/internal/baskets` demands the service credential).
 pub fn routes(state: OrderState) -> Router {
     Router::new()
         .route("/orders", get(list).post(create))

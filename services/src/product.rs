@@ -2,28 +2,22 @@
 //! internal, idempotent stock reservation the order service calls.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::common::auth::{InternalCaller, Keys};
 use crate::common::db::Db;
 use crate::common::error::{ApiError, Json, check_len};
 
-/// The schema.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS products (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    category TEXT NOT NULL,
-    description TEXT NOT NULL,
-    price_cents INTEGER NOT NULL CHECK (price_cents > 0),
-    stock INTEGER NOT NULL CHECK (stock >= 0)
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    key TEXT PRIMARY KEY,
-    result TEXT NOT NULL
-);";
+/// The service's state.
+#[derive(Debug, Clone, FromRef)]
+pub struct ProductState {
+    /// The catalogue and reservations.
+    pub db: Db,
+    /// Keys (the internal route checks the service credential).
+    pub keys: Keys,
+}
 
 /// Products in a fresh catalogue.
 pub const CATALOGUE_SIZE: i64 = 500;
@@ -38,13 +32,15 @@ const NOUNS: [&str; 10] =
     ["Racket", "Shoe", "Ball", "Jersey", "Bottle", "Backpack", "Helmet", "Glove", "Towel", "Watch"];
 const CATEGORIES: [&str; 5] = ["tennis", "running", "cycling", "football", "fitness"];
 
-/// Seeds the catalogue once (deterministic: the same products on every fresh start).
-pub fn seed(db: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let count: i64 = db.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?;
-    if count > 0 {
+/// Seeds the catalogue (deterministic: the same products on every fresh start). Safe when
+/// replicas start together: every row is inserted with `ON CONFLICT DO NOTHING`, in one
+/// transaction, so a product's stock is never reset.
+pub async fn seed(db: &Db) -> Result<(), sqlx::Error> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&db.pool).await?;
+    if count >= CATALOGUE_SIZE {
         return Ok(());
     }
-    let tx = db.unchecked_transaction()?;
+    let mut tx = db.pool.begin().await?;
     for id in 1..=CATALOGUE_SIZE {
         let (a, n, c) = (id as usize % 10, (id as usize / 10) % 10, id as usize % 5);
         let name = format!("{} {} {}", ADJECTIVES[a], NOUNS[n], id);
@@ -55,16 +51,24 @@ pub fn seed(db: &rusqlite::Connection) -> rusqlite::Result<()> {
             CATEGORIES[c]
         );
         let price = 500 + (id * 7919) % 20_000;
-        tx.execute(
-            "INSERT INTO products (id, name, category, description, price_cents, stock) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, name, CATEGORIES[c], description, price, if id % 50 == 0 { SCARCE_STOCK } else { INITIAL_STOCK }],
-        )?;
+        sqlx::query(
+            "INSERT INTO products (id, name, category, description, price_cents, stock) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(CATEGORIES[c])
+        .bind(description)
+        .bind(price)
+        .bind(if id % 50 == 0 { SCARCE_STOCK } else { INITIAL_STOCK })
+        .execute(&mut *tx)
+        .await?;
     }
-    tx.commit()
+    tx.commit().await
 }
 
 /// A product.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
 pub struct Product {
     /// Id.
     pub id: i64,
@@ -105,7 +109,7 @@ pub struct ListQuery {
     pub q: Option<String>,
 }
 
-fn paging(q: &ListQuery) -> Result<(i64, i64), ApiError> {
+fn paging(q: &ListQuery) -> Result<(i64, i64, i64), ApiError> {
     let page = q.page.unwrap_or(1);
     let per_page = q.per_page.unwrap_or(20);
     if page < 1 {
@@ -114,57 +118,69 @@ fn paging(q: &ListQuery) -> Result<(i64, i64), ApiError> {
     if !(1..=100).contains(&per_page) {
         return Err(ApiError::bad_request(format!("`per_page` must be 1 to 100, not {per_page}")));
     }
-    Ok((page, per_page))
-}
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Product> {
-    Ok(Product {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        category: r.get(2)?,
-        description: r.get(3)?,
-        price_cents: r.get(4)?,
-        stock: r.get(5)?,
-    })
+    let offset = (page - 1)
+        .checked_mul(per_page)
+        .ok_or_else(|| ApiError::bad_request(format!("`page` {page} is out of range")))?;
+    Ok((page, per_page, offset))
 }
 
 const COLUMNS: &str = "id, name, category, description, price_cents, stock";
 
-async fn page_of(db: &Db, pattern: Option<String>, page: i64, per_page: i64) -> Result<Page, ApiError> {
-    db.call(move |conn| {
-        let filter = if pattern.is_some() { "WHERE name LIKE ?1 OR description LIKE ?1" } else { "WHERE ?1 IS NULL" };
-        let total: i64 =
-            conn.query_row(&format!("SELECT COUNT(*) FROM products {filter}"), [&pattern], |r| r.get(0))?;
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM products {filter} ORDER BY id LIMIT ?2 OFFSET ?3"))?;
-        let items = stmt
-            .query_map(params![pattern, per_page, (page - 1) * per_page], row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Page { items, page, per_page, total })
-    })
-    .await
+async fn page_of(
+    db: &Db,
+    pattern: Option<String>,
+    (page, per_page, offset): (i64, i64, i64),
+) -> Result<Page, ApiError> {
+    // Lower-cased on both sides: PostgreSQL's LIKE is case-sensitive, SQLite's is not.
+    let (total, items) = match pattern {
+        Some(p) => {
+            let filter = "WHERE LOWER(name) LIKE $1 OR LOWER(description) LIKE $1";
+            let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM products {filter}"))
+                .bind(&p)
+                .fetch_one(&db.pool)
+                .await?;
+            let items = sqlx::query_as::<_, Product>(&format!(
+                "SELECT {COLUMNS} FROM products {filter} ORDER BY id LIMIT $2 OFFSET $3"
+            ))
+            .bind(&p)
+            .bind(per_page)
+            .bind(offset)
+            .fetch_all(&db.pool)
+            .await?;
+            (total, items)
+        }
+        None => {
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products").fetch_one(&db.pool).await?;
+            let items =
+                sqlx::query_as::<_, Product>(&format!("SELECT {COLUMNS} FROM products ORDER BY id LIMIT $1 OFFSET $2"))
+                    .bind(per_page)
+                    .bind(offset)
+                    .fetch_all(&db.pool)
+                    .await?;
+            (total, items)
+        }
+    };
+    Ok(Page { items, page, per_page, total })
 }
 
 async fn list(State(db): State<Db>, Query(q): Query<ListQuery>) -> Result<axum::Json<Page>, ApiError> {
-    let (page, per_page) = paging(&q)?;
-    Ok(axum::Json(page_of(&db, None, page, per_page).await?))
+    Ok(axum::Json(page_of(&db, None, paging(&q)?).await?))
 }
 
 async fn search(State(db): State<Db>, Query(q): Query<ListQuery>) -> Result<axum::Json<Page>, ApiError> {
-    let (page, per_page) = paging(&q)?;
+    let paging = paging(&q)?;
     let text = q.q.clone().ok_or_else(|| ApiError::bad_request("`q` is required"))?;
     check_len("q", &text, 2, 64)?;
-    let escaped = text.trim().replace(['%', '_'], "");
-    Ok(axum::Json(page_of(&db, Some(format!("%{escaped}%")), page, per_page).await?))
+    let escaped = text.trim().to_lowercase().replace(['%', '_', '\\'], "");
+    Ok(axum::Json(page_of(&db, Some(format!("%{escaped}%")), paging).await?))
 }
 
 async fn get_product(db: &Db, id: i64) -> Result<Product, ApiError> {
-    db.call(move |conn| {
-        conn.query_row(&format!("SELECT {COLUMNS} FROM products WHERE id = ?1"), [id], row)
-            .optional()?
-            .ok_or_else(|| ApiError::not_found(format!("no product {id}")))
-    })
-    .await
+    sqlx::query_as::<_, Product>(&format!("SELECT {COLUMNS} FROM products WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no product {id}")))
 }
 
 async fn detail(State(db): State<Db>, Path(id): Path<i64>) -> Result<axum::Json<Product>, ApiError> {
@@ -241,72 +257,104 @@ pub fn check_lines(items: &[Line]) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn reserve(State(db): State<Db>, Json(r): Json<Reserve>) -> Result<axum::Json<Reservation>, ApiError> {
+async fn reserve(
+    State(db): State<Db>,
+    _caller: InternalCaller,
+    Json(r): Json<Reserve>,
+) -> Result<axum::Json<Reservation>, ApiError> {
     check_lines(&r.items)?;
     check_len("key", &r.key, 1, 200)?;
-    let out = db
-        .call(move |conn| {
-            // One transaction: the key's first answer is recorded with the stock it took.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            if let Some(done) = tx
-                .query_row("SELECT result FROM reservations WHERE key = ?1", [&r.key], |x| x.get::<_, String>(0))
-                .optional()?
-            {
-                return serde_json::from_str(&done).map_err(ApiError::internal);
-            }
-            let mut lines = Vec::new();
-            let mut outcome = None;
-            for l in &r.items {
-                let found: Option<(i64, i64)> = tx
-                    .query_row("SELECT stock, price_cents FROM products WHERE id = ?1", [l.product_id], |x| {
-                        Ok((x.get(0)?, x.get(1)?))
-                    })
-                    .optional()?;
-                match found {
-                    None => {
-                        outcome = Some(Reservation::Unknown { product_id: l.product_id });
-                        break;
-                    }
-                    Some((stock, _)) if stock < l.quantity => {
-                        outcome = Some(Reservation::Insufficient { product_id: l.product_id, available: stock });
-                        break;
-                    }
-                    Some((_, price)) => {
-                        tx.execute(
-                            "UPDATE products SET stock = stock - ?1 WHERE id = ?2",
-                            params![l.quantity, l.product_id],
-                        )?;
-                        lines.push((l.product_id, l.quantity, price));
-                    }
-                }
-            }
-            if let Some(refusal) = outcome {
-                // Dropping the transaction rolls back the stock this attempt took; the refusal
-                // is recorded so that a retry with the key answers the same.
-                drop(tx);
-                let json = serde_json::to_string(&refusal).map_err(ApiError::internal)?;
-                conn.execute("INSERT OR IGNORE INTO reservations (key, result) VALUES (?1, ?2)", params![r.key, json])?;
-                return Ok(refusal);
-            }
-            let outcome = Reservation::Reserved { lines };
-            tx.execute(
-                "INSERT INTO reservations (key, result) VALUES (?1, ?2)",
-                params![r.key, serde_json::to_string(&outcome).map_err(ApiError::internal)?],
-            )?;
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await?;
-    Ok(axum::Json(out))
+    Ok(axum::Json(reserve_once(&db, &r).await?))
 }
 
-/// The routes (`/internal/...` is for other services; the gateway never routes to it).
-pub fn routes(db: Db) -> Router {
+/// Takes stock for every line of `r` or none, once per key: the key is claimed first in
+/// the transaction (a concurrent attempt with the same key waits on that row, then finds
+/// it taken and answers the recorded outcome); stock is taken with conditional updates
+/// (`stock >= quantity`), in product order so that two orders never wait on each other.
+async fn reserve_once(db: &Db, r: &Reserve) -> Result<Reservation, ApiError> {
+    let mut tx = db.pool.begin().await?;
+    let claimed = sqlx::query("INSERT INTO reservations (key, result) VALUES ($1, '') ON CONFLICT (key) DO NOTHING")
+        .bind(&r.key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if !claimed {
+        drop(tx);
+        return recorded(db, &r.key).await;
+    }
+    let mut items = r.items.clone();
+    items.sort_by_key(|l| l.product_id);
+    let mut taken = std::collections::BTreeMap::new();
+    let mut refusal = None;
+    for l in &items {
+        let price: Option<i64> = sqlx::query_scalar(
+            "UPDATE products SET stock = stock - $1 WHERE id = $2 AND stock >= $1 RETURNING price_cents",
+        )
+        .bind(l.quantity)
+        .bind(l.product_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match price {
+            Some(p) => {
+                taken.insert(l.product_id, p);
+            }
+            None => {
+                let stock: Option<i64> = sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+                    .bind(l.product_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                refusal = Some(match stock {
+                    None => Reservation::Unknown { product_id: l.product_id },
+                    Some(available) => Reservation::Insufficient { product_id: l.product_id, available },
+                });
+                break;
+            }
+        }
+    }
+    if let Some(refusal) = refusal {
+        // Rolling back returns the stock this attempt took; the refusal is then recorded
+        // so that a retry with the key answers the same.
+        tx.rollback().await?;
+        let json = serde_json::to_string(&refusal).map_err(ApiError::internal)?;
+        sqlx::query("INSERT INTO reservations (key, result) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(&r.key)
+            .bind(json)
+            .execute(&db.pool)
+            .await?;
+        return recorded(db, &r.key).await;
+    }
+    // Lines in the order asked, each with the price it was taken at.
+    let outcome = Reservation::Reserved {
+        lines: r.items.iter().map(|l| (l.product_id, l.quantity, taken[&l.product_id])).collect(),
+    };
+    sqlx::query("UPDATE reservations SET result = $2 WHERE key = $1")
+        .bind(&r.key)
+        .bind(serde_json::to_string(&outcome).map_err(ApiError::internal)?)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// The outcome recorded under a key.
+async fn recorded(db: &Db, key: &str) -> Result<Reservation, ApiError> {
+    let done: String = sqlx::query_scalar("SELECT result FROM reservations WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("reservation {key} vanished")))?;
+    serde_json::from_str(&done).map_err(ApiError::internal)
+}
+
+/// The routes (`/internal/...` is for other services: the gateway never routes to it, and
+/// it demands the service credential).
+pub fn routes(state: ProductState) -> Router {
     Router::new()
         .route("/products", get(list))
         .route("/products/search", get(search))
         .route("/products/{id}", get(detail))
         .route("/products/{id}/stock", get(stock))
         .route("/internal/reserve", post(reserve))
-        .with_state(db)
+        .with_state(state)
 }

@@ -3,22 +3,11 @@
 use axum::Router;
 use axum::extract::{FromRef, State};
 use axum::routing::get;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::common::auth::{AuthUser, Keys};
 use crate::common::db::Db;
 use crate::common::error::{ApiError, Json, check_len};
-
-/// The schema.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS profiles (
-    user_id INTEGER PRIMARY KEY,
-    display_name TEXT NOT NULL,
-    email TEXT,
-    favourite_sport TEXT,
-    updated TEXT NOT NULL
-);";
 
 /// The service's state.
 #[derive(Debug, Clone, FromRef)]
@@ -30,7 +19,7 @@ pub struct ProfileState {
 }
 
 /// A profile.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
 pub struct Profile {
     /// Whose.
     pub user_id: i64,
@@ -54,27 +43,26 @@ pub struct Update {
     pub favourite_sport: Option<String>,
 }
 
-fn read(conn: &rusqlite::Connection, user: i64) -> rusqlite::Result<Option<Profile>> {
-    conn.query_row(
-        "SELECT user_id, display_name, email, favourite_sport FROM profiles WHERE user_id = ?1",
-        [user],
-        |r| Ok(Profile { user_id: r.get(0)?, display_name: r.get(1)?, email: r.get(2)?, favourite_sport: r.get(3)? }),
+async fn read(db: &Db, user: i64) -> Result<Profile, ApiError> {
+    sqlx::query_as::<_, Profile>(
+        "SELECT user_id, display_name, email, favourite_sport FROM profiles WHERE user_id = $1",
     )
-    .optional()
+    .bind(user)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| ApiError::internal("profile vanished"))
 }
 
 async fn me(State(s): State<ProfileState>, user: AuthUser) -> Result<axum::Json<Profile>, ApiError> {
-    let profile = s
-        .db
-        .call(move |conn| {
-            conn.execute(
-                "INSERT INTO profiles (user_id, display_name, updated) VALUES (?1, ?2, ?3) ON CONFLICT(user_id) DO NOTHING",
-                params![user.id, user.name, chrono::Utc::now().to_rfc3339()],
-            )?;
-            read(conn, user.id)?.ok_or_else(|| ApiError::internal("profile vanished"))
-        })
-        .await?;
-    Ok(axum::Json(profile))
+    sqlx::query(
+        "INSERT INTO profiles (user_id, display_name, updated) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(user.id)
+    .bind(&user.name)
+    .bind(chrono::Utc::now().to_rfc3339())
+    .execute(&s.db.pool)
+    .await?;
+    Ok(axum::Json(read(&s.db, user.id).await?))
 }
 
 async fn update(
@@ -92,18 +80,18 @@ async fn update(
     if let Some(sport) = &u.favourite_sport {
         check_len("favourite_sport", sport, 1, 32)?;
     }
-    let profile = s
-        .db
-        .call(move |conn| {
-            conn.execute(
-                "INSERT INTO profiles (user_id, display_name, email, favourite_sport, updated) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT(user_id) DO UPDATE SET display_name = ?2, email = ?3, favourite_sport = ?4, updated = ?5",
-                params![user.id, u.display_name.trim(), u.email, u.favourite_sport, chrono::Utc::now().to_rfc3339()],
-            )?;
-            read(conn, user.id)?.ok_or_else(|| ApiError::internal("profile vanished"))
-        })
-        .await?;
-    Ok(axum::Json(profile))
+    sqlx::query(
+        "INSERT INTO profiles (user_id, display_name, email, favourite_sport, updated) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (user_id) DO UPDATE SET display_name = $2, email = $3, favourite_sport = $4, updated = $5",
+    )
+    .bind(user.id)
+    .bind(u.display_name.trim())
+    .bind(u.email)
+    .bind(u.favourite_sport)
+    .bind(chrono::Utc::now().to_rfc3339())
+    .execute(&s.db.pool)
+    .await?;
+    Ok(axum::Json(read(&s.db, user.id).await?))
 }
 
 /// The routes: only `/profile`, always the caller's own (there is no way to name another).

@@ -2,18 +2,22 @@
 //! the order service's placed orders. Deliberately CPU-bound: every request scores every
 //! candidate with a cosine similarity and a re-ranking pass whose cost is a setting, so
 //! that its CPU use, and its latency under load, follow demand as a model service's do.
+//!
+//! The counts are read under a lock that is never held across a call to the order
+//! service: one request at a time refreshes them (others serve the counts there are), and
+//! when the order service is slow or down recommendations are served from what was learnt
+//! so far rather than failing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
-use crate::common::auth::{AuthUser, Keys};
+use crate::common::auth::{AuthUser, INTERNAL_HEADER, Keys};
 use crate::common::error::ApiError;
 use crate::order::Basket;
 
@@ -33,6 +37,8 @@ pub struct Counts {
 /// How stale the counts may be: requests within it score without calling the order
 /// service, so a burst of recommendations costs one read, not one per request.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// How long a refresh waits for the order service before serving the counts it has.
+pub const ORDER_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Counts {
     /// Adds a basket.
@@ -62,7 +68,9 @@ pub struct RecommenderState {
     /// HTTP client.
     pub http: reqwest::Client,
     /// What has been learnt.
-    pub counts: Arc<Mutex<Counts>>,
+    pub counts: Arc<RwLock<Counts>>,
+    /// Held by the one request refreshing the counts.
+    pub refreshing: Arc<tokio::sync::Mutex<()>>,
     /// Re-ranking rounds per candidate: the CPU cost of a request.
     pub work: u32,
 }
@@ -84,31 +92,55 @@ pub struct Recommendation {
     pub score: f64,
 }
 
-/// Reads new baskets from the order service, at most once per [`REFRESH_EVERY`].
-async fn refresh(s: &RecommenderState) -> Result<(), ApiError> {
-    let mut counts = s.counts.lock().await;
-    if counts.refreshed.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
-        return Ok(());
+fn read(counts: &RwLock<Counts>) -> std::sync::RwLockReadGuard<'_, Counts> {
+    // A panic while adding baskets leaves counts that are still counts: keep serving them.
+    counts.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(counts: &RwLock<Counts>) -> std::sync::RwLockWriteGuard<'_, Counts> {
+    counts.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads new baskets from the order service, at most once per [`REFRESH_EVERY`] and by one
+/// request at a time; a failure is logged and the counts there are are served.
+async fn refresh(s: &RecommenderState) {
+    if read(&s.counts).refreshed.is_some_and(|t| t.elapsed() < REFRESH_EVERY) {
+        return;
     }
+    // Another request is refreshing: serve what there is rather than wait for it.
+    let Ok(_refreshing) = s.refreshing.try_lock() else { return };
+    let mut after = read(&s.counts).last_order;
     loop {
-        let baskets: Vec<Basket> = s
-            .http
-            .get(format!("{}/internal/baskets?after={}", s.order_url, counts.last_order))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(ApiError::upstream)?
-            .json()
-            .await
-            .map_err(ApiError::upstream)?;
-        if baskets.is_empty() {
-            counts.refreshed = Some(Instant::now());
-            return Ok(());
+        let baskets = async {
+            s.http
+                .get(format!("{}/internal/baskets?after={after}", s.order_url))
+                .header(INTERNAL_HEADER, s.keys.internal_token())
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<Vec<Basket>>()
+                .await
         }
+        .await;
+        let baskets = match baskets {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("the order service failed; serving the counts learnt so far: {e}");
+                break;
+            }
+        };
+        if baskets.is_empty() {
+            break;
+        }
+        let mut counts = write(&s.counts);
         for b in &baskets {
             counts.add(b);
         }
+        after = counts.last_order;
     }
+    // Also after a failure: the next attempt waits its turn instead of every request
+    // trying a service that is down.
+    write(&s.counts).refreshed = Some(Instant::now());
 }
 
 /// Scores every product against `target`: cosine similarity of co-purchases, then a
@@ -150,16 +182,13 @@ async fn recommend(
     if !(1..=50).contains(&limit) {
         return Err(ApiError::bad_request(format!("`limit` must be 1 to 50, not {limit}")));
     }
-    refresh(&s).await?;
+    refresh(&s).await;
     let counts = s.counts.clone();
     let work = s.work;
-    // Scoring is CPU work: off the async threads, and holding the counts while it runs.
-    let out = tokio::task::spawn_blocking(move || {
-        let counts = counts.blocking_lock();
-        score(&counts, product, limit, work)
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    // Scoring is CPU work: off the async threads, reading the counts while it runs.
+    let out = tokio::task::spawn_blocking(move || score(&read(&counts), product, limit, work))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(axum::Json(out))
 }
 

@@ -10,21 +10,29 @@ use axum::Router;
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
+use storefront::authen::LoginSettings;
 use storefront::common::app::Limits;
 use storefront::common::auth::Keys;
-use storefront::{Service, Settings, app};
+use storefront::common::db::{Database, Db, PoolSettings};
+use storefront::{Service, Settings};
 use tower::ServiceExt;
 
-const SECRET: &str = "test-secret-of-at-least-16-bytes";
+const SECRET: &str = "test-secret-of-at-least-thirty-two-bytes";
 
 fn settings(dir: &Path, urls: BTreeMap<&'static str, String>) -> Settings {
     Settings {
-        data_dir: dir.to_owned(),
-        limits: Limits { concurrency: 16 },
+        database: Database::Embedded(dir.to_owned()),
+        pool: PoolSettings::default(),
+        limits: Limits::with_concurrency(16),
         keys: Keys::new(SECRET).unwrap(),
         urls,
         recommender_work: 100,
+        login: LoginSettings::default(),
     }
+}
+
+async fn app(service: Service, settings: &Settings) -> Result<Router, storefront::StartError> {
+    storefront::app(service, settings).await
 }
 
 async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
@@ -58,7 +66,7 @@ async fn serve(app: Router) -> String {
 #[tokio::test]
 async fn authen_registers_logs_in_and_never_keeps_passwords_in_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(Service::Authen, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let app = app(Service::Authen, &settings(dir.path(), BTreeMap::new())).await.unwrap();
     let creds = json!({"username": "alice", "password": "correct horse battery"});
     let (s, user) = call(&app, "POST", "/register", None, Some(creds.clone())).await;
     assert_eq!(s, StatusCode::CREATED, "{user}");
@@ -76,41 +84,64 @@ async fn authen_registers_logs_in_and_never_keeps_passwords_in_clear() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(e["error"].as_str().unwrap().contains("password"), "{e}");
     // The database holds an argon2id hash, never the password.
-    let raw = std::fs::read(dir.path().join("authen.sqlite")).unwrap();
+    let raw = std::fs::read(dir.path().join("authen.db")).unwrap();
     let text = String::from_utf8_lossy(&raw);
     assert!(!text.contains("correct horse battery"));
-    let conn = rusqlite_open(&dir.path().join("authen.sqlite"));
-    let hash: String = conn.query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap();
+    let db =
+        Db::open(Service::Authen, &Database::Embedded(dir.path().to_owned()), PoolSettings::default()).await.unwrap();
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(&db.pool).await.unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-}
-
-fn rusqlite_open(path: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(path).unwrap()
 }
 
 #[tokio::test]
 async fn missing_forged_and_expired_tokens_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(Service::Profile, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let app = app(Service::Profile, &settings(dir.path(), BTreeMap::new())).await.unwrap();
     let (s, e) = call(&app, "GET", "/profile", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(e["error"].as_str().unwrap().contains("missing Authorization"));
-    let forged = Keys::new("another-secret-of-16-bytes!").unwrap().issue(1, "mallory").unwrap();
+    let forged = Keys::new("another-secret-of-thirty-two-bytes!!").unwrap().issue(1, "mallory").unwrap();
     assert_eq!(call(&app, "GET", "/profile", Some(&forged), None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&app, "GET", "/profile", Some("not.a.jwt"), None).await.0, StatusCode::UNAUTHORIZED);
     let expired = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &storefront::common::auth::Claims { sub: 1, name: "old".into(), exp: 1_000_000 },
+        &storefront::common::auth::Claims {
+            sub: 1,
+            name: "old".into(),
+            exp: 1_000_000,
+            iss: storefront::common::auth::ISSUER.into(),
+            aud: storefront::common::auth::AUDIENCE.into(),
+        },
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
     assert_eq!(call(&app, "GET", "/profile", Some(&expired), None).await.0, StatusCode::UNAUTHORIZED);
+    // Signed with the right secret, but for another audience or by another issuer.
+    let claims = |iss: &str, aud: &str| storefront::common::auth::Claims {
+        sub: 1,
+        name: "alice".into(),
+        exp: chrono::Utc::now().timestamp() + 3600,
+        iss: iss.into(),
+        aud: aud.into(),
+    };
+    for (iss, aud) in
+        [("someone-else", storefront::common::auth::AUDIENCE), (storefront::common::auth::ISSUER, "another-app")]
+    {
+        let t = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims(iss, aud),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(call(&app, "GET", "/profile", Some(&t), None).await.0, StatusCode::UNAUTHORIZED, "{iss} {aud}");
+    }
+    assert!(Keys::new("only-twenty-four-bytes!!").is_err(), "secrets under 32 bytes are refused");
 }
 
 #[tokio::test]
 async fn profile_is_always_ones_own_and_bodies_are_validated() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(Service::Profile, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let app = app(Service::Profile, &settings(dir.path(), BTreeMap::new())).await.unwrap();
     let (alice, bob) = (token(1, "alice"), token(2, "bob"));
     let (s, p) = call(&app, "GET", "/profile", Some(&alice), None).await;
     assert_eq!((s, p["display_name"].as_str()), (StatusCode::OK, Some("alice")));
@@ -143,7 +174,7 @@ async fn profile_is_always_ones_own_and_bodies_are_validated() {
 #[tokio::test]
 async fn product_lists_searches_and_shows_stock() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(Service::Product, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let app = app(Service::Product, &settings(dir.path(), BTreeMap::new())).await.unwrap();
     let (s, page) = call(&app, "GET", "/products?page=2&per_page=10", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(page["items"].as_array().unwrap().len(), 10);
@@ -166,7 +197,7 @@ async fn product_lists_searches_and_shows_stock() {
 #[tokio::test]
 async fn booking_refuses_double_bookings_and_other_users_cancellations() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app(Service::Booking, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let app = app(Service::Booking, &settings(dir.path(), BTreeMap::new())).await.unwrap();
     let (alice, bob) = (token(1, "alice"), token(2, "bob"));
     let (s, f) = call(&app, "GET", "/facilities", None, None).await;
     assert_eq!(s, StatusCode::OK);
@@ -195,13 +226,13 @@ async fn booking_refuses_double_bookings_and_other_users_cancellations() {
 
 /// Product served for real, order and recommender through `oneshot`.
 async fn order_stack(dir: &Path) -> (Router, Router, Router) {
-    let product = app(Service::Product, &settings(dir, BTreeMap::new())).unwrap();
+    let product = app(Service::Product, &settings(dir, BTreeMap::new())).await.unwrap();
     let product_url = serve(product.clone()).await;
     let mut urls = BTreeMap::new();
     urls.insert("product", product_url);
-    let order = app(Service::Order, &settings(dir, urls.clone())).unwrap();
+    let order = app(Service::Order, &settings(dir, urls.clone())).await.unwrap();
     urls.insert("order", serve(order.clone()).await);
-    let recommender = app(Service::Recommender, &settings(dir, urls)).unwrap();
+    let recommender = app(Service::Recommender, &settings(dir, urls)).await.unwrap();
     (product, order, recommender)
 }
 
@@ -293,10 +324,10 @@ async fn orders_are_refused_without_stock_or_key_and_recommendations_follow_bask
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_routes_counts_per_service_and_hides_internal_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let product_url = serve(app(Service::Product, &settings(dir.path(), BTreeMap::new())).unwrap()).await;
+    let product_url = serve(app(Service::Product, &settings(dir.path(), BTreeMap::new())).await.unwrap()).await;
     let mut urls = BTreeMap::new();
     urls.insert("product", product_url);
-    let gateway = app(Service::Gateway, &settings(dir.path(), urls)).unwrap();
+    let gateway = app(Service::Gateway, &settings(dir.path(), urls)).await.unwrap();
     // Through a real socket: the gateway itself is served too.
     let base = serve(gateway).await;
     let http = reqwest::Client::new();
@@ -322,11 +353,11 @@ async fn the_gateway_routes_counts_per_service_and_hides_internal_routes() {
 async fn every_service_exposes_health_and_request_metrics() {
     let dir = tempfile::tempdir().unwrap();
     for service in Service::ALL {
-        let app = app(service, &settings(dir.path(), BTreeMap::new())).unwrap();
+        let app = app(service, &settings(dir.path(), BTreeMap::new())).await.unwrap();
         assert_eq!(call(&app, "GET", "/healthz", None, None).await.0, StatusCode::OK, "{service:?}");
         assert_eq!(call(&app, "GET", "/readyz", None, None).await.0, StatusCode::OK, "{service:?}");
     }
-    let app = app(Service::Product, &settings(dir.path(), BTreeMap::new())).unwrap();
+    let app = app(Service::Product, &settings(dir.path(), BTreeMap::new())).await.unwrap();
     call(&app, "GET", "/products/1", None, None).await;
     let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
     let res = app.oneshot(req).await.unwrap();

@@ -4,9 +4,11 @@
 //!   credentials, that a test can stop and restart on the same port to play an outage.
 //! - [`prometheus`]: a real Prometheus on loopback, with history loaded by `promtool`,
 //!   that a test can stop and restart.
+//! - [`postgres`]: a real PostgreSQL on loopback, a fresh cluster per test.
 //! - [`tools`]: k6, found where `make setup` installs it, and free ports.
 //! - [`traces`]: where the shared real traces are, and a loud message when they are not.
 
+pub mod postgres;
 pub mod prometheus;
 pub mod s3;
 pub mod tools;

@@ -1,66 +1,244 @@
-//! Embedded SQLite: a file per service, created and migrated at start.
+//! The services' databases, through one data-access layer over two engines (sqlx's `Any`
+//! driver, so every query is written once, parameterised with `$1`, `$2`...):
 //!
-//! One connection per service behind a mutex, used from blocking threads: SQLite
-//! serialises writers anyway, and a single connection makes "one transaction" mean one.
+//! - **PostgreSQL** in a cluster: every replica of every service shares one database, each
+//!   service in its own schema (`storefront_<service>`), so users, orders and bookings are
+//!   the same whichever pod answers, and ids come from the database's sequences;
+//! - **SQLite**, embedded, for `storefront all --dev`, `make demo` and unit tests: a file
+//!   per service in a data folder, no server needed.
+//!
+//! Migrations (`services/migrations/<engine>/<service>/`) are embedded in the binary and
+//! run at start. On PostgreSQL they run under an advisory lock (sqlx's migrator takes one),
+//! so replicas starting together migrate once; the schema itself is created under another.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use rusqlite::Connection;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
 
-use crate::common::error::ApiError;
+use crate::Service;
 
-/// Why a database could not be opened or prepared.
+/// Why a database could not be reached or prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// Its folder could not be created.
-    #[error("creating its folder: {0}")]
-    Folder(#[from] std::io::Error),
-    /// SQLite refused (opening, the schema, seeding).
+    /// The data folder of the embedded database could not be created.
+    #[error("creating {0}: {1}")]
+    Folder(PathBuf, #[source] std::io::Error),
+    /// The URL is not a PostgreSQL or SQLite URL.
+    #[error("unsupported database URL {0} (expected postgres://... or sqlite://...)")]
+    Scheme(String),
+    /// Connecting, or a statement, failed.
     #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
-    /// A thread panicked holding the connection.
-    #[error("database lock poisoned")]
-    Poisoned,
+    Sql(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migrating: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// A service's database.
+/// Where the services keep their data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// One SQLite file per service in this folder.
+    Embedded(PathBuf),
+    /// A PostgreSQL URL shared by every service (each in its own schema).
+    Url(String),
+}
+
+impl Database {
+    /// The location as shown in logs and errors: a URL's password is masked.
+    pub fn display(&self, service: Service) -> String {
+        match self {
+            Database::Embedded(dir) => dir.join(sqlite_file(service)).display().to_string(),
+            Database::Url(url) => redact(url),
+        }
+    }
+}
+
+/// Connection pool limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections one service instance opens (PostgreSQL; SQLite uses one).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Which engine a pool talks to (the few statements that differ check it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// A service's connection pool.
 #[derive(Debug, Clone)]
-pub struct Db(Arc<Mutex<Connection>>);
+pub struct Db {
+    /// The pool.
+    pub pool: AnyPool,
+    /// Its engine.
+    pub engine: Engine,
+}
+
+fn sqlite_file(service: Service) -> String {
+    format!("{}.db", service.name())
+}
+
+/// The PostgreSQL schema of a service.
+pub fn schema_of(service: Service) -> String {
+    format!("storefront_{}", service.name())
+}
+
+/// `scheme://user:password@host/...` with the password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let masked = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let shown = match path {
+        Some(p) => format!("{scheme}://{masked}/{p}"),
+        None => format!("{scheme}://{masked}"),
+    };
+    // A password may also come as a query parameter.
+    match shown.split_once('?') {
+        Some((head, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{head}?{}", params.join("&"))
+        }
+        None => shown,
+    }
+}
+
+fn migrator(service: Service, engine: Engine) -> Option<Migrator> {
+    Some(match (engine, service) {
+        (Engine::Postgres, Service::Authen) => sqlx::migrate!("migrations/postgres/authen"),
+        (Engine::Postgres, Service::Booking) => sqlx::migrate!("migrations/postgres/booking"),
+        (Engine::Postgres, Service::Order) => sqlx::migrate!("migrations/postgres/order"),
+        (Engine::Postgres, Service::Product) => sqlx::migrate!("migrations/postgres/product"),
+        (Engine::Postgres, Service::Profile) => sqlx::migrate!("migrations/postgres/profile"),
+        (Engine::Sqlite, Service::Authen) => sqlx::migrate!("migrations/sqlite/authen"),
+        (Engine::Sqlite, Service::Booking) => sqlx::migrate!("migrations/sqlite/booking"),
+        (Engine::Sqlite, Service::Order) => sqlx::migrate!("migrations/sqlite/order"),
+        (Engine::Sqlite, Service::Product) => sqlx::migrate!("migrations/sqlite/product"),
+        (Engine::Sqlite, Service::Profile) => sqlx::migrate!("migrations/sqlite/profile"),
+        (_, Service::Gateway | Service::Recommender) => return None,
+    })
+}
+
+/// Whether a service keeps data (the gateway and the recommender do not).
+pub fn has_data(service: Service) -> bool {
+    migrator(service, Engine::Sqlite).is_some()
+}
 
 impl Db {
-    /// Opens (creating) `path` and applies `schema` (idempotent `CREATE ... IF NOT EXISTS`).
-    pub fn open(path: &Path, schema: &str) -> Result<Self, DbError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+    /// Connects `service` to `database`, creates its schema and runs its migrations.
+    pub async fn open(service: Service, database: &Database, pool: PoolSettings) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let (url, engine) = match database {
+            Database::Embedded(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| DbError::Folder(dir.clone(), e))?;
+                (sqlite_url(&dir.join(sqlite_file(service))), Engine::Sqlite)
+            }
+            Database::Url(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                (url.clone(), Engine::Postgres)
+            }
+            Database::Url(url) if url.starts_with("sqlite:") => (url.clone(), Engine::Sqlite),
+            Database::Url(url) => return Err(DbError::Scheme(redact(url))),
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let schema = schema_of(service);
+        let pool = match engine {
+            Engine::Postgres => {
+                if has_data(service) {
+                    create_schema(&options, &schema).await?;
+                }
+                let set_path = format!("SET search_path TO {schema}");
+                AnyPoolOptions::new()
+                    .max_connections(pool.max_connections.max(1))
+                    .acquire_timeout(pool.acquire_timeout)
+                    .idle_timeout(Duration::from_secs(300))
+                    .after_connect(move |conn, _| {
+                        let set_path = set_path.clone();
+                        Box::pin(async move {
+                            conn.execute(set_path.as_str()).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            // SQLite serialises writers anyway; one connection makes every transaction
+            // the only one, with no busy retries (as the embedded default needs nothing
+            // more for a development storefront).
+            Engine::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(pool.acquire_timeout)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        if let Some(m) = migrator(service, engine) {
+            m.run(&pool).await?;
         }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(schema)?;
-        Ok(Self(Arc::new(Mutex::new(conn))))
+        Ok(Self { pool, engine })
     }
+}
 
-    /// Runs `f` with the connection on this thread (start-up work: seeding).
-    pub fn with_blocking<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DbError> {
-        let guard = self.0.lock().map_err(|_| DbError::Poisoned)?;
-        Ok(f(&guard)?)
-    }
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
 
-    /// Runs `f` with the connection on a blocking thread.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, ApiError> + Send + 'static,
-    {
-        let conn = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| ApiError::internal("database lock poisoned"))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(ApiError::internal)?
+/// Creates a service's schema once, whichever replica gets there first: concurrent
+/// `CREATE SCHEMA IF NOT EXISTS` can still collide in PostgreSQL's catalogue, so it runs
+/// under a transaction-scoped advisory lock.
+async fn create_schema(options: &AnyConnectOptions, schema: &str) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect_with(options).await?;
+    let mut tx = conn.begin().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7406520781)").await?;
+    tx.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str()).await?;
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_appear_in_shown_urls() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/shop"), "postgres://app:***@db:5432/shop");
+        assert_eq!(redact("postgres://app@db/shop"), "postgres://app@db/shop");
+        assert_eq!(redact("postgres://db"), "postgres://db");
+        assert_eq!(redact("postgres://c/d?user=a&password=x"), "postgres://c/d?user=a&password=***");
+        assert_eq!(redact("not a url"), "not a url");
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -13,12 +13,18 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for the client.
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 503s.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), retry_after: None }
+    }
+    /// 503 with `Retry-After`: the instance is too busy now.
+    pub fn busy(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self { retry_after: Some(retry_after_secs), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
     }
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -45,22 +51,32 @@ impl ApiError {
         tracing::error!("internal error: {detail}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
-    /// 502: a service this one depends on failed.
-    pub fn upstream(detail: impl std::fmt::Display) -> Self {
-        tracing::warn!("upstream error: {detail}");
-        Self::new(StatusCode::BAD_GATEWAY, format!("upstream service failed: {detail}"))
+    /// 502: a service this one depends on failed. The detail (which may hold an internal
+    /// URL) is logged; the client learns only which service.
+    pub fn upstream(service: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(upstream = service, "upstream error: {detail}");
+        Self::new(StatusCode::BAD_GATEWAY, format!("the {service} service failed"))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        ApiError::internal(e)
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            // Every connection busy for the whole acquire timeout: an overloaded instance,
+            // answered as one (the client may retry), not as a fault.
+            sqlx::Error::PoolTimedOut => ApiError::busy("the database is busy; retry shortly", 1),
+            e => ApiError::internal(e),
+        }
     }
 }
 
