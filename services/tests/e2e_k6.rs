@@ -92,3 +92,18 @@ fn refuses_to_start_without_a_signing_secret() {
     assert!(err.contains("STOREFRONT_JWT_SECRET") && err.contains("--dev"), "{err}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was created");
 }
+
+#[test]
+fn refuses_a_signing_secret_shorter_than_32_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .env("STOREFRONT_JWT_SECRET", "only-twenty-four-bytes!!")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["run", "authen", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("STOREFRONT_JWT_SECRET") && err.contains("32 bytes"), "{err}");
+}

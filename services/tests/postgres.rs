@@ -124,3 +124,37 @@ async fn k6_journeys_across_both_processes_pass_every_check() {
     assert_eq!(s["metrics"]["checks"]["fails"], 0, "{}", s["metrics"]["checks"]);
     assert!(s["metrics"]["checks"]["passes"].as_f64().unwrap() > 20.0, "{}", s["metrics"]["checks"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once_and_errors_hide_the_password() {
+    use storefront::Service;
+    use storefront::common::db::{Database, Db, PoolSettings};
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let database = Database::Url(pg.url());
+    // Eight replicas of each service with data, all at once.
+    let opens: Vec<_> = (0..8)
+        .flat_map(|_| [Service::Authen, Service::Booking, Service::Order, Service::Product, Service::Profile])
+        .map(|s| {
+            let database = database.clone();
+            tokio::spawn(async move { Db::open(s, &database, PoolSettings::default()).await.map(|db| (s, db)) })
+        })
+        .collect();
+    let mut dbs = Vec::new();
+    for o in opens {
+        dbs.push(o.await.unwrap().unwrap_or_else(|e| panic!("{e}")));
+    }
+    let (_, product) = dbs.iter().find(|(s, _)| *s == Service::Product).unwrap();
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&product.pool).await.unwrap();
+    assert_eq!(applied, 1, "one migration, applied once");
+    assert_eq!(dbs.len(), 40, "every replica started");
+
+    // A wrong password: the error names the database, never the password given.
+    let wrong = pg.url().replace(prescale_testkit::postgres::PASSWORD, "not-the-password");
+    let settings = storefront::Settings {
+        database: Database::Url(wrong),
+        ..storefront::Settings::dev(pg.dir(), &Default::default(), 4).unwrap()
+    };
+    let e = storefront::app(Service::Authen, &settings).await.unwrap_err().to_string();
+    assert!(e.contains("authen") && e.contains("127.0.0.1") && !e.contains("not-the-password"), "{e}");
+}

@@ -1,7 +1,10 @@
 //! Every storefront service through `app().oneshot(...)`, the order service against a real
 //! product service on a loopback socket, and the safety properties: idempotent orders under
 //! concurrent retries, no cross-user access, refused missing and forged tokens, passwords
-//! never stored in clear, and bad bodies answered with JSON errors naming the problem.
+//! never stored in clear, bad bodies answered with JSON errors naming the problem, internal
+//! routes closed without the service credential, an instance's limits (queue timeout,
+//! slow headers and bodies), login rate limits, and recommendations without the order
+//! service.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -369,4 +372,168 @@ async fn every_service_exposes_health_and_request_metrics() {
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("http_requests_in_flight"), "{text}");
     assert!(text.contains("process_cpu_seconds"), "{text}");
+}
+
+#[tokio::test]
+async fn internal_routes_demand_the_service_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), BTreeMap::new());
+    let product = app(Service::Product, &s).await.unwrap();
+    let reserve = json!({"key": "k", "items": [{"product_id": 1, "quantity": 20}]});
+    let send = |credential: Option<&str>| {
+        let mut req =
+            Request::builder().method("POST").uri("/internal/reserve").header(header::CONTENT_TYPE, "application/json");
+        if let Some(c) = credential {
+            req = req.header(storefront::common::auth::INTERNAL_HEADER, c);
+        }
+        product.clone().oneshot(req.body(Body::from(reserve.to_string())).unwrap())
+    };
+    assert_eq!(send(None).await.unwrap().status(), StatusCode::NOT_FOUND, "no credential: as if absent");
+    assert_eq!(send(Some("guess")).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let user_token = token(1, "alice");
+    assert_eq!(
+        send(Some(&user_token)).await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "a user's token is no credential"
+    );
+    assert_eq!(call(&product, "GET", "/products/1/stock", None, None).await.1["stock"], 1000, "nothing taken");
+    assert_eq!(send(Some(s.keys.internal_token())).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(call(&product, "GET", "/products/1/stock", None, None).await.1["stock"], 980);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_answers_503_with_retry_after_instead_of_queueing_without_end() {
+    use storefront::common::app::wrap;
+    use storefront::common::metrics::Metrics;
+    let slow = Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            "done"
+        }),
+    );
+    let limits = Limits { queue_timeout: std::time::Duration::from_millis(200), ..Limits::with_concurrency(1) };
+    let app = wrap(slow, Metrics::new("test", |_| {}), limits);
+    let first = tokio::spawn(app.clone().oneshot(Request::builder().uri("/slow").body(Body::empty()).unwrap()));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let second = app.clone().oneshot(Request::builder().uri("/slow").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(second.headers().contains_key(header::RETRY_AFTER), "{:?}", second.headers());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "answered after the queue timeout, not the first request"
+    );
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), BTreeMap::new());
+    s.limits.body_timeout = std::time::Duration::from_millis(300);
+    s.limits.header_timeout = std::time::Duration::from_millis(300);
+    let product = app(Service::Product, &s).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(storefront::common::serve::serve(listener, product, s.limits.header_timeout, std::future::pending()));
+    let started = std::time::Instant::now();
+    // A body that never finishes: 408.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"POST /products HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), c.read_to_end(&mut out)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&out));
+    // Headers that never finish: the connection is closed.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /products HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), c.read_to_end(&mut out)).await.unwrap().unwrap();
+    assert!(!String::from_utf8_lossy(&out).contains("200 OK"), "{}", String::from_utf8_lossy(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_rate_limited_and_unknown_users_get_the_same_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), BTreeMap::new());
+    s.login = LoginSettings { hash_permits: 1, per_user_per_minute: 3, per_address_per_minute: 1000 };
+    let app = app(Service::Authen, &s).await.unwrap();
+    let creds = json!({"username": "erin", "password": "correct horse battery"});
+    assert_eq!(call(&app, "POST", "/register", None, Some(creds.clone())).await.0, StatusCode::CREATED);
+    let (known, e1) =
+        call(&app, "POST", "/login", None, Some(json!({"username": "erin", "password": "wrong password"}))).await;
+    let (unknown, e2) =
+        call(&app, "POST", "/login", None, Some(json!({"username": "nobody", "password": "wrong password"}))).await;
+    assert_eq!((known, &e1), (unknown, &e2), "an unknown name is answered as a wrong password");
+    assert_eq!(call(&app, "POST", "/login", None, Some(creds.clone())).await.0, StatusCode::OK);
+    assert_eq!(call(&app, "POST", "/login", None, Some(creds.clone())).await.0, StatusCode::OK);
+    // The fourth attempt for erin within the minute.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(creds.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key(header::RETRY_AFTER));
+    // Another user is not affected.
+    assert_eq!(
+        call(&app, "POST", "/login", None, Some(json!({"username": "nobody", "password": "x"}))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommendations_survive_the_order_service_going_down_and_errors_hide_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let product = app(Service::Product, &settings(dir.path(), BTreeMap::new())).await.unwrap();
+    let product_url = serve(product).await;
+    let order = app(Service::Order, &settings(dir.path(), BTreeMap::from([("product", product_url)]))).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let order_url = format!("http://{}", listener.local_addr().unwrap());
+    let order_server = tokio::spawn(async move { axum::serve(listener, order.clone()).await });
+    let recommender =
+        app(Service::Recommender, &settings(dir.path(), BTreeMap::from([("order", order_url.clone())]))).await.unwrap();
+    let alice = token(1, "alice");
+    let http = reqwest::Client::new();
+    for (i, basket) in [[20, 21], [20, 21], [20, 22]].iter().enumerate() {
+        let r = http
+            .post(format!("{order_url}/orders"))
+            .bearer_auth(&alice)
+            .header("idempotency-key", format!("r{i}"))
+            .json(
+                &json!({"items": [{"product_id": basket[0], "quantity": 1}, {"product_id": basket[1], "quantity": 1}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let (s, before) = call(&recommender, "GET", "/recommendations/20", Some(&alice), None).await;
+    assert_eq!(s, StatusCode::OK, "{before}");
+    order_server.abort();
+    let _ = order_server.await;
+    tokio::time::sleep(storefront::recommender::REFRESH_EVERY + std::time::Duration::from_millis(100)).await;
+    let (s, after) = call(&recommender, "GET", "/recommendations/20", Some(&alice), None).await;
+    assert_eq!((s, &after), (StatusCode::OK, &before), "served from the counts learnt");
+
+    // The gateway's answer for a dead upstream names the service, not its address.
+    let gateway =
+        app(Service::Gateway, &settings(dir.path(), BTreeMap::from([("order", order_url.clone())]))).await.unwrap();
+    let (s, e) = call(&gateway, "GET", "/api/order/orders", Some(&alice), None).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("order") && !text.contains("127.0.0.1") && !text.contains("http"), "{text}");
+}
+
+#[tokio::test]
+async fn pages_beyond_any_offset_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(Service::Product, &settings(dir.path(), BTreeMap::new())).await.unwrap();
+    let (s, e) = call(&app, "GET", &format!("/products?page={}&per_page=100", i64::MAX), None, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("page"), "{e}");
 }
