@@ -163,24 +163,33 @@ async fn main() {
     let token = Keys::new(secret).unwrap().issue(1, "bench").unwrap();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     for i in 0..200 {
-        let items = json!({"items": [{"product_id": 1 + i % 40, "quantity": 1}, {"product_id": 1 + (i * 7) % 40, "quantity": 1}]});
-        http.post(format!("{order}/orders"))
+        // Product 1 is bought with several others (the recommendations asked below score
+        // each of them).
+        let items = json!({"items": [{"product_id": 1 + i % 40, "quantity": 1}, {"product_id": 1 + (i + 1 + i / 5) % 40, "quantity": 1}]});
+        let r = http
+            .post(format!("{order}/orders"))
             .bearer_auth(&token)
             .header("idempotency-key", format!("k{i}"))
             .json(&items)
             .send()
             .await
             .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
     let recommender = serve(app(Service::Recommender, &settings(4, urls)).await.unwrap()).await;
     let rec_url = format!("{recommender}/recommendations/1?limit=10");
+    let first: Vec<serde_json::Value> =
+        http.get(&rec_url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert!(!first.is_empty(), "the recommender learnt from the orders");
     // Its capacity: a short closed loop at the concurrency limit.
     let started = Instant::now();
     let mut served = 0;
     while started.elapsed() < Duration::from_secs(3) {
-        let batch: Vec<_> = (0..4).map(|_| http.get(&rec_url).bearer_auth(&token).send()).collect();
+        // Spawned, so the four are in flight together (a request future does nothing
+        // until polled).
+        let batch: Vec<_> = (0..4).map(|_| tokio::spawn(http.get(&rec_url).bearer_auth(&token).send())).collect();
         for r in batch {
-            r.await.unwrap();
+            r.await.unwrap().unwrap();
             served += 1;
         }
     }

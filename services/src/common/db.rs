@@ -71,6 +71,9 @@ impl Default for PoolSettings {
     }
 }
 
+/// Connections of an embedded SQLite pool.
+const SQLITE_CONNECTIONS: u32 = 4;
+
 /// Which engine a pool talks to (the few statements that differ check it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -187,12 +190,12 @@ impl Db {
                     .connect_with(options)
                     .await?
             }
-            // SQLite serialises writers anyway; one connection makes every transaction
-            // the only one, with no busy retries (as the embedded default needs nothing
-            // more for a development storefront).
+            // Readers run side by side (WAL); writers wait for one another through the busy
+            // timeout. Every write transaction here starts with its write, so a writer
+            // never has to upgrade a read snapshot (which SQLite refuses without waiting).
             Engine::Sqlite => {
                 AnyPoolOptions::new()
-                    .max_connections(1)
+                    .max_connections(SQLITE_CONNECTIONS)
                     .acquire_timeout(pool.acquire_timeout)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
