@@ -77,33 +77,29 @@ fn a_k6_journey_passes_its_checks_and_moves_the_metrics() {
     assert!(product.contains(r#"route="/products/{id}",method="GET",status="200""#), "{product}");
 }
 
+/// `storefront run authen` with `secret` (or none) in `STOREFRONT_JWT_SECRET`: it must
+/// refuse to start, creating nothing; answers what it printed.
+fn refused_start(secret: Option<&str>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_storefront"));
+    match secret {
+        Some(s) => cmd.env("STOREFRONT_JWT_SECRET", s),
+        None => cmd.env_remove("STOREFRONT_JWT_SECRET"),
+    };
+    let out = cmd.arg("--data-dir").arg(dir.path()).args(["run", "authen", "--port", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was created");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn refuses_to_start_without_a_signing_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .env_remove("STOREFRONT_JWT_SECRET")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["run", "authen", "--port", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(None);
     assert!(err.contains("STOREFRONT_JWT_SECRET") && err.contains("--dev"), "{err}");
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was created");
 }
 
 #[test]
 fn refuses_a_signing_secret_shorter_than_32_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .env("STOREFRONT_JWT_SECRET", "only-twenty-four-bytes!!")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["run", "authen", "--port", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(Some("only-twenty-four-bytes!!"));
     assert!(err.contains("STOREFRONT_JWT_SECRET") && err.contains("32 bytes"), "{err}");
 }
