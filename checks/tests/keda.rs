@@ -151,7 +151,7 @@ fn decision(id: &ServiceId, replicas: u32) -> (ServiceId, Served) {
         ready_replicas: Some(2),
         reactive_replicas: Some(replicas),
     };
-    (id.clone(), Served { decision, replicas, shadow: false })
+    (id.clone(), Served { decision, replicas, shadow: false, stale: false })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,6 +251,11 @@ pub async fn read_manifest(store: &dyn ObjectStore, version: &str) -> Result<(Ma
             reason: format!("it names version {:?}", manifest.version),
         });
     }
+    // Every parameter within limits before any network, buffer or window is built from it.
+    manifest
+        .params
+        .validate()
+        .map_err(|e| ArtifactError::BadManifest { version: version.into(), reason: e.to_string() })?;
     if let Some(Err(e)) = manifest.burst.as_ref().map(BurstProfile::validate) {
         return Err(ArtifactError::BadManifest { version: version.into(), reason: e.to_string() });
     }
@@ -312,6 +317,18 @@ pub async fn load_version(
     device: Device,
 ) -> Result<(Manifest, TransformerModel), ArtifactError> {
     let (manifest, _) = read_manifest(store, version).await?;
+    load_weights(store, manifest, device).await
+}
+
+/// Loads the weights a read manifest lists, verifying their checksum and every tensor's
+/// name and shape; the manifest is the one already read (and checked), never re-read.
+async fn load_weights(
+    store: &dyn ObjectStore,
+    manifest: Manifest,
+    device: Device,
+) -> Result<(Manifest, TransformerModel), ArtifactError> {
+    let version = manifest.version.clone();
+    let version = version.as_str();
     let corrupt =
         |file: &str, reason: String| ArtifactError::Corrupt { version: version.into(), file: file.into(), reason };
     let entry = manifest.files.get(WEIGHTS).ok_or_else(|| corrupt(MANIFEST, format!("it lists no {WEIGHTS}")))?;
@@ -353,7 +370,9 @@ pub async fn load_latest(
     device: Device,
 ) -> Result<(Manifest, TransformerModel), ArtifactError> {
     let pointer = latest(store).await?.ok_or_else(|| ArtifactError::NothingPublished(store.location().to_string()))?;
-    let (_, sha) = read_manifest(store, &pointer.version).await?;
+    // Read once, verify once: the manifest checked against the pointer is the one used
+    // (reading it again could pick up a version rewritten in between).
+    let (manifest, sha) = read_manifest(store, &pointer.version).await?;
     if sha != pointer.manifest_sha256 {
         return Err(ArtifactError::Corrupt {
             version: pointer.version.clone(),
@@ -361,7 +380,7 @@ pub async fn load_latest(
             reason: format!("SHA-256 {sha}, the latest pointer says {}", pointer.manifest_sha256),
         });
     }
-    load_version(store, &pointer.version, device).await
+    load_weights(store, manifest, device).await
 }
 
 /// A stored version, or the one `latest` points to when none is named.

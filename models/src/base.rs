@@ -26,6 +26,27 @@ pub enum Base {
     Smoothing(AdaptiveSmoothing),
 }
 
+impl Base {
+    /// Checks a stored base (as read from a manifest) before it is used.
+    pub(crate) fn check(&self, most_steps: usize) -> Result<(), String> {
+        match self {
+            Base::Ridge(r) => r.check(most_steps),
+            Base::Smoothing(s) => {
+                if s.alphas.is_empty() || s.alphas.len() > 100 {
+                    return Err(format!("{} smoothing factors, not 1 to 100", s.alphas.len()));
+                }
+                if s.alphas.iter().any(|a| !(*a > 0.0 && *a <= 1.0)) {
+                    return Err("a smoothing factor is outside (0, 1]".into());
+                }
+                if s.lookback == 0 || s.lookback > most_steps || s.warmup > most_steps {
+                    return Err(format!("lookback {} or warmup {} is outside 1..={most_steps}", s.lookback, s.warmup));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl PointForecaster for Base {
     fn name(&self) -> &'static str {
         match self {

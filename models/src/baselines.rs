@@ -292,6 +292,26 @@ impl Ridge {
     const LAGS: usize = 12;
     const MAX_ROWS: usize = 60_000;
 
+    /// Checks a stored ridge (as read from a manifest): sizes within bounds, one weight per
+    /// design column, finite numbers.
+    pub(crate) fn check(&self, most_steps: usize) -> Result<(), String> {
+        if !(1..=1_000).contains(&self.lags) {
+            return Err(format!("lags {} is outside 1..=1000", self.lags));
+        }
+        if !(1..=most_steps).contains(&self.period) {
+            return Err(format!("period {} is outside 1..={most_steps}", self.period));
+        }
+        for (h, (intercept, w)) in self.coefs.iter().enumerate() {
+            if w.len() != self.lags + 2 {
+                return Err(format!("horizon {}: {} weights, not {}", h + 1, w.len(), self.lags + 2));
+            }
+            if !intercept.is_finite() || w.iter().any(|v| !v.is_finite()) {
+                return Err(format!("horizon {}: a weight is not a finite number", h + 1));
+            }
+        }
+        Ok(())
+    }
+
     /// Fits one ridge per horizon on origins in `[lags, fit_end - horizon)`, choosing the
     /// penalty on `valid_origins` by full-horizon MAE.
     pub fn fit(series: &Series, period: usize, fit_end: usize, valid_origins: &[usize], horizon: usize) -> Self {

@@ -62,6 +62,130 @@ pub struct ModelParams {
     pub base: Option<Base>,
 }
 
+/// Limits a stored model's parameters must keep to: a manifest is read from a store, and a
+/// well-checksummed one may still have been written by a bug or by hand. Generous for any
+/// model this trainer makes, and small enough that building it cannot exhaust memory.
+pub mod limits {
+    /// Most context steps (a week at 30 s steps is 20,160).
+    pub const CONTEXT: usize = 50_000;
+    /// Most horizon steps.
+    pub const HORIZON: usize = 2_000;
+    /// Most steps per day (1 s steps).
+    pub const DAY: usize = 86_400;
+    /// Most features per token.
+    pub const FEATURES: usize = 1_024;
+    /// Widest residual stream and feed-forward layer.
+    pub const WIDTH: i64 = 4_096;
+    /// Most attention heads.
+    pub const HEADS: i64 = 64;
+    /// Most transformer blocks.
+    pub const LAYERS: usize = 32;
+    /// Most holidays, PCA columns or smoothing factors.
+    pub const LIST: usize = 10_000;
+}
+
+/// Why a model's parameters are refused: the field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("params.{field}: {reason}")]
+pub struct InvalidParams {
+    /// The field, as in the manifest (`net.heads`).
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> InvalidParams {
+    InvalidParams { field: field.to_owned(), reason: reason.into() }
+}
+
+fn within<T: PartialOrd + std::fmt::Display + Copy>(field: &str, value: T, lo: T, hi: T) -> Result<(), InvalidParams> {
+    if value < lo || value > hi {
+        return Err(invalid(field, format!("{value} is outside {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+fn finite(field: &str, values: &[f64]) -> Result<(), InvalidParams> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(invalid(field, format!("element {i} is {}", values[i]))),
+        None => Ok(()),
+    }
+}
+
+impl ModelParams {
+    /// Checks every field against [`limits`] and against one another, before anything is
+    /// built from them: a zero head count would divide by zero, a `p90_shift` longer than
+    /// the horizon would index past it, a huge context would abort on allocation.
+    pub fn validate(&self) -> Result<(), InvalidParams> {
+        let (n, w) = (&self.net, &self.window);
+        within("net.context", n.context, 1, limits::CONTEXT)?;
+        within("net.horizon", n.horizon, 1, limits::HORIZON)?;
+        within("net.context_features", n.context_features, 1, limits::FEATURES)?;
+        within("net.horizon_features", n.horizon_features, 1, limits::FEATURES)?;
+        within("net.d_model", n.d_model, 1, limits::WIDTH)?;
+        within("net.heads", n.heads, 1, limits::HEADS)?;
+        if n.d_model % n.heads != 0 {
+            return Err(invalid("net.heads", format!("{} does not divide d_model {}", n.heads, n.d_model)));
+        }
+        within("net.layers", n.layers, 1, limits::LAYERS)?;
+        within("net.ff", n.ff, 1, limits::WIDTH)?;
+        if !(0.0..1.0).contains(&n.dropout) {
+            return Err(invalid("net.dropout", format!("{} is outside 0 to 1", n.dropout)));
+        }
+        within("window.context", w.context, 1, limits::CONTEXT)?;
+        within("window.horizon", w.horizon, 1, limits::HORIZON)?;
+        within("window.day", w.day, 1, limits::DAY)?;
+        if (w.context, w.horizon) != (n.context, n.horizon) {
+            return Err(invalid(
+                "window",
+                format!(
+                    "context {} and horizon {} differ from the network's {} and {}",
+                    w.context, w.horizon, n.context, n.horizon
+                ),
+            ));
+        }
+        if !(self.level_floor.is_finite() && self.level_floor > 0.0) {
+            return Err(invalid("level_floor", format!("{} is not a positive number", self.level_floor)));
+        }
+        within("holidays", self.holidays.len(), 0, limits::LIST)?;
+        if self.p90_shift.len() != w.horizon {
+            return Err(invalid(
+                "p90_shift",
+                format!("{} values for a horizon of {} steps", self.p90_shift.len(), w.horizon),
+            ));
+        }
+        finite("p90_shift", &self.p90_shift)?;
+        if let Some(b) = &self.base {
+            b.check(limits::CONTEXT).map_err(|reason| invalid("base", reason))?;
+        }
+        if let Some(p) = &self.preprocess {
+            let cols = p.columns.len();
+            within("preprocess.columns", cols, 1, limits::LIST)?;
+            for (field, v) in [
+                ("preprocess.offsets", &p.offsets),
+                ("preprocess.scales", &p.scales),
+                ("preprocess.pca_mean", &p.pca_mean),
+            ] {
+                if v.len() != cols {
+                    return Err(invalid(field, format!("{} values for {cols} columns", v.len())));
+                }
+                finite(field, v)?;
+            }
+            within("preprocess.components", p.components.len(), 0, cols)?;
+            for c in &p.components {
+                if c.len() != cols {
+                    return Err(invalid(
+                        "preprocess.components",
+                        format!("a row of {} weights for {cols} columns", c.len()),
+                    ));
+                }
+                finite("preprocess.components", c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The per-window unit of the p90 shift.
 ///
 /// In level units, a band calibrated on a busy validation period is too narrow on a quiet,

@@ -173,6 +173,56 @@ async fn corrupt_weights_and_wrong_checksums_are_refused() {
     assert!(err.to_string().contains("bad burst profile"), "{err}");
 }
 
+#[tokio::test]
+async fn manifests_with_parameters_out_of_bounds_are_refused_naming_the_field() {
+    let (_, model) = trained();
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    type Edit = fn(&mut Manifest);
+    let cases: [(&str, Edit, &str); 6] = [
+        ("heads", |m| m.params.net.heads = 0, "params.net.heads"),
+        ("divisible", |m| m.params.net.heads = m.params.net.d_model + 1, "params.net.heads"),
+        ("shift", |m| m.params.p90_shift.push(0.5), "params.p90_shift"),
+        (
+            "context",
+            |m| {
+                m.params.window.context = 1 << 40;
+                m.params.net.context = 1 << 40;
+            },
+            "params.net.context",
+        ),
+        ("dropout", |m| m.params.net.dropout = 1.5, "params.net.dropout"),
+        ("floor", |m| m.params.level_floor = -1.0, "params.level_floor"),
+    ];
+    for (version, edit, field) in cases {
+        let mut m = manifest_for(&model, version, 1.0);
+        edit(&mut m);
+        artifact::write_version(&store, &model, m).await.unwrap();
+        let Err(err) = artifact::load_version(&store, version, Device::Cpu).await else {
+            panic!("{version}: the manifest was accepted");
+        };
+        assert!(matches!(err, ArtifactError::BadManifest { .. }), "{version}: {err}");
+        assert!(err.to_string().contains(field), "{version}: expected {field} in {err}");
+        assert!(artifact::publish(&store, version, true).await.is_err(), "{version} must not be published");
+    }
+}
+
+#[tokio::test]
+async fn load_latest_uses_the_manifest_it_verified() {
+    let (_, model) = trained();
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    artifact::write_version(&store, &model, manifest_for(&model, "v1", 1.0)).await.unwrap();
+    artifact::publish(&store, "v1", true).await.unwrap();
+    // Another manifest in place of the published one: its checksum no longer matches the
+    // pointer, so nothing is loaded from it.
+    let mut m = manifest_for(&model, "v1", 1.0);
+    m.params.level_floor *= 2.0;
+    store.put("v1/manifest.json", Bytes::from(serde_json::to_vec(&m).unwrap())).await.unwrap();
+    let err = artifact::load_latest(&store, Device::Cpu).await.unwrap_err();
+    assert!(err.to_string().contains("latest pointer"), "{err}");
+}
+
 #[test]
 fn too_short_history_says_why() {
     let s = series(120);

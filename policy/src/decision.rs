@@ -112,6 +112,11 @@ pub struct Served {
     pub replicas: u32,
     /// Whether the decision is only exported (shadow mode).
     pub shadow: bool,
+    /// Whether the decision is older than the predictor's staleness limit: still shown to
+    /// people, but nothing may act on it (KEDA is refused it; the scaler skips it).
+    /// Absent from older predictors' answers, hence `false` by default.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// The body of the predictor's `GET /api/v1/services`: the latest decision per service.
@@ -150,6 +155,7 @@ mod tests {
             },
             replicas: 3,
             shadow: false,
+            stale: false,
         };
         let json = serde_json::to_value(&served).unwrap();
         assert_eq!(json["service"], "shop/order");

@@ -60,7 +60,7 @@ async fn grpc_latency(rt_services: &[ServiceId]) {
                 ready_replicas: None,
                 reactive_replicas: None,
             };
-            (id.clone(), Served { decision, replicas: 3, shadow: false })
+            (id.clone(), Served { decision, replicas: 3, shadow: false, stale: false })
         })
         .collect();
     shared.publish(served);

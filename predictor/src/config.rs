@@ -151,6 +151,10 @@ pub struct ServicePlan {
     pub policy: PolicySettings,
 }
 
+/// Shortest admin token accepted: an empty or short one would open the admin endpoints
+/// to anyone who guesses it.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
 fn bad(field: impl Into<String>, reason: impl ToString) -> FieldError {
     FieldError::new(field, reason)
 }
@@ -165,6 +169,16 @@ impl PredictorConfig {
         }
         if self.services.is_empty() {
             return Err(bad("services", "list at least one [[services]] entry"));
+        }
+        if let Some(token) = &self.admin_token
+            && token.trim().len() < MIN_ADMIN_TOKEN
+        {
+            return Err(bad(
+                "admin_token",
+                format!(
+                    "must be at least {MIN_ADMIN_TOKEN} characters (not blank); leave it unset to disable the admin endpoints"
+                ),
+            ));
         }
         if self.history < self.step.duration() * 2 {
             return Err(bad("history", format!("{:?} must cover at least two steps", self.history)));

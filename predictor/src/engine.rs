@@ -213,7 +213,7 @@ fn decide(
         ready_replicas: ready_now,
         reactive_replicas,
     };
-    Served { decision, replicas, shadow }
+    Served { decision, replicas, shadow, stale: false }
 }
 
 /// The model's forecast from the window, or `None` (counted as a fallback) when there is

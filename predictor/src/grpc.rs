@@ -115,12 +115,17 @@ impl ExternalScaler for Scaler {
         let mut steps = self.shared.subscribe();
         let me = self.clone();
         tokio::spawn(async move {
-            // The current state at once, then every change.
+            // The current state at once, then every change; until KEDA closes the stream,
+            // whether or not activity changes meanwhile (a send fails only when it does).
             let mut last = first;
             if tx.send(Ok(IsActiveResponse { result: first })).await.is_err() {
                 return;
             }
-            while steps.changed().await.is_ok() {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    changed = steps.changed() => if changed.is_err() { return },
+                }
                 match me.served(&target) {
                     Ok(s) => {
                         let active = s.replicas >= target.activation;

@@ -101,6 +101,12 @@ impl Shared {
         self.steps.subscribe()
     }
 
+    /// How many subscribers there are (one per open `StreamIsActive`): a count that only
+    /// grows would be a leak.
+    pub fn subscribers(&self) -> usize {
+        self.steps.receiver_count()
+    }
+
     /// What to serve for a service now, unless it is unknown, undecided or stale.
     pub fn served(&self, id: &ServiceId) -> Result<Served, Unavailable> {
         if !self.services.contains(id) {
@@ -121,9 +127,23 @@ impl Shared {
         Ok(served)
     }
 
-    /// Every service's latest decision, fresh or not (for people and the JSON API).
+    /// Every service's latest decision, fresh or not (for people and the JSON API), each
+    /// marked `stale` when older than the staleness limit, so no client acts on it.
     pub fn all(&self) -> Vec<Served> {
-        self.latest.read().map(|l| l.values().cloned().collect()).unwrap_or_default()
+        let now = Utc::now();
+        let limit = self.staleness.as_millis() as i64;
+        self.latest
+            .read()
+            .map(|l| {
+                l.values()
+                    .cloned()
+                    .map(|mut s| {
+                        s.stale = (now - s.decision.time).num_milliseconds() > limit;
+                        s
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -144,6 +144,8 @@ fn bad_settings_exit_64_naming_the_field() {
     for (broken, needle) in [
         (text.replace("storefront/order", "order"), "services[0].service"),
         (text.replace("capacity = 10.0", "capacity = 0.0"), "capacity"),
+        (format!("admin_token = \"\"\n{text}"), "admin_token"),
+        (format!("admin_token = \"   \"\n{text}"), "admin_token"),
         (text.replace("[policy]", "[policy]\nquantile = \"p99\""), "quantile"),
         (
             text.replace("base = \"storefront\"", "base = \"storefront\"\n[catalog.features]\nlatency = \"up\""),

@@ -288,3 +288,37 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     assert!(engine.step(t + chrono::Duration::seconds(4 * STEP)).await.is_err());
     assert_eq!(shared.served(&order).unwrap().decision.time, t + chrono::Duration::seconds(3 * STEP));
 }
+
+#[tokio::test]
+async fn the_api_marks_decisions_older_than_the_staleness_limit() {
+    use prescale_policy::{Decision, Served};
+    let order: ServiceId = "storefront/order".parse().unwrap();
+    let cart: ServiceId = "storefront/cart".parse().unwrap();
+    let shared =
+        Arc::new(Shared::new(vec![order.clone(), cart.clone()], false, Duration::from_secs(60), Metrics::new()));
+    let decision = |id: &ServiceId, age_seconds: i64| Served {
+        decision: Decision {
+            service: id.clone(),
+            time: Utc::now() - chrono::Duration::seconds(age_seconds),
+            desired_replicas: 3,
+            observed_demand: None,
+            forecast: None,
+            reason: Reason::Reactive,
+            ready_replicas: None,
+            reactive_replicas: None,
+        },
+        replicas: 3,
+        shadow: false,
+        stale: false,
+    };
+    shared.publish(vec![(order.clone(), decision(&order, 600)), (cart.clone(), decision(&cart, 1))]);
+    let app = http::app(Api { shared, admin_token: None, reload: Default::default() });
+    let (status, body) = get(&app, "/api/v1/services", None, "GET", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stale = |name: &str| {
+        json["services"].as_array().unwrap().iter().find(|s| s["service"] == name).unwrap()["stale"].clone()
+    };
+    assert_eq!(stale("storefront/order"), true, "{json}");
+    assert_eq!(stale("storefront/cart"), false, "{json}");
+}

@@ -28,7 +28,7 @@ fn served(id: &ServiceId, replicas: u32, age_seconds: i64) -> (ServiceId, Served
         ready_replicas: None,
         reactive_replicas: None,
     };
-    (id.clone(), Served { decision, replicas, shadow: false })
+    (id.clone(), Served { decision, replicas, shadow: false, stale: false })
 }
 
 async fn start(shared: Arc<Shared>) -> ExternalScalerClient<Channel> {
@@ -99,6 +99,27 @@ async fn metric_spec_metrics_and_activity_follow_the_decisions() {
 
     let status = client.stream_metric_spec(object(&[("service", "order")])).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn a_closed_activity_stream_ends_its_task_even_when_activity_never_changes() {
+    let (order, cart) = ids();
+    let shared =
+        Arc::new(Shared::new(vec![order.clone(), cart.clone()], false, Duration::from_secs(300), Metrics::new()));
+    shared.publish(vec![served(&order, 3, 0), served(&cart, 3, 0)]);
+    let mut client = start(shared.clone()).await;
+    let before = shared.subscribers();
+    let mut stream = client.stream_is_active(object(&[("service", "order")])).await.unwrap().into_inner();
+    assert!(tokio::time::timeout(Duration::from_secs(2), stream.message()).await.unwrap().unwrap().unwrap().result);
+    assert_eq!(shared.subscribers(), before + 1, "one subscriber per open stream");
+    drop(stream);
+    // Steps keep coming with the same activity: nothing is ever sent on the closed stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while shared.subscribers() > before {
+        assert!(tokio::time::Instant::now() < deadline, "the stream's task outlived it");
+        shared.publish(vec![served(&order, 3, 0)]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -4,7 +4,12 @@
 //! `namespace/name` matches a configured [`Target`] applies it through the [`Applier`]
 //! (shadow mode by default: it reads and reports only). It serves core's ops endpoints
 //! (`/metrics`: what it would set or set, per Deployment, and what each attempt did).
-//! A predictor that cannot be reached leaves every Deployment as it is.
+//! A predictor that cannot be reached leaves every Deployment as it is; so does a decision
+//! the predictor marks stale or one older than `max_decision_age` (during a Prometheus
+//! outage the last count would otherwise be re-applied every interval, undoing an
+//! operator's manual scaling), and so does every decision while the predictor is in shadow
+//! mode (an operator turned it on to stop acting). Both are counted
+//! (`prescale_scaler_actions_total{action="stale"|"predictor_shadow"}`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +44,14 @@ pub struct RunConfig {
     /// The Deployments that may be scaled.
     #[serde(default)]
     pub targets: Vec<Target>,
+    /// Decisions older than this are not applied, whatever the predictor says of them
+    /// (predictors before the `stale` field did not say).
+    #[serde(with = "humantime_serde", default = "default_max_decision_age")]
+    pub max_decision_age: Duration,
+}
+
+fn default_max_decision_age() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_interval() -> Duration {
@@ -89,7 +102,7 @@ impl Metrics {
         );
         registry.register(
             "prescale_scaler_actions",
-            "Decisions applied, by outcome (scaled, unchanged, shadow, refused, error)",
+            "Decisions applied, by outcome (scaled, unchanged, shadow, refused, error; not applied: stale, predictor_shadow)",
             self.actions.clone(),
         );
         registry.register(
@@ -153,6 +166,31 @@ pub async fn round(
             continue;
         };
         let labels = DeploymentLabels { namespace: target.namespace.clone(), deployment: target.deployment.clone() };
+        let count = |action: &str| {
+            metrics
+                .actions
+                .get_or_create(&ActionLabels {
+                    namespace: labels.namespace.clone(),
+                    deployment: labels.deployment.clone(),
+                    action: action.into(),
+                })
+                .inc();
+        };
+        let age = chrono::Utc::now() - decision.time;
+        if served.stale || age.to_std().is_ok_and(|a| a > config.max_decision_age) {
+            tracing::warn!(
+                service = %decision.service,
+                age_seconds = age.num_seconds(),
+                "the decision is stale; leaving the Deployment as it is"
+            );
+            count("stale");
+            continue;
+        }
+        if response.shadow || served.shadow {
+            tracing::info!(service = %decision.service, "the predictor is in shadow mode; not scaling");
+            count("predictor_shadow");
+            continue;
+        }
         metrics.desired.get_or_create(&labels).set(i64::from(decision.desired_replicas));
         let result = applier.apply(target, decision.desired_replicas).await;
         let action = match &result {
@@ -179,14 +217,7 @@ pub async fn round(
                 "error"
             }
         };
-        metrics
-            .actions
-            .get_or_create(&ActionLabels {
-                namespace: labels.namespace.clone(),
-                deployment: labels.deployment.clone(),
-                action: action.into(),
-            })
-            .inc();
+        count(action);
         results.push((target.clone(), result));
     }
     Ok(results)

@@ -135,7 +135,7 @@ async fn unchanged_replicas_write_nothing() {
 
 fn served(decision: Decision) -> Served {
     let replicas = decision.desired_replicas;
-    Served { decision, replicas, shadow: false }
+    Served { decision, replicas, shadow: false, stale: false }
 }
 
 #[tokio::test]
@@ -219,4 +219,75 @@ fn the_rbac_manifest_grants_only_the_scale_subresource() {
     assert_eq!(verbs, ["get", "update"], "exactly what Applier uses: get_scale and replace_scale");
     let _: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(docs[2].clone()).unwrap();
     let _: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(docs[0].clone()).unwrap();
+}
+
+/// Serves `decisions` as the predictor's `GET /api/v1/services` on loopback; its base URL.
+async fn predictor_serving(decisions: ServicesResponse) -> String {
+    let app = axum::Router::new()
+        .route("/api/v1/services", axum::routing::get(move || async move { axum::Json(decisions.clone()) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn order_decision(age: chrono::Duration) -> Decision {
+    Decision {
+        service: "shop/order".parse().unwrap(),
+        time: chrono::Utc::now() - age,
+        desired_replicas: 4,
+        observed_demand: Some(30.0),
+        forecast: None,
+        reason: Reason::ReactiveFloor,
+        ready_replicas: None,
+        reactive_replicas: None,
+    }
+}
+
+/// One round against `decisions` with writes on; asserts the API is never called and
+/// answers the scaler's metrics.
+async fn round_touching_nothing(decisions: ServicesResponse) -> String {
+    let url = predictor_serving(decisions).await;
+    let config: prescale_scaler::run::RunConfig = prescale_core::config::from_toml_str(&format!(
+        "predictor_url = \"{url}\"\nshadow = false\n[[targets]]\nnamespace = \"shop\"\ndeployment = \"order\"\nmin_replicas = 1\nmax_replicas = 10\n"
+    ))
+    .unwrap();
+    let (client, mut handle) = mock();
+    let metrics = prescale_scaler::run::Metrics::default();
+    let applier = Applier::new(client, false);
+    let http = reqwest::Client::new();
+    let round = prescale_scaler::run::round(&http, &config, &applier, &metrics);
+    let results = tokio::time::timeout(std::time::Duration::from_secs(3), round)
+        .await
+        .expect("the round waited on the Kubernetes API: it tried to scale")
+        .unwrap();
+    assert!(results.is_empty(), "{results:?}");
+    expect_no_request(&mut handle).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    prescale_core::ops::encode(&registry)
+}
+
+#[tokio::test]
+async fn stale_decisions_are_not_applied() {
+    // Marked stale by the predictor.
+    let mut marked = served(order_decision(chrono::Duration::seconds(5)));
+    marked.stale = true;
+    let text = round_touching_nothing(ServicesResponse { services: vec![marked], shadow: false }).await;
+    assert!(
+        text.contains(r#"prescale_scaler_actions_total{namespace="shop",deployment="order",action="stale"} 1"#),
+        "{text}"
+    );
+    // Not marked (an older predictor), but older than max_decision_age.
+    let old = served(order_decision(chrono::Duration::minutes(30)));
+    let text = round_touching_nothing(ServicesResponse { services: vec![old], shadow: false }).await;
+    assert!(text.contains(r#"action="stale"} 1"#), "{text}");
+}
+
+#[tokio::test]
+async fn the_predictors_shadow_mode_stops_the_scaler() {
+    let mut shadowed = served(order_decision(chrono::Duration::seconds(5)));
+    shadowed.shadow = true;
+    let text = round_touching_nothing(ServicesResponse { services: vec![shadowed.clone()], shadow: true }).await;
+    assert!(text.contains(r#"action="predictor_shadow"} 1"#), "{text}");
 }
