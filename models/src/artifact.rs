@@ -165,7 +165,8 @@ pub struct Latest {
     pub manifest_sha256: String,
 }
 
-fn sha256(data: &[u8]) -> String {
+/// The hex SHA-256 of some bytes, as manifests and the `latest` pointer record them.
+pub fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 

@@ -95,6 +95,8 @@ pub struct Metrics {
     pub shadow: Gauge,
     /// Unix time of the last step computed.
     pub last_step: Gauge<f64, AtomicU64>,
+    /// Times the model reloader ended unexpectedly (and was restarted).
+    pub reloader_failures: Counter,
     registry: Arc<Registry>,
 }
 
@@ -124,6 +126,7 @@ impl Metrics {
             step_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             shadow: Gauge::default(),
             last_step: Gauge::default(),
+            reloader_failures: Counter::default(),
             registry: Arc::new(Registry::default()),
         };
         r.register("ml_predicted_replicas", "Replicas served to KEDA", m.predicted_replicas.clone());
@@ -154,6 +157,11 @@ impl Metrics {
         p.register("step_duration_seconds", "Time of one step for every service", m.step_seconds.clone());
         p.register("shadow", "1 in shadow mode", m.shadow.clone());
         p.register("last_step_timestamp_seconds", "Unix time of the last step computed", m.last_step.clone());
+        p.register(
+            "reloader_failures",
+            "Times the model reloader ended unexpectedly and was restarted",
+            m.reloader_failures.clone(),
+        );
         Self { registry: Arc::new(r), ..m }
     }
 

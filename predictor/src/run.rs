@@ -6,6 +6,7 @@
 //! port 0 (mini-redis' `server::run(listener, shutdown)`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use prescale_core::clock::StepClock;
@@ -56,6 +57,80 @@ pub enum RunError {
     /// A server task panicked or was cancelled.
     #[error("a server task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// Checks the models' `latest` pointers every `interval` (or when asked) until `stopped`.
+async fn reload_loop<F: Future<Output = ()>>(
+    models: Arc<Models>,
+    shared: Arc<Shared>,
+    reload: Arc<Notify>,
+    interval: Duration,
+    stopped: impl Fn() -> F,
+) {
+    loop {
+        models.reload(&shared.metrics).await;
+        // A full pass: the reloader works (again).
+        shared.set_reloader_down(false);
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = reload.notified() => {}
+            () = stopped() => return,
+        }
+    }
+}
+
+/// The reloader, supervised (see [`supervise`]).
+async fn supervise_reloads<F: Future<Output = ()> + Send + 'static>(
+    models: Arc<Models>,
+    shared: Arc<Shared>,
+    reload: Arc<Notify>,
+    interval: Duration,
+    stopped: impl Fn() -> F + Clone + Send + Sync + 'static,
+) {
+    let start = {
+        let (shared, stopped) = (shared.clone(), stopped.clone());
+        move || reload_loop(models.clone(), shared.clone(), reload.clone(), interval, stopped.clone())
+    };
+    supervise(shared, stopped, start).await;
+}
+
+/// Runs the task `start` makes and restarts it if it ever ends before `stopped` (the
+/// model reloader, which a panic while loading a model would otherwise end silently):
+/// meanwhile `/readyz` fails (the task clears it with [`Shared::set_reloader_down`] once
+/// it works again), and each failure is logged and counted
+/// (`prescale_predictor_reloader_failures_total`). Restarts back off up to a minute.
+pub async fn supervise<F, T>(shared: Arc<Shared>, stopped: impl Fn() -> F, start: impl Fn() -> T)
+where
+    F: Future<Output = ()>,
+    T: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut task = tokio::spawn(start());
+        let outcome = tokio::select! {
+            outcome = &mut task => outcome,
+            () = stopped() => {
+                // Shutting down: a reload under way is abandoned (the next start redoes it).
+                task.abort();
+                return;
+            }
+        };
+        if tokio::time::timeout(Duration::ZERO, stopped()).await.is_ok() {
+            return;
+        }
+        let why = match outcome {
+            Ok(()) => "it returned".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!("the model reloader ended unexpectedly ({why}); restarting in {backoff:?}");
+        shared.metrics.reloader_failures.inc();
+        shared.set_reloader_down(true);
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stopped() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
 }
 
 /// Bound listeners, so tests can use port 0.
@@ -122,16 +197,7 @@ impl Predictor {
         let reloader = {
             let (models, shared, reload, interval, stopped) =
                 (models.clone(), shared.clone(), reload.clone(), config.reload_interval, stopped.clone());
-            tokio::spawn(async move {
-                loop {
-                    models.reload(&shared.metrics).await;
-                    tokio::select! {
-                        () = tokio::time::sleep(interval) => {}
-                        () = reload.notified() => {}
-                        () = stopped() => return,
-                    }
-                }
-            })
+            tokio::spawn(supervise_reloads(models, shared, reload, interval, stopped))
         };
         let api = Api { shared: shared.clone(), admin_token: config.admin_token.clone(), reload };
         let http_server = {

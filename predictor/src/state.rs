@@ -44,6 +44,8 @@ pub struct Shared {
     shadow: AtomicBool,
     staleness: Duration,
     steps: watch::Sender<u64>,
+    /// Set while the model reloader is down (it ended unexpectedly and is restarting).
+    reloader_down: AtomicBool,
     /// The metrics.
     pub metrics: Metrics,
 }
@@ -58,8 +60,14 @@ impl Shared {
             shadow: AtomicBool::new(shadow),
             staleness,
             steps: watch::channel(0).0,
+            reloader_down: AtomicBool::new(false),
             metrics,
         }
+    }
+
+    /// Marks the model reloader down (readiness fails) or running again.
+    pub fn set_reloader_down(&self, down: bool) {
+        self.reloader_down.store(down, Ordering::SeqCst);
     }
 
     /// The configured services.
@@ -154,6 +162,9 @@ impl prescale_core::ops::Probe for Shared {
     }
 
     fn not_ready(&self) -> Option<&'static str> {
+        if self.reloader_down.load(Ordering::SeqCst) {
+            return Some("the model reloader failed and is restarting");
+        }
         self.all().is_empty().then_some("no decision yet")
     }
 }

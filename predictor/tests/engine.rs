@@ -216,6 +216,22 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     let still = shared.served(&order).unwrap().decision;
     assert_eq!(still.forecast.unwrap().model_version, "v1", "the good model keeps serving");
 
+    // A version whose manifest is well checksummed (the pointer agrees) but invalid: no
+    // attention heads. Refused by reload, naming the field; reloading goes on.
+    let mut m3 = m1.clone();
+    m3["version"] = "v3".into();
+    m3["params"]["net"]["heads"] = 0.into();
+    let raw = Bytes::from(serde_json::to_vec(&m3).unwrap());
+    order_store.put("v3/weights.safetensors", weights.clone()).await.unwrap();
+    order_store.put("v3/manifest.json", raw.clone()).await.unwrap();
+    let pointer = serde_json::json!({"version": "v3", "manifest_sha256": artifact::sha256(&raw)});
+    order_store.put("latest", Bytes::from(pointer.to_string())).await.unwrap();
+    let reloads = models.reload(&shared.metrics).await;
+    assert!(
+        matches!(&reloads[1].1, ReloadOutcome::Rejected { reason, .. } if reason.contains("params.net.heads")),
+        "{reloads:?}"
+    );
+
     // The HTTP API over the same state.
     let api = Api { shared: shared.clone(), admin_token: Some("s3cret".into()), reload: Default::default() };
     let app = http::app(api);
@@ -235,7 +251,7 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
         r#"prescale_predictor_model_info{namespace="storefront",service="order",version="v1"} 1"#,
         r#"prescale_predictor_decision_reason{namespace="storefront",service="cart",reason="reactive"} 1"#,
         r#"prescale_predictor_fallbacks_total{kind="no_model"}"#,
-        r#"prescale_predictor_model_reloads_total{kind="rejected"} 1"#,
+        r#"prescale_predictor_model_reloads_total{kind="rejected"} 2"#,
     ] {
         assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
     }
@@ -321,4 +337,46 @@ async fn the_api_marks_decisions_older_than_the_staleness_limit() {
     };
     assert_eq!(stale("storefront/order"), true, "{json}");
     assert_eq!(stale("storefront/cart"), false, "{json}");
+}
+
+#[tokio::test]
+async fn a_reloader_that_dies_is_restarted_and_readiness_says_so_meanwhile() {
+    use prescale_core::ops::Probe;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let order: ServiceId = "storefront/order".parse().unwrap();
+    let shared = Arc::new(Shared::new(vec![order], false, Duration::from_secs(60), Metrics::new()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let starts = Arc::new(AtomicUsize::new(0));
+    let (s2, starts2) = (shared.clone(), starts.clone());
+    let supervisor = tokio::spawn(prescale_predictor::run::supervise(shared.clone(), stopped, move || {
+        let (shared, starts) = (s2.clone(), starts2.clone());
+        async move {
+            if starts.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("a model that panics while loading");
+            }
+            shared.set_reloader_down(false);
+            std::future::pending::<()>().await;
+        }
+    }));
+    // Between the panic and the restart (a second later), readiness fails and it is counted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while shared.not_ready() != Some("the model reloader failed and is restarting") {
+        assert!(tokio::time::Instant::now() < deadline, "readiness never said the reloader failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(shared.metrics.encode().contains("prescale_predictor_reloader_failures_total 1"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while starts.load(Ordering::SeqCst) < 2 || shared.not_ready() == Some("the model reloader failed and is restarting")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the reloader was not restarted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    tokio::time::timeout(Duration::from_secs(2), supervisor).await.expect("stops with the predictor").unwrap();
 }
