@@ -222,7 +222,10 @@ struct Flusher {
 
 impl Flusher {
     async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = prescale_core::backoff::Backoff::new(
+            Duration::from_millis(500),
+            self.interval.min(Duration::from_secs(60)),
+        );
         loop {
             // Read before flushing: a stop sent during the flush gets one more pass, which
             // takes the file sealed at shutdown.
@@ -233,11 +236,10 @@ impl Flusher {
             }
             // After a failure retry sooner than the next seal, with a growing wait.
             let wait = if ok {
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 self.interval
             } else {
-                backoff = (backoff * 2).min(self.interval).min(Duration::from_secs(60));
-                backoff
+                backoff.next_delay()
             };
             tokio::select! {
                 () = self.wake.notified() => {}

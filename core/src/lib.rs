@@ -18,6 +18,7 @@
 //! - [`config`]: TOML files with environment overrides and unknown fields refused.
 //! - [`telemetry`]: `tracing` setup and the shutdown signal every long-running binary awaits.
 
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod location;

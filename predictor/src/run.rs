@@ -104,7 +104,7 @@ where
     F: Future<Output = ()>,
     T: Future<Output = ()> + Send + 'static,
 {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = prescale_core::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         let mut task = tokio::spawn(start());
         let outcome = tokio::select! {
@@ -122,14 +122,14 @@ where
             Ok(()) => "it returned".to_owned(),
             Err(e) => e.to_string(),
         };
-        tracing::error!("the model reloader ended unexpectedly ({why}); restarting in {backoff:?}");
+        let wait = backoff.next_delay();
+        tracing::error!("the model reloader ended unexpectedly ({why}); restarting in {wait:?}");
         shared.metrics.reloader_failures.inc();
         shared.set_reloader_down(true);
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(wait) => {}
             () = stopped() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 

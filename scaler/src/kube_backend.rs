@@ -135,6 +135,12 @@ impl Applier {
             source,
         };
         let mut conflicts = 0;
+        // Between conflicting writes, a growing, jittered wait: two writers that collided
+        // (two scaler replicas, the HPA) do not collide again in lock step.
+        let mut backoff = prescale_core::backoff::Backoff::new(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(2),
+        );
         loop {
             let mut scale = api.get_scale(&target.deployment).await.map_err(api_err)?;
             let from = replicas_of(&scale);
@@ -145,7 +151,14 @@ impl Applier {
                 return Ok(Applied::Unchanged { replicas: from });
             }
             // The read resourceVersion stays in the metadata: the write is conditional on it.
-            scale.spec.get_or_insert_with(Default::default).replicas = Some(desired as i32);
+            let replicas = i32::try_from(desired).map_err(|_| ApplyError::OutOfBounds {
+                namespace: target.namespace.clone(),
+                deployment: target.deployment.clone(),
+                desired,
+                min: target.min_replicas,
+                max: i32::MAX as u32,
+            })?;
+            scale.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
             scale.status = None;
             match api.replace_scale(&target.deployment, &PostParams::default(), &scale).await {
                 Ok(_) => return Ok(Applied::Scaled { from, to: desired, conflicts }),
@@ -164,6 +177,7 @@ impl Applier {
                             attempts: conflicts,
                         });
                     }
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(e) => return Err(api_err(e)),
             }

@@ -7,8 +7,10 @@
 //!
 //! - [`kube_backend`]: applying a decision to a Deployment's scale subresource;
 //! - [`run`]: polling the predictor's decisions and applying them (shadow by default);
-//! - [`capacity`]: capacity per replica from the feature table.
+//! - [`capacity`]: capacity per replica from the feature table;
+//! - [`rbac`]: the Roles the configured targets need, scoped to their names.
 
 pub mod capacity;
 pub mod kube_backend;
+pub mod rbac;
 pub mod run;

@@ -29,6 +29,14 @@ enum Command {
     /// subresource; in shadow mode (the default) only log and export what it would do.
     /// Its settings file (`--config`): predictor_url, interval, shadow, listen, [[targets]].
     Run,
+    /// Print the RBAC the configured targets need (`--config`, as for `run`): per namespace
+    /// a Role granting get and update on exactly those Deployments' scale subresource
+    /// (`resourceNames`), bound to the scaler's ServiceAccount. Pipe to `kubectl apply -f -`.
+    Rbac {
+        /// The namespace of the scaler's ServiceAccount (`prescale-scaler`).
+        #[arg(long, default_value = "prescale")]
+        service_account_namespace: String,
+    },
     /// Estimate requests/s per replica from the collector's data: what one ready replica
     /// served while p95 latency met the objective.
     EstimateCapacity {
@@ -83,13 +91,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = prescale_core::telemetry::init(&TelemetryConfig::default());
     let result = match &cli.command {
-        Command::Run => match config::load::<RunConfig>(cli.args.config.as_deref()) {
+        Command::Run => match config::load::<RunConfig>(cli.args.config.as_deref())
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
+        {
             Ok(config) => run(config),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
+        Command::Rbac { service_account_namespace } => {
+            match config::load::<RunConfig>(cli.args.config.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
+            {
+                Ok(config) => {
+                    let list = prescale_scaler::rbac::for_targets(&config.targets, service_account_namespace);
+                    println!("{}", serde_json::to_string_pretty(&list).expect("RBAC serialises"));
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
         Command::EstimateCapacity { data, service, latency_objective, quantile } => {
             estimate_capacity(&cli.args.s3, data, service, *latency_objective, *quantile)
         }

@@ -54,6 +54,52 @@ fn default_max_decision_age() -> Duration {
     Duration::from_secs(300)
 }
 
+impl RunConfig {
+    /// Checks the settings at start, naming the first bad field: a URL the client can use,
+    /// a positive interval, and targets that are Kubernetes names, listed once, with
+    /// `1 <= min_replicas <= max_replicas <= i32::MAX` (the scale subresource's type).
+    pub fn validate(&self) -> Result<(), prescale_core::config::FieldError> {
+        use prescale_core::config::FieldError;
+        let url = reqwest::Url::parse(&self.predictor_url).map_err(|e| FieldError::new("predictor_url", e))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FieldError::new("predictor_url", format!("{} is not an http(s) URL", self.predictor_url)));
+        }
+        if self.interval.is_zero() {
+            return Err(FieldError::new("interval", "must be positive"));
+        }
+        if self.max_decision_age.is_zero() {
+            return Err(FieldError::new("max_decision_age", "must be positive"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let field = |name: &str| format!("targets[{i}].{name}");
+            prescale_core::service::validate_label("namespace", &t.namespace)
+                .map_err(|e| FieldError::new(field("namespace"), e))?;
+            prescale_core::service::validate_label("deployment", &t.deployment)
+                .map_err(|e| FieldError::new(field("deployment"), e))?;
+            if !seen.insert((t.namespace.as_str(), t.deployment.as_str())) {
+                return Err(FieldError::new(
+                    field("deployment"),
+                    format!("{}/{} is listed twice", t.namespace, t.deployment),
+                ));
+            }
+            if t.max_replicas > i32::MAX as u32 {
+                return Err(FieldError::new(
+                    field("max_replicas"),
+                    format!("{} is above {}", t.max_replicas, i32::MAX),
+                ));
+            }
+            if t.min_replicas > t.max_replicas {
+                return Err(FieldError::new(
+                    field("min_replicas"),
+                    format!("{} is above max_replicas {}", t.min_replicas, t.max_replicas),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn default_interval() -> Duration {
     Duration::from_secs(30)
 }

@@ -48,3 +48,59 @@ fn estimate_capacity_reads_collector_parquet() {
     // The busiest healthy step: 20 + 79/4 = 39.75 rps on 2 replicas.
     assert!(out.contains("19.875 requests/s per replica") && out.contains("20 steps over it"), "{out}");
 }
+
+#[test]
+fn run_refuses_inverted_or_oversized_bounds_naming_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scaler.toml");
+    let target = |min: u64, max: u64| {
+        format!(
+            "predictor_url = \"http://127.0.0.1:1\"\n[[targets]]\nnamespace = \"shop\"\ndeployment = \"order\"\nmin_replicas = {min}\nmax_replicas = {max}\n"
+        )
+    };
+    for (text, field) in [
+        (target(5, 2), "targets[0].min_replicas"),
+        (target(1, 3_000_000_000), "targets[0].max_replicas"),
+        ("predictor_url = \"not a url\"\n".to_owned(), "predictor_url"),
+        (
+            format!(
+                "{}[[targets]]\nnamespace = \"shop\"\ndeployment = \"order\"\nmin_replicas = 1\nmax_replicas = 2\n",
+                target(1, 2)
+            ),
+            "targets[1].deployment",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let run = scaler().args(["run", "--config"]).arg(&config).output().unwrap();
+        assert_eq!(run.status.code(), Some(64));
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(field), "expected {field} in {err}");
+    }
+}
+
+#[test]
+fn rbac_grants_exactly_the_listed_deployments_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scaler.toml");
+    let targets = [("shop", "order"), ("shop", "cart"), ("storefront", "gateway")]
+        .iter()
+        .map(|(ns, d)| {
+            format!("[[targets]]\nnamespace = \"{ns}\"\ndeployment = \"{d}\"\nmin_replicas = 1\nmax_replicas = 9\n")
+        })
+        .collect::<String>();
+    std::fs::write(&config, format!("predictor_url = \"http://127.0.0.1:1\"\n{targets}")).unwrap();
+    let out = scaler().args(["rbac", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "a Role and a RoleBinding per namespace");
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(items[0].clone()).unwrap();
+    assert_eq!(role.metadata.namespace.as_deref(), Some("shop"));
+    let rule = &role.rules.unwrap()[0];
+    assert_eq!(rule.resource_names.as_deref(), Some(&["cart".to_owned(), "order".to_owned()][..]));
+    assert_eq!(rule.resources.as_deref(), Some(&["deployments/scale".to_owned()][..]));
+    assert_eq!(rule.verbs, ["get", "update"]);
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(items[1].clone()).unwrap();
+    assert_eq!(binding.subjects.unwrap()[0].namespace.as_deref(), Some("prescale"));
+    assert_eq!(items[2]["metadata"]["namespace"], "storefront");
+}

@@ -34,7 +34,8 @@ pub struct PrometheusConfig {
     pub timeout: Duration,
     /// Retries of a query that failed transiently.
     pub retries: u32,
-    /// Wait before the first retry; doubled at each further one.
+    /// Wait before the first retry, about; the ceiling doubles at each further one, and
+    /// each wait is drawn in its upper half ([`crate::backoff::Backoff`]).
     #[serde(with = "humantime_serde")]
     pub backoff: Duration,
     /// Queries in flight at once.
@@ -206,7 +207,7 @@ impl Source {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, PromError>>,
     {
-        let mut wait = self.config.backoff;
+        let mut backoff = crate::backoff::Backoff::new(self.config.backoff, self.config.backoff * 16);
         let mut tries = 0;
         loop {
             match attempt().await.map_err(|e| classify(query, e)) {
@@ -216,9 +217,9 @@ impl Source {
                     if !e.is_transient() || tries >= self.config.retries {
                         return Err(e);
                     }
+                    let wait = backoff.next_delay();
                     tracing::debug!(error = %e, retry_in = ?wait, "query failed; retrying");
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
                     tries += 1;
                 }
             }
