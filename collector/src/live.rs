@@ -260,12 +260,26 @@ impl Flusher {
         };
         for path in segments {
             let started = Instant::now();
+            // A segment damaged since it was sealed keeps its readable records (the
+            // original goes to quarantine/); one that still cannot be read is moved aside
+            // whole. Either way the segments after it are flushed.
             let rows = match spool::read_segment(&path) {
                 Ok(rows) => rows,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read a sealed spool file; leaving it for an operator");
+                    tracing::error!(error = %e, "a sealed spool file is damaged; keeping what can be read");
                     self.metrics.flush_errors.inc();
-                    return false;
+                    match spool::repair_segment(&path).and_then(|_| spool::read_segment(&path)) {
+                        Ok(rows) => rows,
+                        Err(e) => {
+                            match spool::quarantine(&path) {
+                                Ok(to) => {
+                                    tracing::error!(error = %e, quarantined = %to.display(), "unreadable; moved aside")
+                                }
+                                Err(q) => tracing::error!(error = %q, "could not move an unreadable segment aside"),
+                            }
+                            continue;
+                        }
+                    }
                 }
             };
             let n = rows.len() as u64;

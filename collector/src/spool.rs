@@ -15,7 +15,11 @@
 //! Every step lives in exactly one segment: a step is appended once, either live or when
 //! its gap is filled. On open, a torn last line (a crash mid-append) is cut off, and any
 //! step found in a segment is taken off the gaps and counts for the cursor, so a crash
-//! between appending and saving the state neither loses nor repeats a step.
+//! between appending and saving the state neither loses nor repeats a step. A segment
+//! with unreadable lines elsewhere (a failed write that was sealed anyway, a damaged disk)
+//! keeps its readable records: the file is moved to `quarantine/` for an operator and
+//! rewritten with what could be read, and what was dropped is counted; one bad segment
+//! never stops the collector or the flushing of the others.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -82,6 +86,10 @@ struct State {
 pub struct Recovery {
     /// Bytes of a torn last line cut off the active file.
     pub torn_bytes: u64,
+    /// Unreadable lines dropped from segments (kept in `quarantine/`).
+    pub dropped_lines: u64,
+    /// Segments moved to `quarantine/` (and rewritten with their readable records).
+    pub quarantined: usize,
     /// Rows waiting in the active and sealed files.
     pub pending_rows: u64,
     /// Sealed files waiting for the flusher.
@@ -125,6 +133,10 @@ impl Spool {
 
         let active_path = dir.join(ACTIVE);
         let mut recovery = Recovery::default();
+        if let Some(dropped) = repair_segment(&active_path)? {
+            recovery.dropped_lines += dropped;
+            recovery.quarantined += 1;
+        }
         let (active_records, torn) = read_records(&active_path, true)?;
         recovery.torn_bytes = torn;
         let mut seen: Vec<DateTime<Utc>> = active_records.iter().map(|r| r.step).collect();
@@ -133,6 +145,10 @@ impl Spool {
         let sealed = sealed_segments(dir)?;
         recovery.sealed = sealed.len();
         for path in &sealed {
+            if let Some(dropped) = repair_segment(path)? {
+                recovery.dropped_lines += dropped;
+                recovery.quarantined += 1;
+            }
             let (records, _) = read_records(path, false)?;
             recovery.pending_rows += records.iter().map(|r| r.rows.len() as u64).sum::<u64>();
             seen.extend(records.iter().map(|r| r.step));
@@ -187,8 +203,14 @@ impl Spool {
                 .map_err(|e| SpoolError::Corrupt { path: path.clone(), message: e.to_string() })?;
             buf.push(b'\n');
         }
-        self.active.write_all(&buf).map_err(io(&path))?;
-        self.active.sync_data().map_err(io(&path))?;
+        let before = self.active.metadata().map_err(io(&path))?.len();
+        if let Err(e) = self.active.write_all(&buf).and_then(|()| self.active.sync_data()) {
+            // A partial write must not stay: later appends would follow a torn line.
+            if let Err(undo) = self.active.set_len(before) {
+                tracing::error!(path = %path.display(), "could not undo a partial append: {undo}; the next open repairs it");
+            }
+            return Err(io(&path)(e));
+        }
         self.active_rows += records.iter().map(|r| r.rows.len() as u64).sum::<u64>();
         self.active_records += records.len() as u64;
         let gaps_before = self.state.gaps.clone();
@@ -288,6 +310,66 @@ fn segment_number(path: &Path) -> Option<u64> {
 /// The rows of a sealed segment.
 pub fn read_segment(path: &Path) -> Result<Vec<FeatureRow>, SpoolError> {
     Ok(read_records(path, false)?.0.into_iter().flat_map(|r| r.rows).collect())
+}
+
+/// Moves a segment into the spool's `quarantine/` folder, out of the flusher's way, for an
+/// operator to inspect. Returns its new path.
+pub fn quarantine(path: &Path) -> Result<PathBuf, SpoolError> {
+    let dir = path.parent().unwrap_or(Path::new(".")).join("quarantine");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3f");
+    let to = dir.join(format!("{name}.{stamp}"));
+    std::fs::rename(path, &to).map_err(io(&to))?;
+    sync_dir(&dir)?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(to)
+}
+
+/// Keeps the readable records of a segment whose unreadable lines are not just a torn
+/// tail (which [`Spool::open`] cuts off): the file goes to `quarantine/` and is replaced,
+/// atomically, by its readable records. Returns how many lines were dropped, or `None`
+/// when the segment was sound (or only torn at its end).
+pub fn repair_segment(path: &Path) -> Result<Option<u64>, SpoolError> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(None) };
+    let mut good = Vec::new();
+    let mut dropped = 0u64;
+    let mut bad_before_good = false;
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
+    for line in &lines {
+        let complete = line.last() == Some(&b'\n');
+        if complete && serde_json::from_slice::<Record>(line).is_ok() {
+            if dropped > 0 {
+                bad_before_good = true;
+            }
+            good.extend_from_slice(line);
+        } else {
+            dropped += 1;
+        }
+    }
+    // Nothing lost, or only a torn last line: the tail repair handles it.
+    let torn_tail_only = dropped == 1 && !bad_before_good && lines.last().is_some_and(|l| l.last() != Some(&b'\n'));
+    if dropped == 0 || (torn_tail_only && segment_number(path).is_none()) {
+        return Ok(None);
+    }
+    let kept = quarantine(path)?;
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&good).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    tracing::error!(
+        segment = %path.display(),
+        dropped_lines = dropped,
+        quarantined = %kept.display(),
+        "a spool segment had unreadable lines; its readable records are kept, the original is quarantined"
+    );
+    Ok(Some(dropped))
 }
 
 /// Deletes a flushed segment.
@@ -459,6 +541,44 @@ mod tests {
         drop(f);
         let (spool, _) = Spool::open(dir.path(), grid()).unwrap();
         assert_eq!(spool.gaps(), &[Gap { from: t(0), to: t(0) }, Gap { from: t(2), to: t(3) }]);
+    }
+
+    fn line(s: i64) -> Vec<u8> {
+        let mut l = serde_json::to_vec(&record(s)).unwrap();
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn a_torn_sealed_segment_keeps_its_readable_records_and_the_rest_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut spool, _) = Spool::open(dir.path(), grid()).unwrap();
+            spool.append(&[record(0)]).unwrap();
+        }
+        // A partial write sealed at shutdown: a good line, then a torn one.
+        let torn = dir.path().join("sealed-000000000001.jsonl");
+        let mut bytes = line(1);
+        bytes.extend_from_slice(br#"{"step":"2023-11-14T22:13:2"#);
+        std::fs::write(&torn, &bytes).unwrap();
+        // Damage in the middle of another: good, garbage, good.
+        let middle = dir.path().join("sealed-000000000002.jsonl");
+        let mut bytes = line(2);
+        bytes.extend_from_slice(b"\x00\x00garbage\n");
+        bytes.extend_from_slice(&line(3));
+        std::fs::write(&middle, &bytes).unwrap();
+
+        let (spool, rec) = Spool::open(dir.path(), grid()).expect("a torn segment must not stop the collector");
+        assert_eq!((rec.dropped_lines, rec.quarantined, rec.sealed), (2, 2, 2), "{rec:?}");
+        assert_eq!(rec.pending_rows, 4, "every readable record is kept: {rec:?}");
+        assert_eq!(read_segment(&torn).unwrap().len(), 1);
+        assert_eq!(read_segment(&middle).unwrap().len(), 2);
+        assert_eq!(spool.cursor(), Some(t(3)));
+        let quarantined = std::fs::read_dir(dir.path().join("quarantine")).unwrap().count();
+        assert_eq!(quarantined, 2, "the originals are kept for an operator");
+        drop(spool);
+        let (_, again) = Spool::open(dir.path(), grid()).unwrap();
+        assert_eq!((again.dropped_lines, again.quarantined), (0, 0), "repaired once");
     }
 
     #[test]
