@@ -60,6 +60,15 @@ pub struct CollectorConfig {
     /// they are written as missing values.
     #[serde(default = "default_give_up_after", with = "humantime_serde")]
     pub give_up_after: Duration,
+    /// Most bytes the spool's segments may take while the store is unreachable; past it
+    /// the oldest sealed segments are dropped (loudly: metric and log), so a long outage
+    /// cannot fill the disk. `backfill` can refill what was dropped from Prometheus.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// Oldest rows the spool keeps waiting for the store; older sealed segments are
+    /// dropped the same way.
+    #[serde(default = "default_spool_max_age", with = "humantime_serde")]
+    pub spool_max_age: Duration,
     /// Steps per range query when filling gaps and backfilling (Prometheus answers at
     /// most 11,000 points per series).
     #[serde(default = "default_chunk_steps")]
@@ -101,6 +110,12 @@ fn default_spool_dir() -> PathBuf {
 fn default_give_up_after() -> Duration {
     Duration::from_secs(6 * 3600)
 }
+fn default_spool_max_bytes() -> u64 {
+    2 << 30
+}
+fn default_spool_max_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
 fn default_chunk_steps() -> u32 {
     1000
 }
@@ -120,6 +135,15 @@ impl CollectorConfig {
             return Err(FieldError::new(
                 "table",
                 format!("{:?} must be a relative key prefix such as \"metrics\"", self.table),
+            ));
+        }
+        if self.spool_max_bytes < 1 << 20 {
+            return Err(FieldError::new("spool_max_bytes", format!("{} is below 1 MiB", self.spool_max_bytes)));
+        }
+        if self.spool_max_age < self.flush_interval * 2 {
+            return Err(FieldError::new(
+                "spool_max_age",
+                format!("{:?} must cover at least two flush intervals", self.spool_max_age),
             ));
         }
         if !(1..=11_000).contains(&self.chunk_steps) {

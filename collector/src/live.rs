@@ -62,6 +62,8 @@ impl Collector {
             metrics: self.metrics.clone(),
             interval: self.config.flush_interval,
             wake: wake.clone(),
+            max_bytes: self.config.spool_max_bytes,
+            max_age: self.config.spool_max_age,
         };
         let flusher = tokio::spawn(flusher.run(stop_rx));
         self.metrics.set_ready(true);
@@ -218,9 +220,33 @@ struct Flusher {
     metrics: Metrics,
     interval: Duration,
     wake: Arc<Notify>,
+    max_bytes: u64,
+    max_age: Duration,
 }
 
 impl Flusher {
+    /// Drops the oldest unflushed segments beyond the spool's bound, loudly.
+    fn enforce_bound(&self) {
+        match spool::enforce_bound(&self.dir, self.max_bytes, self.max_age, Utc::now()) {
+            Ok(d) if d.segments > 0 => {
+                self.metrics.spool_dropped_rows.inc_by(d.rows);
+                self.metrics.spool_rows.dec_by(d.rows as i64);
+                let (from, to) = d.steps.map_or((None, None), |(f, t)| (Some(f), Some(t)));
+                tracing::error!(
+                    segments = d.segments,
+                    rows = d.rows,
+                    bytes = d.bytes,
+                    ?from,
+                    ?to,
+                    "the store has been unreachable too long: dropped the oldest spooled rows to bound the spool; \
+                     run `prescale-collector backfill` over these steps once it is back"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot bound the spool"),
+        }
+    }
+
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut backoff = prescale_core::backoff::Backoff::new(
             Duration::from_millis(500),
@@ -235,10 +261,12 @@ impl Flusher {
                 return;
             }
             // After a failure retry sooner than the next seal, with a growing wait.
+            self.metrics.set_store_down(!ok);
             let wait = if ok {
                 backoff.reset();
                 self.interval
             } else {
+                self.enforce_bound();
                 backoff.next_delay()
             };
             tokio::select! {

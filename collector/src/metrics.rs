@@ -45,7 +45,10 @@ pub struct Metrics {
     pub gap_steps: Gauge,
     /// Unix time of the last step collected or filled.
     pub last_step: Gauge<f64, AtomicU64>,
+    /// Rows dropped unflushed because the spool reached its bound.
+    pub spool_dropped_rows: Counter,
     ready: Arc<AtomicBool>,
+    store_down: Arc<AtomicBool>,
     registry: Arc<Registry>,
 }
 
@@ -70,7 +73,13 @@ impl Metrics {
         let spool_bytes = Gauge::default();
         let gap_steps = Gauge::default();
         let last_step = Gauge::<f64, AtomicU64>::default();
+        let spool_dropped_rows = Counter::default();
         registry.register("steps", "Steps by outcome", steps.clone());
+        registry.register(
+            "spool_dropped_rows",
+            "Rows dropped unflushed because the spool reached its bound (spool_max_bytes, spool_max_age)",
+            spool_dropped_rows.clone(),
+        );
         registry.register("query_errors", "Failed Prometheus query attempts, retries included", query_errors.clone());
         registry.register("rows_spooled", "Rows made durable in the local spool", rows_spooled.clone());
         registry.register("rows_flushed", "Rows written to the store as Parquet", rows_flushed.clone());
@@ -97,7 +106,9 @@ impl Metrics {
             spool_bytes,
             gap_steps,
             last_step,
+            spool_dropped_rows,
             ready: Arc::new(AtomicBool::new(false)),
+            store_down: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(registry),
         }
     }
@@ -110,6 +121,11 @@ impl Metrics {
     /// Marks the collector ready (spool recovered, loop running).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Marks the store unreachable (flushes failing) or reachable again.
+    pub fn set_store_down(&self, down: bool) {
+        self.store_down.store(down, Ordering::Relaxed);
     }
 
     /// The text exposition.
@@ -125,7 +141,11 @@ impl Probe for Metrics {
     }
 
     fn not_ready(&self) -> Option<&'static str> {
-        (!self.ready.load(Ordering::Relaxed)).then_some("recovering the spool")
+        if !self.ready.load(Ordering::Relaxed) {
+            return Some("recovering the spool");
+        }
+        // Steps are still collected into the spool, but an outage should be seen.
+        self.store_down.load(Ordering::Relaxed).then_some("the store is unreachable; rows wait in the spool")
     }
 }
 
@@ -148,6 +168,11 @@ mod tests {
         m.set_ready(true);
         let res = app.clone().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+        // A store outage shows in readiness while rows keep spooling.
+        m.set_store_down(true);
+        let res = app.clone().oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        m.set_store_down(false);
         let text = m.encode();
         for name in [
             "prescale_collector_steps_total{outcome=\"collected\"} 1",
@@ -157,6 +182,7 @@ mod tests {
             "prescale_collector_flush_duration_seconds_bucket",
             "prescale_collector_spool_rows",
             "prescale_collector_gap_steps",
+            "prescale_collector_spool_dropped_rows_total",
             "prescale_collector_last_step_timestamp_seconds 1700000000",
         ] {
             assert!(text.contains(name), "{name} missing:\n{text}");

@@ -24,6 +24,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prescale_core::{FeatureRow, StepGrid};
@@ -372,6 +373,57 @@ pub fn repair_segment(path: &Path) -> Result<Option<u64>, SpoolError> {
     Ok(Some(dropped))
 }
 
+/// What [`enforce_bound`] dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Segments deleted unflushed.
+    pub segments: usize,
+    /// Their rows.
+    pub rows: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The first and last step they held, for a `backfill` to refill them.
+    pub steps: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// The first step of a segment, from its first line.
+fn first_step(path: &Path) -> Option<DateTime<Utc>> {
+    let file = File::open(path).ok()?;
+    let mut line = Vec::new();
+    BufReader::new(file).read_until(b'\n', &mut line).ok()?;
+    serde_json::from_slice::<Record>(&line).ok().map(|r| r.step)
+}
+
+/// Deletes the oldest sealed segments while the spool's segments take more than
+/// `max_bytes`, or while the oldest holds steps older than `max_age` before `now`: the
+/// bound that keeps a long store outage from filling the disk. The newest segment and the
+/// active file are never dropped.
+pub fn enforce_bound(dir: &Path, max_bytes: u64, max_age: Duration, now: DateTime<Utc>) -> Result<Dropped, SpoolError> {
+    let mut dropped = Dropped::default();
+    let mut total = spool_bytes(dir);
+    let segments = sealed_segments(dir)?;
+    let Some((_, older)) = segments.split_last() else { return Ok(dropped) };
+    for path in older {
+        let too_big = total > max_bytes;
+        let too_old = first_step(path).is_some_and(|t| (now - t).to_std().is_ok_and(|age| age > max_age));
+        if !too_big && !too_old {
+            break;
+        }
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let records = read_records(path, false).map(|(r, _)| r).unwrap_or_default();
+        dropped.rows += records.iter().map(|r| r.rows.len() as u64).sum::<u64>();
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            let (from, to) = dropped.steps.unwrap_or((first.step, last.step));
+            dropped.steps = Some((from.min(first.step), to.max(last.step)));
+        }
+        remove_segment(path)?;
+        dropped.segments += 1;
+        dropped.bytes += bytes;
+        total = total.saturating_sub(bytes);
+    }
+    Ok(dropped)
+}
+
 /// Deletes a flushed segment.
 pub fn remove_segment(path: &Path) -> Result<(), SpoolError> {
     std::fs::remove_file(path).map_err(io(path))?;
@@ -579,6 +631,29 @@ mod tests {
         drop(spool);
         let (_, again) = Spool::open(dir.path(), grid()).unwrap();
         assert_eq!((again.dropped_lines, again.quarantined), (0, 0), "repaired once");
+    }
+
+    #[test]
+    fn the_spool_is_bounded_by_bytes_and_age_dropping_the_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), grid()).unwrap();
+        let mut sealed = Vec::new();
+        for s in 0..4 {
+            spool.append(&[record(s * 100), record(s * 100 + 1)]).unwrap();
+            sealed.push(spool.seal().unwrap().unwrap());
+        }
+        let one = std::fs::metadata(&sealed[0]).unwrap().len();
+        // Room for two and a half segments: the two oldest go.
+        let dropped = enforce_bound(dir.path(), one * 5 / 2, Duration::from_secs(1 << 30), t(400)).unwrap();
+        assert_eq!((dropped.segments, dropped.rows), (2, 4), "{dropped:?}");
+        assert_eq!(dropped.steps, Some((t(0), t(101))));
+        assert_eq!(sealed_segments(dir.path()).unwrap(), sealed[2..].to_vec());
+        // By age: rows older than 150 s at t(400) go; the newest segment always stays.
+        let dropped = enforce_bound(dir.path(), u64::MAX, Duration::from_secs(150), t(400)).unwrap();
+        assert_eq!(dropped.segments, 1, "{dropped:?}");
+        assert_eq!(sealed_segments(dir.path()).unwrap(), sealed[3..].to_vec());
+        let dropped = enforce_bound(dir.path(), 0, Duration::ZERO, t(10_000)).unwrap();
+        assert_eq!(dropped, Dropped::default(), "the newest segment is never dropped");
     }
 
     #[test]
