@@ -79,9 +79,26 @@ impl App {
     pub async fn backfill(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<BackfillReport, AppError> {
         let c = &self.config;
         let store = store::open(&c.store.location, &c.store.s3).await?;
-        let report = backfill(&self.source, store.as_ref(), &c.layout(), c.step, (from, to), c.chunk_steps, |through, r| {
-            tracing::info!(through = %through.to_rfc3339(), rows = r.rows_written, skipped = r.rows_skipped, "chunk done");
-        })
+        // What a live collector with this spool answers for is left to it.
+        let live = crate::spool::Owned::read(&c.spool_dir)?;
+        let report = backfill(
+            &self.source,
+            store.as_ref(),
+            &c.layout(),
+            c.step,
+            (from, to),
+            c.chunk_steps,
+            &live,
+            |through, r| {
+                tracing::info!(
+                    through = %through.to_rfc3339(),
+                    rows = r.rows_written,
+                    skipped = r.rows_skipped,
+                    left_to_live = r.rows_left_to_live,
+                    "chunk done"
+                );
+            },
+        )
         .await?;
         Ok(report)
     }

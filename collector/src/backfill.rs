@@ -2,7 +2,10 @@
 //!
 //! This is how a user bootstraps training data. Rows already in the store (from live
 //! collection or an earlier, possibly interrupted, backfill) are kept and not written
-//! again, so a backfill can be rerun or resumed and never duplicates a row.
+//! again, so a backfill can be rerun or resumed and never duplicates a row. Nor does it
+//! write what a live collector beside it answers for ([`crate::spool::Owned`]: rows still
+//! in its spool, the gaps it will fill, the steps after its cursor), which would end up in
+//! the store twice under different object names.
 
 use std::collections::HashSet;
 
@@ -42,6 +45,8 @@ pub struct BackfillReport {
     pub rows_written: u64,
     /// Rows already in the store, left alone.
     pub rows_skipped: u64,
+    /// Rows left to the live collector (its spool holds or will hold them).
+    pub rows_left_to_live: u64,
     /// Objects written.
     pub objects: usize,
     /// Parquet bytes written.
@@ -57,6 +62,7 @@ pub async fn backfill(
     grid: StepGrid,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     chunk_steps: u32,
+    live: &crate::spool::Owned,
     mut on_chunk: impl FnMut(DateTime<Utc>, &BackfillReport),
 ) -> Result<BackfillReport, BackfillError> {
     let (from, to) = (grid.ceil(from), grid.floor(to));
@@ -87,6 +93,9 @@ pub async fn backfill(
             .filter(|r| !existing.contains(&(r.timestamp.timestamp_millis(), r.service.clone())))
             .collect();
         report.rows_skipped += before - rows.len() as u64;
+        let before = rows.len() as u64;
+        let rows: Vec<_> = rows.into_iter().filter(|r| !live.owns(r.timestamp)).collect();
+        report.rows_left_to_live += before - rows.len() as u64;
         report.rows_written += rows.len() as u64;
         if !rows.is_empty() {
             let (objects, bytes) = write_rows(store, layout, rows).await.map_err(BackfillError::Write)?;

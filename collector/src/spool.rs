@@ -373,6 +373,61 @@ pub fn repair_segment(path: &Path) -> Result<Option<u64>, SpoolError> {
     Ok(Some(dropped))
 }
 
+/// The steps a live collector's spool answers for, as a backfill beside it must see them:
+/// a backfill that wrote them too would store rows the live collector also flushes, under
+/// other object names.
+#[derive(Debug, Clone, Default)]
+pub struct Owned {
+    /// Steps in the spool's segments, waiting to be flushed (ms since the epoch).
+    spooled: std::collections::HashSet<i64>,
+    /// While a live collector holds the spool: the gaps it will fill, and every step after
+    /// its cursor, which it will collect.
+    live: Option<(Vec<Gap>, Option<DateTime<Utc>>)>,
+}
+
+impl Owned {
+    /// Reads `dir` without taking it over (a live collector may hold it); a missing or
+    /// empty folder owns nothing. Unreadable lines are skipped, as the live collector
+    /// will repair them.
+    pub fn read(dir: &Path) -> Result<Self, SpoolError> {
+        let mut owned = Owned::default();
+        if !dir.is_dir() {
+            return Ok(owned);
+        }
+        let mut paths = sealed_segments(dir)?;
+        paths.push(dir.join(ACTIVE));
+        for path in paths {
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            for line in bytes.split(|b| *b == b'\n') {
+                if let Ok(r) = serde_json::from_slice::<Record>(line) {
+                    owned.spooled.insert(r.step.timestamp_millis());
+                }
+            }
+        }
+        let lock_path = dir.join("spool.lock");
+        let held = OpenOptions::new().write(true).open(&lock_path).is_ok_and(|f| f.try_lock().is_err());
+        if held {
+            let state: State =
+                std::fs::read(dir.join(STATE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+            owned.live = Some((state.gaps, state.cursor));
+        }
+        Ok(owned)
+    }
+
+    /// Whether the live collector answers for `step`.
+    pub fn owns(&self, step: DateTime<Utc>) -> bool {
+        if self.spooled.contains(&step.timestamp_millis()) {
+            return true;
+        }
+        match &self.live {
+            Some((gaps, cursor)) => {
+                gaps.iter().any(|g| g.from <= step && step <= g.to) || cursor.is_none_or(|c| step > c)
+            }
+            None => false,
+        }
+    }
+}
+
 /// What [`enforce_bound`] dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dropped {
@@ -654,6 +709,32 @@ mod tests {
         assert_eq!(sealed_segments(dir.path()).unwrap(), sealed[3..].to_vec());
         let dropped = enforce_bound(dir.path(), 0, Duration::ZERO, t(10_000)).unwrap();
         assert_eq!(dropped, Dropped::default(), "the newest segment is never dropped");
+    }
+
+    #[test]
+    fn a_backfill_sees_what_the_live_spool_answers_for() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!Owned::read(&dir.path().join("none")).unwrap().owns(t(0)), "no spool owns nothing");
+        {
+            let (mut spool, _) = Spool::open(dir.path(), grid()).unwrap();
+            spool.append(&[record(0), record(1)]).unwrap();
+            spool.seal().unwrap();
+            spool.append(&[record(2)]).unwrap();
+            spool.mark_missed(t(3), t(5)).unwrap();
+            spool.append(&[record(6)]).unwrap();
+            // Held: a live collector runs.
+            let owned = Owned::read(dir.path()).unwrap();
+            for s in [0, 1, 2, 6] {
+                assert!(owned.owns(t(s)), "spooled step {s}");
+            }
+            assert!(owned.owns(t(4)), "a gap it will fill");
+            assert!(owned.owns(t(60)), "a step after its cursor");
+            assert!(!owned.owns(t(-10)), "a step before the spool: the backfill's");
+        }
+        // No live collector: only the rows still spooled.
+        let owned = Owned::read(dir.path()).unwrap();
+        assert!(owned.owns(t(1)) && owned.owns(t(6)));
+        assert!(!owned.owns(t(4)) && !owned.owns(t(60)));
     }
 
     #[test]
