@@ -81,24 +81,16 @@ impl App {
         let store = store::open(&c.store.location, &c.store.s3).await?;
         // What a live collector with this spool answers for is left to it.
         let live = crate::spool::Owned::read(&c.spool_dir)?;
-        let report = backfill(
-            &self.source,
-            store.as_ref(),
-            &c.layout(),
-            c.step,
-            (from, to),
-            c.chunk_steps,
-            &live,
-            |through, r| {
-                tracing::info!(
-                    through = %through.to_rfc3339(),
-                    rows = r.rows_written,
-                    skipped = r.rows_skipped,
-                    left_to_live = r.rows_left_to_live,
-                    "chunk done"
-                );
-            },
-        )
+        let plan = crate::backfill::Plan { grid: c.step, range: (from, to), chunk_steps: c.chunk_steps, live: &live };
+        let report = backfill(&self.source, store.as_ref(), &c.layout(), &plan, |through, r| {
+            tracing::info!(
+                through = %through.to_rfc3339(),
+                rows = r.rows_written,
+                skipped = r.rows_skipped,
+                left_to_live = r.rows_left_to_live,
+                "chunk done"
+            );
+        })
         .await?;
         Ok(report)
     }

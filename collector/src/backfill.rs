@@ -53,18 +53,29 @@ pub struct BackfillReport {
     pub bytes: u64,
 }
 
-/// Fills `[from, to]` (rounded inward to the grid) with rows from Prometheus, chunk by
-/// chunk; `on_chunk` hears each chunk's last step and the running report.
+/// What to backfill.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    /// The step grid.
+    pub grid: StepGrid,
+    /// First and last step (rounded inward to the grid).
+    pub range: (DateTime<Utc>, DateTime<Utc>),
+    /// Steps per range query.
+    pub chunk_steps: u32,
+    /// What a live collector beside the backfill answers for.
+    pub live: &'a crate::spool::Owned,
+}
+
+/// Fills the plan's range with rows from Prometheus, chunk by chunk; `on_chunk` hears each
+/// chunk's last step and the running report.
 pub async fn backfill(
     source: &Source,
     store: &dyn ObjectStore,
     layout: &Layout,
-    grid: StepGrid,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
-    chunk_steps: u32,
-    live: &crate::spool::Owned,
+    plan: &Plan<'_>,
     mut on_chunk: impl FnMut(DateTime<Utc>, &BackfillReport),
 ) -> Result<BackfillReport, BackfillError> {
+    let Plan { grid, range: (from, to), chunk_steps, live } = *plan;
     let (from, to) = (grid.ceil(from), grid.floor(to));
     if to < from {
         return Err(BackfillError::BadRange(format!(
