@@ -51,7 +51,7 @@ pub struct BookingState {
 }
 
 /// A facility.
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Facility {
     /// Id.
     pub id: i64,
@@ -61,8 +61,15 @@ pub struct Facility {
     pub sport: String,
 }
 
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for Facility {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self { id: row.try_get("id")?, name: row.try_get("name")?, sport: row.try_get("sport")? })
+    }
+}
+
 /// A booking.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Booking {
     /// Id.
     pub id: i64,
@@ -72,6 +79,18 @@ pub struct Booking {
     pub date: String,
     /// Starting hour (one-hour slots).
     pub hour: i64,
+}
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for Booking {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            id: row.try_get("id")?,
+            facility_id: row.try_get("facility_id")?,
+            date: row.try_get("date")?,
+            hour: row.try_get("hour")?,
+        })
+    }
 }
 
 /// A booking request.

@@ -68,7 +68,7 @@ pub async fn seed(db: &Db) -> Result<(), sqlx::Error> {
 }
 
 /// A product.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Product {
     /// Id.
     pub id: i64,
@@ -82,6 +82,20 @@ pub struct Product {
     pub price_cents: i64,
     /// Units in stock.
     pub stock: i64,
+}
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for Product {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            category: row.try_get("category")?,
+            description: row.try_get("description")?,
+            price_cents: row.try_get("price_cents")?,
+            stock: row.try_get("stock")?,
+        })
+    }
 }
 
 /// A page of products.

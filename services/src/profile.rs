@@ -19,7 +19,7 @@ pub struct ProfileState {
 }
 
 /// A profile.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Profile {
     /// Whose.
     pub user_id: i64,
@@ -29,6 +29,18 @@ pub struct Profile {
     pub email: Option<String>,
     /// Favourite sport.
     pub favourite_sport: Option<String>,
+}
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for Profile {
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Self {
+            user_id: row.try_get("user_id")?,
+            display_name: row.try_get("display_name")?,
+            email: row.try_get("email")?,
+            favourite_sport: row.try_get("favourite_sport")?,
+        })
+    }
 }
 
 /// An update.

@@ -7,8 +7,8 @@
 //! - **SQLite**, embedded, for `storefront all --dev`, `make demo` and unit tests: a file
 //!   per service in a data folder, no server needed.
 //!
-//! Migrations (`services/migrations/<engine>/<service>/`) are embedded in the binary and
-//! run at start. On PostgreSQL they run under an advisory lock (sqlx's migrator takes one),
+//! Migrations (`services/migrations/<engine>/<service>/`) are embedded in the binary
+//! (`include_str!`) and run at start by sqlx's migrator. On PostgreSQL they run under an advisory lock (sqlx's migrator takes one),
 //! so replicas starting together migrate once; the schema itself is created under another.
 
 use std::path::{Path, PathBuf};
@@ -132,25 +132,63 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn migrator(service: Service, engine: Engine) -> Option<Migrator> {
-    Some(match (engine, service) {
-        (Engine::Postgres, Service::Authen) => sqlx::migrate!("migrations/postgres/authen"),
-        (Engine::Postgres, Service::Booking) => sqlx::migrate!("migrations/postgres/booking"),
-        (Engine::Postgres, Service::Order) => sqlx::migrate!("migrations/postgres/order"),
-        (Engine::Postgres, Service::Product) => sqlx::migrate!("migrations/postgres/product"),
-        (Engine::Postgres, Service::Profile) => sqlx::migrate!("migrations/postgres/profile"),
-        (Engine::Sqlite, Service::Authen) => sqlx::migrate!("migrations/sqlite/authen"),
-        (Engine::Sqlite, Service::Booking) => sqlx::migrate!("migrations/sqlite/booking"),
-        (Engine::Sqlite, Service::Order) => sqlx::migrate!("migrations/sqlite/order"),
-        (Engine::Sqlite, Service::Product) => sqlx::migrate!("migrations/sqlite/product"),
-        (Engine::Sqlite, Service::Profile) => sqlx::migrate!("migrations/sqlite/profile"),
-        (_, Service::Gateway | Service::Recommender) => return None,
-    })
+/// A migration file: its name (`<version>_<description>.sql`, as sqlx reads it) and SQL.
+type Embedded = (&'static str, &'static str);
+
+macro_rules! embed {
+    ($engine:literal, $service:literal, $file:literal) => {
+        ($file, include_str!(concat!("../../migrations/", $engine, "/", $service, "/", $file)))
+    };
+}
+
+/// The migrations of a service on an engine, embedded in the binary (none for the gateway
+/// and the recommender, which keep no data).
+fn migrations(service: Service, engine: Engine) -> &'static [Embedded] {
+    const PG_AUTHEN: &[Embedded] = &[embed!("postgres", "authen", "0001_users.sql")];
+    const PG_BOOKING: &[Embedded] = &[embed!("postgres", "booking", "0001_bookings.sql")];
+    const PG_ORDER: &[Embedded] = &[embed!("postgres", "order", "0001_orders.sql")];
+    const PG_PRODUCT: &[Embedded] = &[embed!("postgres", "product", "0001_products.sql")];
+    const PG_PROFILE: &[Embedded] = &[embed!("postgres", "profile", "0001_profiles.sql")];
+    const SQ_AUTHEN: &[Embedded] = &[embed!("sqlite", "authen", "0001_users.sql")];
+    const SQ_BOOKING: &[Embedded] = &[embed!("sqlite", "booking", "0001_bookings.sql")];
+    const SQ_ORDER: &[Embedded] = &[embed!("sqlite", "order", "0001_orders.sql")];
+    const SQ_PRODUCT: &[Embedded] = &[embed!("sqlite", "product", "0001_products.sql")];
+    const SQ_PROFILE: &[Embedded] = &[embed!("sqlite", "profile", "0001_profiles.sql")];
+    match (engine, service) {
+        (Engine::Postgres, Service::Authen) => PG_AUTHEN,
+        (Engine::Postgres, Service::Booking) => PG_BOOKING,
+        (Engine::Postgres, Service::Order) => PG_ORDER,
+        (Engine::Postgres, Service::Product) => PG_PRODUCT,
+        (Engine::Postgres, Service::Profile) => PG_PROFILE,
+        (Engine::Sqlite, Service::Authen) => SQ_AUTHEN,
+        (Engine::Sqlite, Service::Booking) => SQ_BOOKING,
+        (Engine::Sqlite, Service::Order) => SQ_ORDER,
+        (Engine::Sqlite, Service::Product) => SQ_PRODUCT,
+        (Engine::Sqlite, Service::Profile) => SQ_PROFILE,
+        (_, Service::Gateway | Service::Recommender) => &[],
+    }
+}
+
+/// sqlx's migrator over a service's embedded migrations. sqlx reads migrations from a
+/// folder (its `migrate!` macro would embed them too, at the price of compiling both
+/// database drivers a second time for the macro), so they are written to a temporary one
+/// and read back, through its public API only.
+async fn migrator(service: Service, engine: Engine) -> Result<Option<Migrator>, DbError> {
+    let files = migrations(service, engine);
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir().map_err(|e| DbError::Folder(std::env::temp_dir(), e))?;
+    for (name, sql) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, sql).map_err(|e| DbError::Folder(path, e))?;
+    }
+    Ok(Some(Migrator::new(dir.path()).await?))
 }
 
 /// Whether a service keeps data (the gateway and the recommender do not).
 pub fn has_data(service: Service) -> bool {
-    migrator(service, Engine::Sqlite).is_some()
+    !migrations(service, Engine::Sqlite).is_empty()
 }
 
 impl Db {
@@ -207,7 +245,7 @@ impl Db {
                     .await?
             }
         };
-        if let Some(m) = migrator(service, engine) {
+        if let Some(m) = migrator(service, engine).await? {
             m.run(&pool).await?;
         }
         Ok(Self { pool, engine })
