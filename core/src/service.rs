@@ -155,6 +155,26 @@ pub fn validate_label(what: &'static str, value: &str) -> Result<(), ServiceIdEr
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any text: parsing answers (never panics), and what it accepts prints back as
+        /// itself and is selected by its own name.
+        #[test]
+        fn parsing_any_text_answers_and_round_trips(text in "\\PC{0,80}") {
+            if let Ok(id) = text.parse::<ServiceId>() {
+                proptest::prop_assert_eq!(id.to_string(), text.clone());
+                proptest::prop_assert!(selects(&text, id.namespace(), id.name()));
+            }
+        }
+
+        #[test]
+        fn parsing_label_shaped_text_round_trips(ns in "[a-z0-9-]{0,70}", name in "[a-z0-9-]{0,70}") {
+            let text = format!("{ns}/{name}");
+            if let Ok(id) = text.parse::<ServiceId>() {
+                proptest::prop_assert_eq!((id.namespace(), id.name()), (ns.as_str(), name.as_str()));
+            }
+        }
+    }
+
     #[test]
     fn accepts_dns_labels() {
         let id = ServiceId::new("shop", "order-v2").unwrap();

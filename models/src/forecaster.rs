@@ -289,3 +289,44 @@ fn to_array(t: &tch::Tensor) -> Array2<f64> {
     let v: Vec<f64> = Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).expect("a numeric tensor");
     Array2::from_shape_vec((b as usize, h as usize), v).expect("shape matches")
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::transformer::NetConfig;
+    use crate::window::WindowConfig;
+
+    fn params(net: NetConfig, window: WindowConfig, p90_shift: Vec<f64>, level_floor: f64) -> ModelParams {
+        ModelParams {
+            net,
+            window,
+            level_floor,
+            holidays: Vec::new(),
+            p90_shift,
+            p90_unit: P90Unit::Volatility,
+            preprocess: None,
+            base: None,
+        }
+    }
+
+    proptest! {
+        /// Any numbers a manifest may hold: validation answers, never panics, and what it
+        /// accepts keeps the invariants the model relies on.
+        #[test]
+        fn validation_never_panics_and_accepts_only_buildable_params(
+            context in 0usize..100_000, horizon in 0usize..3_000, cf in 0usize..2_000, hf in 0usize..2_000,
+            d_model in -10i64..5_000, heads in -2i64..70, layers in 0usize..40, ff in -10i64..5_000,
+            dropout in -1.0f64..2.0, day in 0usize..100_000, shift_len in 0usize..3_000, floor in -1.0f64..10.0,
+        ) {
+            let net = NetConfig { context, horizon, context_features: cf, horizon_features: hf, d_model, heads, layers, ff, dropout };
+            let window = WindowConfig { context, horizon, day, hour_phase: false };
+            let p = params(net, window, vec![0.0; shift_len], floor);
+            if p.validate().is_ok() {
+                prop_assert!(heads >= 1 && d_model % heads == 0 && shift_len == horizon && floor > 0.0);
+                prop_assert!(context <= limits::CONTEXT && horizon <= limits::HORIZON);
+            }
+        }
+    }
+}
