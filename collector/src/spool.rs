@@ -749,7 +749,7 @@ mod tests {
         fn any_damage_keeps_every_intact_record(
             lines in proptest::collection::vec(
                 proptest::prop_oneof![
-                    (0i64..50).prop_map(|s| line(s)),
+                    (0i64..50).prop_map(line),
                     proptest::collection::vec(1u8..=255, 0..40).prop_map(|mut g| {
                         g.retain(|b| *b != b'\n');
                         g.push(b'\n');
