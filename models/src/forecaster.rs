@@ -156,7 +156,7 @@ impl ModelParams {
         }
         finite("p90_shift", &self.p90_shift)?;
         if let Some(b) = &self.base {
-            b.check(limits::CONTEXT).map_err(|reason| invalid("base", reason))?;
+            b.check(limits::DAY).map_err(|reason| invalid("base", reason))?;
         }
         if let Some(p) = &self.preprocess {
             let cols = p.columns.len();

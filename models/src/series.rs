@@ -152,6 +152,9 @@ pub fn infer_grid(name: &str, times: &[DateTime<Utc>]) -> Result<StepGrid, DataE
     })
 }
 
+/// Most steps a trace may span (58 days at 1 s, almost five years at 30 s).
+pub const MAX_TRACE_STEPS: usize = 5_000_000;
+
 impl Series {
     /// Builds a series, refusing non-finite or negative values and all-missing input.
     pub fn new(
@@ -284,13 +287,26 @@ impl Series {
         for &(line, ts, value) in &rows {
             let offset = (ts - start).num_milliseconds();
             let index = offset / step_ms;
-            if offset % step_ms != 0 || (index as usize) < values.len() {
+            if offset < 0 || offset % step_ms != 0 || (index as usize) < values.len() {
                 return Err(DataError::Irregular {
                     source_name: name.to_owned(),
                     line,
                     timestamp: ts.to_rfc3339(),
                     step_secs: grid.seconds(),
                     start: start.to_rfc3339(),
+                });
+            }
+            // Steps are allocated up to this row: a row far off the others would ask for
+            // billions of them.
+            if index as usize >= MAX_TRACE_STEPS {
+                return Err(DataError::Row {
+                    source_name: name.to_owned(),
+                    line,
+                    reason: format!(
+                        "{} is {index} steps of {}s after the first row; a trace holds at most {MAX_TRACE_STEPS}",
+                        ts.to_rfc3339(),
+                        grid.seconds()
+                    ),
                 });
             }
             values.resize(index as usize, None);
@@ -333,6 +349,49 @@ mod tests {
         let irregular = "timestamp,requests\n2024-01-01T00:00:00Z,1\n2024-01-01T00:00:30Z,1\n2024-01-01T00:01:00Z,1\n2024-01-01T00:01:15Z,1\n";
         assert!(err(irregular).contains("line 5"), "{}", err(irregular));
         assert!(err("timestamp,requests\n2024-01-01T00:00:00Z,1\n").contains("fewer than two rows"));
+    }
+
+    #[test]
+    fn out_of_order_or_far_off_timestamps_are_refused_not_allocated() {
+        let err = |csv: &str| Series::parse_trace_csv("t.csv", csv).unwrap_err().to_string();
+        // A step back in time: its offset is negative.
+        let back = "timestamp,requests\n2024-01-01T00:00:30Z,1\n2024-01-01T00:01:00Z,1\n2024-01-01T00:00:00Z,1\n";
+        assert!(err(back).contains("line 4"), "{}", err(back));
+        // A row centuries later on a 1 s grid: billions of steps.
+        let far = "timestamp,requests\n2024-01-01T00:00:00Z,1\n2024-01-01T00:00:01Z,1\n2024-01-01T00:00:02Z,1\n9999-01-01T00:00:00Z,1\n";
+        assert!(err(far).contains("line 5"), "{}", err(far));
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        /// Any rows of plausible and implausible timestamps and values: parsing answers
+        /// (a series or an error naming a line), never panics or allocates without bound.
+        #[test]
+        fn any_trace_text_parses_or_is_refused(
+            rows in proptest::collection::vec(
+                (proptest::prop_oneof![
+                    (0i64..4_000).prop_map(|s| s * 30),
+                    (-4_000_000_000i64..250_000_000_000i64),
+                ], proptest::prop_oneof![
+                    proptest::strategy::Just(String::new()),
+                    (0.0f64..1e6).prop_map(|v| v.to_string()),
+                    "[-a-z0-9.,]{0,8}",
+                ]),
+                0..40,
+            ),
+        ) {
+            let mut csv = String::from("timestamp,requests\n");
+            for (secs, value) in rows {
+                let ts = DateTime::from_timestamp(1_700_000_000 + secs, 0).map_or("bad".into(), |t| t.to_rfc3339());
+                csv.push_str(&format!("{ts},{value}\n"));
+            }
+            if let Ok(s) = Series::parse_trace_csv("t", &csv) {
+                proptest::prop_assert!(s.values.len() <= MAX_TRACE_STEPS);
+            }
+        }
     }
 
     #[test]
