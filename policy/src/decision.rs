@@ -132,6 +132,41 @@ pub struct ServicesResponse {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever text the scaler reads as the predictor's answer, parsing answers and
+        /// never panics; and every decision it can be sent reads back as sent.
+        #[test]
+        fn decision_json_parses_or_is_refused(text in "\\PC{0,200}") {
+            let _ = serde_json::from_str::<ServicesResponse>(&text);
+            let _ = serde_json::from_str::<Served>(&text);
+        }
+
+        #[test]
+        fn decisions_round_trip(
+            replicas in 0u32..10_000, desired in 0u32..10_000, secs in 0i64..4_000_000_000,
+            demand in proptest::option::of(0.0f64..1e9), shadow: bool, stale: bool,
+            ns in "[a-z]([a-z0-9-]{0,18}[a-z0-9])?", name in "[a-z]([a-z0-9-]{0,18}[a-z0-9])?",
+        ) {
+            let served = Served {
+                decision: Decision {
+                    service: format!("{ns}/{name}").parse().unwrap(),
+                    time: DateTime::from_timestamp(secs, 0).unwrap(),
+                    desired_replicas: desired,
+                    observed_demand: demand,
+                    forecast: None,
+                    reason: Reason::Reactive,
+                    ready_replicas: None,
+                    reactive_replicas: Some(replicas),
+                },
+                replicas,
+                shadow,
+                stale,
+            };
+            let back: Served = serde_json::from_str(&serde_json::to_string(&served).unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, served);
+        }
+    }
+
     #[test]
     fn every_reason_has_its_own_label() {
         let mut labels: Vec<&str> = Reason::ALL.iter().map(|r| r.label()).collect();

@@ -241,3 +241,57 @@ async fn mutual_tls_requires_a_client_certificate() {
     };
     assert!(refused, "a client without a certificate must be refused");
 }
+
+#[tokio::test]
+async fn any_metadata_map_gets_an_answer_or_a_refusal_naming_a_key() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRunner};
+    let (order, cart) = ids();
+    let shared =
+        Arc::new(Shared::new(vec![order.clone(), cart.clone()], false, Duration::from_secs(300), Metrics::new()));
+    shared.publish(vec![served(&order, 3, 0), served(&cart, 1, 0)]);
+    let client = start(shared).await;
+    // Keys KEDA and users send, and others; values plausible and hostile.
+    let keys = prop::sample::select(vec![
+        "service",
+        "namespace",
+        "activationReplicas",
+        "scalerAddress",
+        "enableTLS",
+        "quantile",
+        "",
+        "SERVICE",
+        "ns",
+    ]);
+    let values = prop_oneof![
+        prop::sample::select(vec!["order", "cart", "shop/order", "shop/cart", "other/order", "2", "-1", "", "/"])
+            .prop_map(str::to_owned),
+        "\\PC{0,30}",
+        "[0-9]{1,25}",
+    ];
+    let maps = prop::collection::hash_map(keys, values, 0..5);
+    let mut runner = TestRunner::new(Config { cases: 300, failure_persistence: None, ..Config::default() });
+    let mut cases = Vec::new();
+    for _ in 0..300 {
+        cases.push(maps.new_tree(&mut runner).unwrap().current());
+    }
+    for meta in cases {
+        let pairs: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut c = client.clone();
+        match c.get_metric_spec(object(&pairs)).await {
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), Code::InvalidArgument, "{meta:?}: {status:?}");
+                assert!(status.message().contains("scalerMetadata"), "{meta:?}: {}", status.message());
+            }
+        }
+        let request = GetMetricsRequest { scaled_object_ref: Some(object(&pairs)), metric_name: String::new() };
+        match c.get_metrics(request).await {
+            Ok(r) => assert_eq!(r.into_inner().metric_values.len(), 1, "{meta:?}"),
+            Err(status) => {
+                assert!(matches!(status.code(), Code::InvalidArgument | Code::Unavailable), "{meta:?}: {status:?}")
+            }
+        }
+    }
+}
