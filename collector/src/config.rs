@@ -140,7 +140,7 @@ impl CollectorConfig {
         if self.spool_max_bytes < 1 << 20 {
             return Err(FieldError::new("spool_max_bytes", format!("{} is below 1 MiB", self.spool_max_bytes)));
         }
-        if self.spool_max_age < self.flush_interval * 2 {
+        if self.spool_max_age < self.flush_interval.saturating_mul(2) {
             return Err(FieldError::new(
                 "spool_max_age",
                 format!("{:?} must cover at least two flush intervals", self.spool_max_age),
@@ -207,6 +207,40 @@ mod tests {
     fn load(toml: &str) -> Result<Catalog, String> {
         let config: CollectorConfig = from_toml_str(toml).map_err(|e| e.to_string())?;
         config.validate().map_err(|e| e.to_string())
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, failure_persistence: None, ..Default::default() })]
+
+        /// A settings file with any of its values (or any extra key) replaced by anything:
+        /// loading and checking answer, never panic, and a refusal names what was wrong.
+        #[test]
+        fn any_edit_of_a_good_config_is_loaded_or_refused(
+            line in 0usize..10,
+            value in proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "\"0s\"", "\"-1s\"", "\"999999999999h\"", "0", "-5", "1e308", "\"\"", "\"s3://\"", "true",
+                    "[]", "[\"\"]", "{}", "\"sum(\"", "\"/\"", "18446744073709551615",
+                ]).prop_map(str::to_owned),
+                "\\PC{0,12}".prop_map(|t| format!("{t:?}")),
+            ],
+            extra in proptest::option::of(("[a-z_]{1,12}", "[0-9]{1,4}")),
+        ) {
+            let mut lines: Vec<String> = GOOD.lines().map(str::to_owned).collect();
+            let at = line % lines.len();
+            if let Some((key, _)) = lines[at].clone().split_once(" = ") {
+                lines[at] = format!("{key} = {value}");
+            }
+            if let Some((key, v)) = extra {
+                lines.insert(1, format!("{key} = {v}"));
+            }
+            match load(&lines.join("\n")) {
+                Ok(_) => {}
+                Err(e) => proptest::prop_assert!(!e.trim().is_empty()),
+            }
+        }
     }
 
     #[test]
