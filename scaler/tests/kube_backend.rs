@@ -143,16 +143,7 @@ async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
     // The predictor's API, served for real on loopback.
     let decisions = ServicesResponse {
         services: vec![
-            served(Decision {
-                service: "shop/order".parse().unwrap(),
-                time: chrono::Utc::now(),
-                desired_replicas: 4,
-                observed_demand: Some(30.0),
-                forecast: None,
-                reason: Reason::ReactiveFloor,
-                ready_replicas: None,
-                reactive_replicas: None,
-            }),
+            served(order_decision(chrono::Duration::zero())),
             served(Decision {
                 service: "shop/unlisted".parse().unwrap(),
                 time: chrono::Utc::now(),
@@ -166,14 +157,10 @@ async fn a_round_applies_the_predictors_decisions_to_configured_targets_only() {
         ],
         shadow: false,
     };
-    let app = axum::Router::new()
-        .route("/api/v1/services", axum::routing::get(move || async move { axum::Json(decisions.clone()) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = predictor_serving(decisions).await;
 
     let config: prescale_scaler::run::RunConfig = prescale_core::config::from_toml_str(&format!(
-        "predictor_url = \"http://{addr}\"\nshadow = false\n[[targets]]\nnamespace = \"shop\"\ndeployment = \"order\"\nmin_replicas = 1\nmax_replicas = 10\n"
+        "predictor_url = \"{url}\"\nshadow = false\n[[targets]]\nnamespace = \"shop\"\ndeployment = \"order\"\nmin_replicas = 1\nmax_replicas = 10\n"
     ))
     .unwrap();
     let (client, mut handle) = mock();
