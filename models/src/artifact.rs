@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use prescale_core::store::{ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tch::{Device, Tensor};
+use tch::Device;
 
 use prescale_core::{Feature, SCHEMA_VERSION};
 
@@ -238,29 +238,75 @@ pub async fn write_version(
 /// Reads and parses a version's manifest, returning it with its checksum.
 pub async fn read_manifest(store: &dyn ObjectStore, version: &str) -> Result<(Manifest, String), ArtifactError> {
     let raw = store.get(&format!("{version}/{MANIFEST}")).await?;
-    let manifest: Manifest = serde_json::from_slice(&raw)
-        .map_err(|e| ArtifactError::BadManifest { version: version.into(), reason: e.to_string() })?;
+    let manifest = parse_manifest(version, &raw)?;
+    Ok((manifest, sha256(&raw)))
+}
+
+/// Parses the manifest of `version` from its bytes and checks it: the format, the version
+/// it names, every network parameter within limits and the burst profile. Nothing is
+/// built from a manifest this refuses; the error names the field.
+pub fn parse_manifest(version: &str, raw: &[u8]) -> Result<Manifest, ArtifactError> {
+    let bad = |reason: String| ArtifactError::BadManifest { version: version.into(), reason };
+    let manifest: Manifest = serde_json::from_slice(raw).map_err(|e| bad(e.to_string()))?;
     if manifest.format != ARTIFACT_FORMAT {
-        return Err(ArtifactError::BadManifest {
-            version: version.into(),
-            reason: format!("format {} is not the supported {ARTIFACT_FORMAT}", manifest.format),
-        });
+        return Err(bad(format!("format {} is not the supported {ARTIFACT_FORMAT}", manifest.format)));
     }
     if manifest.version != version {
-        return Err(ArtifactError::BadManifest {
-            version: version.into(),
-            reason: format!("it names version {:?}", manifest.version),
-        });
+        return Err(bad(format!("it names version {:?}", manifest.version)));
     }
     // Every parameter within limits before any network, buffer or window is built from it.
-    manifest
-        .params
-        .validate()
-        .map_err(|e| ArtifactError::BadManifest { version: version.into(), reason: e.to_string() })?;
+    manifest.params.validate().map_err(|e| bad(e.to_string()))?;
     if let Some(Err(e)) = manifest.burst.as_ref().map(BurstProfile::validate) {
-        return Err(ArtifactError::BadManifest { version: version.into(), reason: e.to_string() });
+        return Err(bad(e.to_string()));
     }
-    Ok((manifest, sha256(&raw)))
+    Ok(manifest)
+}
+
+/// Checks a safetensors file against the network's variables (`expected`: name to
+/// shape) from its header alone, before libtorch allocates anything: a header that does
+/// not parse, a tensor missing, extra, of another shape or not 32-bit float is refused,
+/// naming it.
+pub fn check_weights(expected: &BTreeMap<String, Vec<i64>>, bytes: &[u8]) -> Result<(), WeightsMismatch> {
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| WeightsMismatch::Unreadable(e.to_string()))?;
+    let mut found = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(WeightsMismatch::Dtype { tensor: name, dtype: format!("{:?}", view.dtype()) });
+        }
+        let shape: Vec<i64> = view.shape().iter().map(|&d| i64::try_from(d).unwrap_or(i64::MAX)).collect();
+        found.insert(name, shape);
+    }
+    if *expected != found {
+        let missing: Vec<_> = expected.keys().filter(|k| !found.contains_key(*k)).collect();
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter_map(|(k, s)| found.get(k).filter(|f| *f != s).map(|f| format!("{k}: {f:?} not {s:?}")))
+            .collect();
+        let extra: Vec<_> = found.keys().filter(|k| !expected.contains_key(*k)).collect();
+        return Err(WeightsMismatch::Network(format!(
+            "missing {missing:?}, wrong shape {wrong:?}, unexpected {extra:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Why a weights file does not fit its network.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsMismatch {
+    /// The safetensors header or layout is broken.
+    #[error("not a readable safetensors file: {0}")]
+    Unreadable(String),
+    /// A tensor is not 32-bit float.
+    #[error("tensor {tensor} is {dtype}, not F32")]
+    Dtype {
+        /// The tensor.
+        tensor: String,
+        /// Its stored type.
+        dtype: String,
+    },
+    /// Names or shapes differ from the network's.
+    #[error("{0}")]
+    Network(String),
 }
 
 /// The version `latest` points to, if any.
@@ -341,26 +387,18 @@ async fn load_weights(
     if actual != entry.sha256 {
         return Err(corrupt(WEIGHTS, format!("SHA-256 {actual}, the manifest says {}", entry.sha256)));
     }
-    let dir = tempfile::tempdir().map_err(|e| ArtifactError::Weights(e.to_string()))?;
-    let path = dir.path().join(WEIGHTS);
-    std::fs::write(&path, &weights).map_err(|e| ArtifactError::Weights(e.to_string()))?;
-    let stored = Tensor::read_safetensors(&path).map_err(|e| corrupt(WEIGHTS, e.to_string()))?;
     let mut model = TransformerModel::empty(manifest.params.clone(), device);
     let expected: BTreeMap<String, Vec<i64>> =
         model.vs.variables().into_iter().map(|(name, t)| (name, t.size())).collect();
-    let found: BTreeMap<String, Vec<i64>> = stored.iter().map(|(name, t)| (name.clone(), t.size())).collect();
-    if expected != found {
-        let missing: Vec<_> = expected.keys().filter(|k| !found.contains_key(*k)).collect();
-        let wrong: Vec<_> = expected
-            .iter()
-            .filter_map(|(k, s)| found.get(k).filter(|f| *f != s).map(|f| format!("{k}: {f:?} not {s:?}")))
-            .collect();
-        let extra: Vec<_> = found.keys().filter(|k| !expected.contains_key(*k)).collect();
-        return Err(ArtifactError::ShapeMismatch {
-            version: version.into(),
-            reason: format!("missing {missing:?}, wrong shape {wrong:?}, unexpected {extra:?}"),
-        });
-    }
+    // The header is checked in memory first: libtorch only ever reads a file whose every
+    // tensor is one the network has, of its shape and type.
+    check_weights(&expected, &weights).map_err(|e| match e {
+        WeightsMismatch::Network(reason) => ArtifactError::ShapeMismatch { version: version.into(), reason },
+        other => corrupt(WEIGHTS, other.to_string()),
+    })?;
+    let dir = tempfile::tempdir().map_err(|e| ArtifactError::Weights(e.to_string()))?;
+    let path = dir.path().join(WEIGHTS);
+    std::fs::write(&path, &weights).map_err(|e| ArtifactError::Weights(e.to_string()))?;
     model.vs.load(&path).map_err(|e| corrupt(WEIGHTS, e.to_string()))?;
     Ok((manifest, model))
 }

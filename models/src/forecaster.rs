@@ -35,6 +35,9 @@ pub enum ModelError {
     /// The covariates could not be preprocessed.
     #[error(transparent)]
     Preprocess(#[from] PreprocessError),
+    /// The training settings are out of bounds.
+    #[error(transparent)]
+    Config(#[from] crate::train::InvalidTrainConfig),
 }
 
 /// The fitted constants a model needs besides its weights.

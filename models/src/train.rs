@@ -92,6 +92,80 @@ impl Default for TrainConfig {
     }
 }
 
+/// Why training settings are refused: the field, as in the TOML file, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("train config `{field}`: {reason}")]
+pub struct InvalidTrainConfig {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Most windows per optimisation step or per epoch, and most epochs: far beyond what a
+/// CPU trains, small enough that nothing sized from them exhausts memory.
+const MAX_BATCH: usize = 65_536;
+const MAX_SAMPLES: usize = 10_000_000;
+const MAX_EPOCHS: usize = 100_000;
+
+impl TrainConfig {
+    /// Checks every field before anything is built from it, with the limits a stored
+    /// model's parameters keep to ([`crate::forecaster::limits`]): zero heads would divide
+    /// by zero, a huge context or width would abort on allocation, a zero season would
+    /// divide by zero in the calendar features.
+    pub fn validate(&self) -> Result<(), InvalidTrainConfig> {
+        use crate::forecaster::limits;
+        fn within<T: PartialOrd + std::fmt::Display + Copy>(
+            field: &'static str,
+            value: T,
+            lo: T,
+            hi: T,
+        ) -> Result<(), InvalidTrainConfig> {
+            if value < lo || value > hi {
+                return Err(InvalidTrainConfig { field, reason: format!("{value} is outside {lo}..={hi}") });
+            }
+            Ok(())
+        }
+        let positive = |field: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(InvalidTrainConfig { field, reason: format!("{v} is not a positive number") })
+            }
+        };
+        within("context", self.context, 1, limits::CONTEXT)?;
+        within("d_model", self.d_model, 1, limits::WIDTH)?;
+        within("heads", self.heads, 1, limits::HEADS)?;
+        if self.d_model % self.heads != 0 {
+            return Err(InvalidTrainConfig {
+                field: "heads",
+                reason: format!("{} does not divide d_model {}", self.heads, self.d_model),
+            });
+        }
+        within("layers", self.layers, 1, limits::LAYERS)?;
+        within("ff", self.ff, 1, limits::WIDTH)?;
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(InvalidTrainConfig { field: "dropout", reason: format!("{} is outside 0 to 1", self.dropout) });
+        }
+        within("batch", self.batch, 1, MAX_BATCH)?;
+        within("samples_per_epoch", self.samples_per_epoch, 1, MAX_SAMPLES)?;
+        within("max_epochs", self.max_epochs, 1, MAX_EPOCHS)?;
+        positive("learning_rate", self.learning_rate)?;
+        positive("max_seconds", self.max_seconds)?;
+        within("holidays", self.holidays.len(), 0, limits::LIST)?;
+        if let Some(season) = self.season_steps {
+            within("season_steps", season, 1, limits::DAY)?;
+        }
+        if !(0.0..=1.0).contains(&self.pca_variance) {
+            return Err(InvalidTrainConfig {
+                field: "pca_variance",
+                reason: format!("{} is outside 0 to 1", self.pca_variance),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The settings of a small, fast model (a few seconds on CPU), as a `--train-config` file
 /// holds them: what tests, demos and short histories train.
 pub const SMALL: &str =
@@ -156,6 +230,7 @@ impl TransformerModel {
         config: &TrainConfig,
         observer: &mut dyn Observer,
     ) -> Result<(Self, TrainSummary), ModelError> {
+        config.validate()?;
         let started = std::time::Instant::now();
         tch::manual_seed(config.seed as i64);
         let mut rng = SmallRng::seed_from_u64(config.seed);
@@ -321,6 +396,27 @@ mod tests {
     use chrono::Utc;
     use prescale_core::StepGrid;
     use rand::Rng;
+
+    #[test]
+    fn train_settings_out_of_bounds_are_refused_naming_the_field() {
+        let refused = |toml: &str| {
+            let c: TrainConfig = prescale_core::config::from_toml_str(toml).unwrap();
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(refused("heads = 0").contains("`heads`"));
+        assert!(refused("d_model = 64\nheads = 5").contains("does not divide"));
+        assert!(refused("context = 100000000").contains("`context`"));
+        assert!(refused("season_steps = 0").contains("`season_steps`"));
+        assert!(refused("learning_rate = -1.0").contains("`learning_rate`"));
+        assert!(refused("dropout = 1.0").contains("`dropout`"));
+        TrainConfig::default().validate().unwrap();
+        TrainConfig::small(None).validate().unwrap();
+        // Training itself refuses them before building anything.
+        let s = series((0..400).map(|t| t as f64).collect());
+        let bad = TrainConfig { heads: 0, ..TrainConfig::small(Some(48)) };
+        let err = TransformerModel::train(&s, Split::of(400), 4, &bad, &mut Quiet).unwrap_err();
+        assert!(matches!(err, ModelError::Config(_)), "{err}");
+    }
 
     /// Seeded noise in [-1, 1).
     fn noise(n: usize) -> Vec<f64> {

@@ -127,6 +127,7 @@ fn train_config(cli: &Cli) -> anyhow::Result<TrainConfig> {
     if let Some(s) = cli.max_seconds {
         config.max_seconds = s;
     }
+    config.validate()?;
     Ok(config)
 }
 
