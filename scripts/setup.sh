@@ -11,6 +11,8 @@ set -euo pipefail
 
 TORCH_VERSION=2.13.0 # the version tch 0.26 is built for
 K6_VERSION=1.1.0
+# The predictor's API test runs schemathesis against its generated OpenAPI document.
+SCHEMATHESIS_VERSION=4.32.5
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${PRESCALE_VENV:-$root/.venv}
@@ -36,10 +38,11 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv" || fail "could not create $venv; install the venv module: apt-get install python3-venv"
 fi
 
-# 2. torch and k6 at pinned versions.
+# 2. torch, k6 and schemathesis at pinned versions.
 want=()
 [ "$(installed_version torch)" = "$TORCH_VERSION" ] || want+=("torch==$TORCH_VERSION")
 [ "$(installed_version k6)" = "$K6_VERSION" ] || want+=("k6==$K6_VERSION")
+[ "$(installed_version schemathesis)" = "$SCHEMATHESIS_VERSION" ] || want+=("schemathesis==$SCHEMATHESIS_VERSION")
 if [ ${#want[@]} -gt 0 ]; then
     say "installing ${want[*]} into $venv (torch is a large download, about 4 GiB with its CUDA runtime)"
     "$venv/bin/pip" install --disable-pip-version-check -q "${want[@]}" \

@@ -6,7 +6,7 @@ use prescale_core::ServiceId;
 use serde::{Deserialize, Serialize};
 
 /// Which term of the policy set the number of replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Reason {
     /// The forecast quantile over `[now + startup, now + horizon]`, peaking `at_seconds` ahead.
@@ -65,7 +65,7 @@ impl Reason {
 }
 
 /// The forecast a decision was made from, in requests per second.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ForecastView {
     /// Step length, seconds; `p50[i]` is for `time + (i + 1) * step`.
     pub step_seconds: f64,
@@ -78,10 +78,11 @@ pub struct ForecastView {
 }
 
 /// One scaling decision for one service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     /// The service, written `namespace/name`.
     #[serde(with = "prescale_core::service::as_text")]
+    #[schema(value_type = String, example = "storefront/order")]
     pub service: ServiceId,
     /// When it was made (a step of the grid).
     pub time: DateTime<Utc>,
@@ -103,7 +104,7 @@ pub struct Decision {
 }
 
 /// One service's latest decision as the predictor serves it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Served {
     /// The policy's decision, with its forecast and reason.
     #[serde(flatten)]
@@ -119,8 +120,39 @@ pub struct Served {
     pub stale: bool,
 }
 
+/// Why a served decision must not be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotActionable {
+    /// Marked stale by the predictor, or older than the reader's own limit (a clock
+    /// ahead of the predictor's, or a predictor that does not mark staleness).
+    Stale,
+    /// The predictor, or this service, is in shadow mode.
+    Shadow,
+}
+
+impl Served {
+    /// The replicas to apply, or why not: stale first (nothing acts on an old decision),
+    /// then shadow. `response_shadow` is the answer's own flag; `max_age` is how old a
+    /// decision the reader accepts at `now`. A decision time in the future is not stale.
+    pub fn actionable(
+        &self,
+        response_shadow: bool,
+        now: DateTime<Utc>,
+        max_age: std::time::Duration,
+    ) -> Result<u32, NotActionable> {
+        let too_old = (now - self.decision.time).to_std().is_ok_and(|age| age > max_age);
+        if self.stale || too_old {
+            return Err(NotActionable::Stale);
+        }
+        if response_shadow || self.shadow {
+            return Err(NotActionable::Shadow);
+        }
+        Ok(self.decision.desired_replicas)
+    }
+}
+
 /// The body of the predictor's `GET /api/v1/services`: the latest decision per service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServicesResponse {
     /// The latest decision of every service that has one.
     pub services: Vec<Served>,
@@ -165,6 +197,37 @@ mod tests {
             let back: Served = serde_json::from_str(&serde_json::to_string(&served).unwrap()).unwrap();
             proptest::prop_assert_eq!(back, served);
         }
+    }
+
+    #[test]
+    fn stale_comes_before_shadow_and_a_future_time_is_not_stale() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let served = |shadow, stale| Served {
+            decision: Decision {
+                service: "shop/order".parse().unwrap(),
+                time: at,
+                desired_replicas: 7,
+                observed_demand: None,
+                forecast: None,
+                reason: Reason::Reactive,
+                ready_replicas: None,
+                reactive_replicas: None,
+            },
+            replicas: 7,
+            shadow,
+            stale,
+        };
+        let max = std::time::Duration::from_secs(300);
+        let now = at + chrono::Duration::seconds(60);
+        assert_eq!(served(false, false).actionable(false, now, max), Ok(7));
+        assert_eq!(served(false, true).actionable(false, now, max), Err(NotActionable::Stale));
+        assert_eq!(served(true, true).actionable(true, now, max), Err(NotActionable::Stale));
+        assert_eq!(served(true, false).actionable(false, now, max), Err(NotActionable::Shadow));
+        assert_eq!(served(false, false).actionable(true, now, max), Err(NotActionable::Shadow));
+        let late = at + chrono::Duration::seconds(301);
+        assert_eq!(served(false, false).actionable(false, late, max), Err(NotActionable::Stale));
+        let early = at - chrono::Duration::days(365);
+        assert_eq!(served(false, false).actionable(false, early, max), Ok(7));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod policy;
 pub mod settings;
 pub mod terms;
 
-pub use decision::{Decision, ForecastView, Reason, Served, ServicesResponse};
+pub use decision::{Decision, ForecastView, NotActionable, Reason, Served, ServicesResponse};
 pub use policy::{BurstRatios, Input, Policy, Present};
 pub use settings::{PolicyError, PolicySettings, Quantile, StepSettings};
 pub use terms::replicas_for;

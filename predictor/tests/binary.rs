@@ -164,3 +164,88 @@ fn bad_settings_exit_64_naming_the_field() {
         assert!(stderr.contains(needle), "expected {needle:?} in {stderr}");
     }
 }
+
+/// The live predictor against its own generated OpenAPI document, with schemathesis: every
+/// documented operation called with generated valid and invalid input, every answer's
+/// status and body as documented, and no 5xx (Prometheus is up, so decisions are fresh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_api_answers_as_its_openapi_document_says() {
+    const TOKEN: &str = "schemathesis-admin-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&dir.path().join("prometheus"), "1s", ""));
+    let (http, grpc) = (free_port(), free_port());
+    let path = config(dir.path(), &prometheus.url(), http, grpc);
+    // A staleness far above any pause of a busy machine: no decision may go stale mid-run.
+    let settings = std::fs::read_to_string(&path).unwrap().replace(r#"staleness = "3s""#, r#"staleness = "10m""#);
+    std::fs::write(&path, format!("admin_token = \"{TOKEN}\"\n{settings}")).unwrap();
+    let log = std::fs::File::create(dir.path().join("predictor.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale-predictor"))
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{http}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("{base}/readyz")).await.map(|r| r.status().is_success()).unwrap_or(false) {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            std::fs::read_to_string(dir.path().join("predictor.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = tokio::task::spawn_blocking({
+        let base = base.clone();
+        let report = dir.path().join("report");
+        move || {
+            Command::new(prescale_testkit::tools::schemathesis())
+                .args(["run", &format!("{base}/openapi.json"), "--checks", "all"])
+                .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+                .args(["--max-examples", "40", "--seed", "1", "--no-color"])
+                .args(["--report", "junit", "--report-dir"])
+                .arg(&report)
+                .env("SCHEMATHESIS_HOOKS", "")
+                // Its cache of found failures goes to the temporary folder, not the tree.
+                .current_dir(report.parent().unwrap())
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every documented operation was exercised (the JUnit report has a case per
+    // operation), but the document itself, which schemathesis loaded rather than tested.
+    let doc: serde_json::Value = serde_json::from_str(prescale_predictor::http::OPENAPI.as_str()).unwrap();
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| item.as_object().unwrap().keys().map(move |m| format!("{} {path}", m.to_uppercase())))
+        .filter(|op| op != "GET /openapi.json")
+        .collect();
+    documented.sort();
+    let mut tested: Vec<String> = std::fs::read_dir(dir.path().join("report"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .flat_map(|xml| {
+            xml.split("<testcase name=\"").skip(1).map(|t| t.split('"').next().unwrap().to_owned()).collect::<Vec<_>>()
+        })
+        .collect();
+    tested.sort();
+    tested.dedup();
+    assert_eq!(tested, documented, "operations tested by schemathesis against those documented");
+    assert!(status.success(), "the predictor exited {status}");
+    drop(prometheus);
+}

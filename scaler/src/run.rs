@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use prescale_policy::ServicesResponse;
+use prescale_policy::{NotActionable, ServicesResponse};
 
 use crate::kube_backend::{Applied, Applier, ApplyError, Target};
 
@@ -222,20 +222,22 @@ pub async fn round(
                 })
                 .inc();
         };
-        let age = chrono::Utc::now() - decision.time;
-        if served.stale || age.to_std().is_ok_and(|a| a > config.max_decision_age) {
-            tracing::warn!(
-                service = %decision.service,
-                age_seconds = age.num_seconds(),
-                "the decision is stale; leaving the Deployment as it is"
-            );
-            count("stale");
-            continue;
-        }
-        if response.shadow || served.shadow {
-            tracing::info!(service = %decision.service, "the predictor is in shadow mode; not scaling");
-            count("predictor_shadow");
-            continue;
+        match served.actionable(response.shadow, chrono::Utc::now(), config.max_decision_age) {
+            Ok(_) => {}
+            Err(NotActionable::Stale) => {
+                tracing::warn!(
+                    service = %decision.service,
+                    age_seconds = (chrono::Utc::now() - decision.time).num_seconds(),
+                    "the decision is stale; leaving the Deployment as it is"
+                );
+                count("stale");
+                continue;
+            }
+            Err(NotActionable::Shadow) => {
+                tracing::info!(service = %decision.service, "the predictor is in shadow mode; not scaling");
+                count("predictor_shadow");
+                continue;
+            }
         }
         metrics.desired.get_or_create(&labels).set(i64::from(decision.desired_replicas));
         let result = applier.apply(target, decision.desired_replicas).await;

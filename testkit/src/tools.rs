@@ -1,25 +1,36 @@
-//! External tools tests drive for real (k6), found the way `make` installs them.
+//! External tools tests drive for real (k6, schemathesis), found the way `make` installs them.
 
 use std::path::PathBuf;
 
 /// The k6 binary: `$K6`, else `k6` in `$PRESCALE_VENV/bin` or the repository's `.venv/bin`,
 /// else on `PATH`. Panics loudly when there is none: run `make setup` (or `make test`).
 pub fn k6() -> PathBuf {
+    venv_tool("K6", "k6")
+}
+
+/// The schemathesis command line (`st`'s long name), found as [`k6`] is (`$SCHEMATHESIS`).
+pub fn schemathesis() -> PathBuf {
+    venv_tool("SCHEMATHESIS", "schemathesis")
+}
+
+/// A tool the project's virtualenv holds: `$<var>`, else `<name>` in `$PRESCALE_VENV/bin`
+/// or the repository's `.venv/bin`, else on `PATH`.
+fn venv_tool(var: &str, name: &str) -> PathBuf {
     let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(p) = std::env::var_os("K6") {
+    if let Some(p) = std::env::var_os(var) {
         candidates.push(PathBuf::from(p));
     }
     if let Some(v) = std::env::var_os("PRESCALE_VENV") {
-        candidates.push(PathBuf::from(v).join("bin/k6"));
+        candidates.push(PathBuf::from(v).join("bin").join(name));
     }
     if let Some(member) = std::env::var_os("CARGO_MANIFEST_DIR") {
-        candidates.push(PathBuf::from(member).join("../.venv/bin/k6"));
+        candidates.push(PathBuf::from(member).join("../.venv/bin").join(name));
     }
     if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("k6")));
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
     }
     candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("\n\n*** k6 not found ($K6, $PRESCALE_VENV/bin, .venv/bin, PATH); `make setup` installs it ***\n")
+        panic!("\n\n*** {name} not found (${var}, $PRESCALE_VENV/bin, .venv/bin, PATH); `make setup` installs it ***\n")
     })
 }
 
