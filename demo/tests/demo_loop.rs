@@ -5,6 +5,10 @@
 //! collector has written Parquet; the live page is served; and stopping leaves nothing
 //! running. Takes about 13 minutes (the forecast error needs one horizon of forecasts).
 
+/// The whole loop under kills and outages, run beside the demo's test (which mostly
+/// waits) rather than after it.
+mod faults;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
