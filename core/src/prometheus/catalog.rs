@@ -70,6 +70,17 @@ pub enum CatalogError {
         /// The parser's complaint.
         message: String,
     },
+    /// `{namespace}` or `{service}` outside a quoted string: it would render to PromQL for
+    /// some services and not others (`a-0a0`, `and`), so it may only be a label value.
+    #[error(
+        "catalog feature `{feature}`: {placeholder} must be inside quotes (a label value such as service=\"{placeholder}\"); outside them some service names do not parse"
+    )]
+    UnquotedPlaceholder {
+        /// The feature whose template is wrong.
+        feature: String,
+        /// `{namespace}` or `{service}`.
+        placeholder: &'static str,
+    },
     /// `{window}` is too short to be a PromQL duration.
     #[error("catalog.window must be at least 1s, got {0:?}")]
     BadWindow(Duration),
@@ -103,6 +114,11 @@ impl Catalog {
         }
         if templates.is_empty() {
             return Err(CatalogError::Empty);
+        }
+        for (feature, template) in &templates {
+            if let Some(placeholder) = unquoted_placeholder(template) {
+                return Err(CatalogError::UnquotedPlaceholder { feature: feature.name().to_owned(), placeholder });
+            }
         }
         let catalog = Self { templates, window: promql_duration(config.window) };
         let probe = ServiceId::new("probe-namespace", "probe-service").expect("a valid probe id");
@@ -142,6 +158,35 @@ impl fmt::Display for Catalog {
         }
         Ok(())
     }
+}
+
+/// The first of `{namespace}` and `{service}` found outside a PromQL string literal
+/// (double, single or back quotes; backslash escapes inside the first two).
+fn unquoted_placeholder(template: &str) -> Option<&'static str> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in template.char_indices() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q != '`' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+            None => {
+                for placeholder in ["{namespace}", "{service}"] {
+                    if template[i..].starts_with(placeholder) {
+                        return Some(placeholder);
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 /// A duration as PromQL writes it: whole seconds, or milliseconds when needed.
@@ -239,6 +284,89 @@ const STOREFRONT: [(Feature, &str); 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::strategy::Strategy as _;
+
+    /// Templates as operators write them, placeholders inside and outside quotes, plus
+    /// any text.
+    fn template() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::sample::select(vec![
+                r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}"}[{window}]))"#,
+                r#"max(up{service="{service}"})"#,
+                "{service}",
+                "sum({service})",
+                "rate({service}_total[{window}])",
+                "{namespace}_{service}",
+                r#"x{a="{service}"} offset {window}"#,
+                "",
+                "sum(",
+            ])
+            .prop_map(str::to_owned),
+            "\\PC{0,40}",
+        ]
+    }
+
+    /// Service names a user may have: DNS labels, PromQL keywords among them.
+    fn label() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "and", "or", "unless", "by", "on", "offset", "bool", "inf", "nan", "sum", "x"
+            ])
+            .prop_map(str::to_owned),
+            "[a-z]([a-z0-9-]{0,10}[a-z0-9])?",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
+
+        /// Any `[catalog]`: checked, or refused naming the feature; and a checked catalog
+        /// renders PromQL that parses for every valid service, not only for the probe.
+        #[test]
+        fn any_catalog_is_refused_or_renders_valid_promql_for_every_service(
+            base in proptest::sample::select(vec![CatalogName::Kubernetes, CatalogName::Storefront, CatalogName::None]),
+            window_ms in 0u64..100_000_000,
+            features in proptest::collection::vec(
+                (proptest::prop_oneof![
+                    proptest::sample::select(Feature::ALL.iter().map(|f| f.name().to_owned()).collect::<Vec<_>>()),
+                    "[a-z_]{1,10}",
+                ], template()),
+                0..4,
+            ),
+            namespace in label(),
+            name in label(),
+        ) {
+            let config = CatalogConfig {
+                base,
+                window: Duration::from_millis(window_ms),
+                features: features.into_iter().collect(),
+            };
+            let Ok(catalog) = Catalog::from_config(&config) else { return Ok(()) };
+            let id = ServiceId::new(&namespace, &name).unwrap();
+            for feature in catalog.features() {
+                let query = catalog.render(feature, &id).unwrap();
+                proptest::prop_assert!(
+                    promql_parser::parser::parse(&query).is_ok(),
+                    "{feature} checked but renders for {id} to {query}"
+                );
+            }
+        }
+    }
+
+    /// Failing first: `{service}` as a metric name passed the probe's check
+    /// (`probe-service` parses as a subtraction) yet broke for `a-0a0` or `and`.
+    #[test]
+    fn a_placeholder_outside_quotes_is_refused_naming_it() {
+        for template in ["{service}", "sum({namespace}_requests)", r#"x{a="b"} + {service}"#] {
+            let err = Catalog::from_config(&config(CatalogName::None, &[("requests_per_second", template)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("requests_per_second") && err.contains("must be inside quotes"), "{template}: {err}");
+        }
+        let quoted = r#"sum(rate(x{namespace="{namespace}",a='{service}',b=~`{service}.*`,c="\"{service}"}[{window}]))"#;
+        Catalog::from_config(&config(CatalogName::None, &[("requests_per_second", quoted)])).unwrap();
+    }
 
     const K8S_PODS: &str = r#"namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+""#;
 
