@@ -451,3 +451,68 @@ pub async fn list(store: &dyn ObjectStore) -> Result<Vec<(String, Result<Manifes
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::strategy::Strategy as _;
+
+    use super::*;
+
+    /// A safetensors file: the 8-byte header length, the JSON header, the data.
+    fn file(header: &str, data_len: usize, declared_len: Option<u64>) -> Vec<u8> {
+        let mut out = declared_len.unwrap_or(header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.resize(out.len() + data_len, 0);
+        out
+    }
+
+    fn expected() -> BTreeMap<String, Vec<i64>> {
+        BTreeMap::from([("a.weight".to_owned(), vec![2, 3]), ("a.bias".to_owned(), vec![2])])
+    }
+
+    #[test]
+    fn a_matching_header_passes_and_each_mismatch_is_named() {
+        let good = r#"{"a.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"a.bias":{"dtype":"F32","shape":[2],"data_offsets":[24,32]}}"#;
+        check_weights(&expected(), &file(good, 32, None)).unwrap();
+        let shape = good.replace("[2,3]", "[3,2]");
+        assert!(check_weights(&expected(), &file(&shape, 32, None)).unwrap_err().to_string().contains("a.weight"));
+        let dtype = good.replace(r#""F32","shape":[2]"#, r#""F64","shape":[1]"#);
+        assert!(matches!(check_weights(&expected(), &file(&dtype, 32, None)), Err(WeightsMismatch::Dtype { .. })));
+        let huge = file(good, 32, Some(u64::MAX));
+        assert!(matches!(check_weights(&expected(), &huge), Err(WeightsMismatch::Unreadable(_))));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
+
+        /// Any bytes, and headers of any names, types, shapes, offsets and declared
+        /// lengths: refused with a reason or accepted only when every tensor matches;
+        /// never a panic, and nothing allocated from what the header claims.
+        #[test]
+        fn any_weights_file_is_refused_or_matches_exactly(
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            tensors in proptest::collection::vec((
+                proptest::sample::select(vec!["a.weight", "a.bias", "b", ""]),
+                proptest::sample::select(vec!["F32", "F64", "I64", "U8", "BOGUS"]),
+                proptest::collection::vec(proptest::prop_oneof![0u64..4, proptest::num::u64::ANY], 0..3),
+                (0u64..64, proptest::prop_oneof![0u64..64, proptest::num::u64::ANY]),
+            ), 0..4),
+            data_len in 0usize..64,
+            declared in proptest::option::of(proptest::num::u64::ANY.prop_map(|n| n % 1_000_000_000_000)),
+        ) {
+            let _ = check_weights(&expected(), &raw);
+            let header: serde_json::Map<String, serde_json::Value> = tensors
+                .into_iter()
+                .map(|(name, dtype, shape, (from, to))| {
+                    (name.to_owned(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [from, to]}))
+                })
+                .collect();
+            let header = serde_json::Value::Object(header).to_string();
+            if check_weights(&expected(), &file(&header, data_len, declared)).is_ok() {
+                let parsed: serde_json::Value = serde_json::from_str(&header).unwrap();
+                proptest::prop_assert_eq!(parsed["a.weight"]["shape"].clone(), serde_json::json!([2, 3]));
+                proptest::prop_assert_eq!(parsed["a.bias"]["shape"].clone(), serde_json::json!([2]));
+            }
+        }
+    }
+}

@@ -397,6 +397,24 @@ mod tests {
     use prescale_core::StepGrid;
     use rand::Rng;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, failure_persistence: None, ..Default::default() })]
+
+        /// Any value of a `--train-config` file replaced by anything, or an unknown key
+        /// added: loaded and checked, or refused naming what was wrong, never a panic.
+        #[test]
+        fn any_edit_of_a_train_config_is_loaded_or_refused(
+            text in prescale_testkit::props::edited_toml(include_str!("../../deploy/config/train.toml")),
+        ) {
+            let checked = prescale_core::config::from_toml_str::<TrainConfig>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map_err(|e| e.to_string()));
+            if let Err(e) = checked {
+                proptest::prop_assert!(!e.trim().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn train_settings_out_of_bounds_are_refused_naming_the_field() {
         let refused = |toml: &str| {

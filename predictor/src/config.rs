@@ -243,6 +243,22 @@ mod tests {
         models = "/elsewhere/product"
     "#;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, failure_persistence: None, ..Default::default() })]
+
+        /// Any value of the settings replaced by anything, or an unknown key added: built
+        /// into a predictor or refused naming what was wrong, never a panic.
+        #[test]
+        fn any_edit_of_a_good_config_is_built_or_refused(text in prescale_testkit::props::edited_toml(GOOD)) {
+            let built = from_toml_str::<PredictorConfig>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.build(&S3Options::default()).map_err(|e| e.to_string()));
+            if let Err(e) = built {
+                proptest::prop_assert!(!e.trim().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn services_resolve_with_overrides_and_model_folders() {
         let config: PredictorConfig = from_toml_str(GOOD).unwrap();

@@ -265,6 +265,98 @@ async fn shadow(
 mod tests {
     use super::*;
 
+    const TOKEN: &str = "property-admin-token-0123456789";
+
+    fn segment() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy as _;
+        proptest::prop_oneof![
+            proptest::sample::select(vec![
+                "api",
+                "v1",
+                "services",
+                "admin",
+                "shadow",
+                "reload",
+                "storefront",
+                "order",
+                "openapi.json",
+                "metrics",
+                "readyz",
+                "healthz",
+                "..",
+                "%2e%2e",
+                "%2F",
+                "",
+                "%00",
+                "%ff",
+            ])
+            .prop_map(str::to_owned),
+            "[!-~]{0,8}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
+
+        /// Any method, path, credentials and body: an answer below 500 (or 503 while no
+        /// fresh decision exists), never a panic, and no admin action without the token.
+        #[test]
+        fn any_request_is_answered_and_nothing_is_done_without_the_token(
+            method in proptest::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
+            segments in proptest::collection::vec(segment(), 0..6),
+            auth in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just(format!("Bearer {TOKEN}")),
+                "\\PC{0,24}",
+            ]),
+            body in proptest::prop_oneof![
+                proptest::strategy::Just(r#"{"shadow": true}"#.to_owned()),
+                "\\PC{0,30}",
+            ],
+            json in proptest::bool::ANY,
+            decided in proptest::bool::ANY,
+        ) {
+            let id: prescale_core::ServiceId = "storefront/order".parse().unwrap();
+            let shared = Arc::new(Shared::new(vec![id.clone()], false, std::time::Duration::from_secs(60), crate::metrics::Metrics::new()));
+            if decided {
+                let decision = Decision {
+                    service: id.clone(),
+                    time: chrono::Utc::now(),
+                    desired_replicas: 2,
+                    observed_demand: None,
+                    forecast: None,
+                    reason: Reason::Reactive,
+                    ready_replicas: None,
+                    reactive_replicas: None,
+                };
+                shared.publish(vec![(id, Served { decision, replicas: 2, shadow: false, stale: false })]);
+            }
+            let reload = Arc::new(Notify::new());
+            let api = Api { shared: shared.clone(), admin_token: Some(TOKEN.into()), reload: reload.clone() };
+            let path = format!("/{}", segments.join("/"));
+            let mut request = axum::http::Request::builder().method(method).uri(&path);
+            if let Some(a) = &auth {
+                request = request.header(header::AUTHORIZATION, a.as_str());
+            }
+            if json {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            let Ok(request) = request.body(axum::body::Body::from(body)) else { return Ok(()) };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (status, reloaded) = runtime.block_on(async {
+                use tower::ServiceExt as _;
+                let status = app(api).oneshot(request).await.unwrap().status();
+                let reloaded = tokio::time::timeout(std::time::Duration::ZERO, reload.notified()).await.is_ok();
+                (status, reloaded)
+            });
+            proptest::prop_assert!(status.as_u16() < 500 || status.as_u16() == 503, "{method} {path}: {status}");
+            let authorised = auth.as_deref() == Some(format!("Bearer {TOKEN}").as_str());
+            if !authorised {
+                proptest::prop_assert!(!shared.shadow(), "{method} {path} set shadow mode without the token");
+                proptest::prop_assert!(!reloaded, "{method} {path} asked for a reload without the token");
+            }
+        }
+    }
+
     /// The generated document names every route the router serves, the admin bearer
     /// scheme, and the decision's fields (flattened into `Served`).
     #[test]

@@ -301,3 +301,42 @@ pub async fn run(config: RunConfig, client: kube::Client, shutdown: impl Future<
     server.abort();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        predictor_url = "http://predictor:9100"
+        interval = "30s"
+        max_decision_age = "5m"
+        shadow = false
+        [[targets]]
+        namespace = "shop"
+        deployment = "order"
+        min_replicas = 1
+        max_replicas = 20
+    "#;
+
+    #[test]
+    fn the_good_config_is_valid() {
+        let config: RunConfig = prescale_core::config::from_toml_str(GOOD).unwrap();
+        config.validate().unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, failure_persistence: None, ..Default::default() })]
+
+        /// Any value of the settings replaced by anything, or an unknown key added: loaded
+        /// and checked, or refused naming what was wrong, never a panic.
+        #[test]
+        fn any_edit_of_a_good_config_is_loaded_or_refused(text in prescale_testkit::props::edited_toml(GOOD)) {
+            let checked = prescale_core::config::from_toml_str::<RunConfig>(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map_err(|e| e.to_string()));
+            if let Err(e) = checked {
+                proptest::prop_assert!(!e.trim().is_empty());
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod postgres;
 pub mod prometheus;
+pub mod props;
 pub mod s3;
 pub mod tools;
 pub mod traces;
