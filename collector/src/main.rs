@@ -88,14 +88,15 @@ fn main() -> ExitCode {
             let started = std::time::Instant::now();
             report(runtime.block_on(app.backfill(from, to)).map_err(Into::into).map(|r| {
                 println!(
-                    "backfilled {} steps of {} services in {:.1} s: {} rows written in {} objects ({} bytes), {} already stored",
+                    "backfilled {} steps of {} services in {:.1} s: {} rows written in {} objects ({} bytes), {} already stored, {} left to the live collector",
                     r.steps,
                     r.services,
                     started.elapsed().as_secs_f64(),
                     r.rows_written,
                     r.objects,
                     r.bytes,
-                    r.rows_skipped
+                    r.rows_skipped,
+                    r.rows_left_to_live
                 );
             }))
         }

@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, STOREFRONT_COLLECTOR, assert_one_row_per_service_per_step, collector, get, sample, start_storefront,
-    stored_rows, storefront_scrape, write_config,
+    Running, STOREFRONT_COLLECTOR, assert_one_row_per_service_per_step, collector, get, ok, output, sample,
+    start_storefront, stored_rows, storefront_scrape, write_config,
 };
 use prescale_core::Feature;
 use prescale_testkit::prometheus::Prometheus;
@@ -189,4 +189,42 @@ async fn prometheus_and_s3_outages_and_a_crash_mid_flush_lose_and_repeat_nothing
     let last = rows.iter().map(|r| r.timestamp).max().unwrap();
     assert!(first < prometheus_stopped, "rows start at {first}, after Prometheus stopped at {prometheus_stopped}");
     assert!(last > killed + chrono::Duration::seconds(3), "rows end at {last}, before the restart after {killed}");
+}
+
+/// A backfill run as a second process beside a live collector on the same spool and
+/// store, while the live one fills the steps it missed in a crash and flushes: between
+/// them every step is stored exactly once, the backfill writing only the steps from
+/// before the live collector started and leaving it the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_beside_a_live_collector_stores_every_step_once() {
+    let rig = rig().await;
+    // Prometheus has the storefront's history from here; the collector starts later.
+    let history_from = chrono::Utc::now() + chrono::Duration::seconds(1);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let running = rig.start_collector();
+    rig.wait_for("prescale_collector_rows_flushed_total", 1.0, &running).await;
+    // A crash: the steps while it is dead become gaps the restarted collector fills.
+    running.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let running = rig.start_collector();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let to = chrono::Utc::now();
+    let mut cmd = collector(&rig.s3, &rig.config);
+    cmd.args(["backfill", "--from", &history_from.to_rfc3339(), "--to", &to.to_rfc3339()]);
+    let report = ok(&output(cmd).await);
+    let left: u64 = report
+        .trim()
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" left to the live collector")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count of rows left to the live collector: {report}"));
+    assert!(left > 0, "the backfill left the live collector nothing: {report}");
+
+    rig.wait_for("prescale_collector_steps_total{outcome=\"filled\"}", 1.0, &running).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    running.terminate();
+    let rows = stored_rows(&rig.s3).await;
+    assert_one_row_per_service_per_step(&rows, &rig.names());
+    let first = rows.iter().map(|r| r.timestamp).min().unwrap();
+    assert!(first <= history_from + chrono::Duration::seconds(1), "rows start at {first}, history at {history_from}");
 }
