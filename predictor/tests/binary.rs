@@ -44,17 +44,12 @@ service = "storefront/order"
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_steps_and_serves_grpc_and_http() {
-    let dir = tempfile::tempdir().unwrap();
-    // Prometheus scraping itself is enough to answer the catalog's queries (empty).
-    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&dir.path().join("prometheus"), "1s", ""));
-    let (http, grpc) = (free_port(), free_port());
-    let path = config(dir.path(), &prometheus.url(), http, grpc);
-    let log = std::fs::File::create(dir.path().join("predictor.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale-predictor"))
+/// Starts the binary on `config`, its log in `dir`, and waits until `/readyz` answers.
+async fn start_ready(dir: &std::path::Path, config: &std::path::Path, http: u16) -> (std::process::Child, String) {
+    let log = std::fs::File::create(dir.join("predictor.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_prescale-predictor"))
         .arg("--config")
-        .arg(&path)
+        .arg(config)
         .arg("run")
         .stdout(Stdio::null())
         .stderr(log)
@@ -62,18 +57,25 @@ async fn the_binary_steps_and_serves_grpc_and_http() {
         .unwrap();
     let base = format!("http://127.0.0.1:{http}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = reqwest::get(format!("{base}/readyz")).await.map(|r| r.status().is_success()).unwrap_or(false);
-        if ready {
-            break;
-        }
+    while !reqwest::get(format!("{base}/readyz")).await.map(|r| r.status().is_success()).unwrap_or(false) {
         assert!(
             Instant::now() < deadline,
             "never ready:\n{}",
-            std::fs::read_to_string(dir.path().join("predictor.log")).unwrap_or_default()
+            std::fs::read_to_string(dir.join("predictor.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    (child, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_steps_and_serves_grpc_and_http() {
+    let dir = tempfile::tempdir().unwrap();
+    // Prometheus scraping itself is enough to answer the catalog's queries (empty).
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&dir.path().join("prometheus"), "1s", ""));
+    let (http, grpc) = (free_port(), free_port());
+    let path = config(dir.path(), &prometheus.url(), http, grpc);
+    let (mut child, base) = start_ready(dir.path(), &path, http).await;
     let body: serde_json::Value =
         reqwest::get(format!("{base}/api/v1/services/order")).await.unwrap().json().await.unwrap();
     // No model and no demand: no forecast, raised to the minimum.
@@ -178,25 +180,7 @@ async fn the_live_api_answers_as_its_openapi_document_says() {
     // A staleness far above any pause of a busy machine: no decision may go stale mid-run.
     let settings = std::fs::read_to_string(&path).unwrap().replace(r#"staleness = "3s""#, r#"staleness = "10m""#);
     std::fs::write(&path, format!("admin_token = \"{TOKEN}\"\n{settings}")).unwrap();
-    let log = std::fs::File::create(dir.path().join("predictor.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale-predictor"))
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{http}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !reqwest::get(format!("{base}/readyz")).await.map(|r| r.status().is_success()).unwrap_or(false) {
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            std::fs::read_to_string(dir.path().join("predictor.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (mut child, base) = start_ready(dir.path(), &path, http).await;
     let output = tokio::task::spawn_blocking({
         let base = base.clone();
         let report = dir.path().join("report");
