@@ -364,7 +364,8 @@ mod tests {
                 .to_string();
             assert!(err.contains("requests_per_second") && err.contains("must be inside quotes"), "{template}: {err}");
         }
-        let quoted = r#"sum(rate(x{namespace="{namespace}",a='{service}',b=~`{service}.*`,c="\"{service}"}[{window}]))"#;
+        let quoted =
+            r#"sum(rate(x{namespace="{namespace}",a='{service}',b=~`{service}.*`,c="\"{service}"}[{window}]))"#;
         Catalog::from_config(&config(CatalogName::None, &[("requests_per_second", quoted)])).unwrap();
     }
 
