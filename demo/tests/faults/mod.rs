@@ -223,7 +223,7 @@ async fn the_loop_survives_kills_and_outages_losing_and_repeating_no_step() {
         storefront::Service::ALL.iter().map(|s| (*s, free_port())).collect();
     std::fs::create_dir_all(root.join("storefront")).unwrap();
     storefront::spawn_all(
-        &storefront::Settings::dev(&root.join("storefront"), &ports, 32).unwrap(),
+        &storefront::Settings::dev(root.join("storefront"), &ports, 32).unwrap(),
         "127.0.0.1",
         &ports,
         std::future::pending(),
