@@ -38,18 +38,8 @@ async fn rig() -> Rig {
     let services = start_storefront(&root.join("storefront")).await;
     let prom_dir = root.join("prometheus");
     let prometheus = tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "1s", &storefront_scrape(&services)));
-    let query = format!("{}/api/v1/query?query=count(up%7Bjob%3D%22storefront%22%7D%3D%3D1)", prometheus.url());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = get(&query).await.unwrap_or_default();
-        if body.contains(&format!("\"{}\"]", services.len())) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "Prometheus never saw all storefront targets up: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Let every target's first scrape fall before the collector's first step.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every target's first scrape before the collector's first step.
+    tokio::task::block_in_place(|| prometheus.wait_for_targets("storefront", services.len()));
     std::fs::create_dir_all(root.join("s3")).unwrap();
     let s3 = S3Server::start(&root.join("s3")).await.unwrap();
     s3.create_bucket("data").unwrap();

@@ -124,6 +124,22 @@ impl Prometheus {
         }
     }
 
+    /// Waits (up to 60 s) until `count` targets of scrape job `job` are up, then two
+    /// more seconds, so each target's first scrape falls before whatever starts next.
+    pub fn wait_for_targets(&self, job: &str, count: usize) {
+        let url = format!("{}/api/v1/query?query=count(up%7Bjob%3D%22{job}%22%7D%3D%3D1)", self.url());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = http_get(&url).map(|(_, b)| b).unwrap_or_default();
+            if body.contains(&format!("\"{count}\"]")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Prometheus never saw {count} `{job}` targets up: {body}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         self.stop();
@@ -142,14 +158,22 @@ impl Drop for Prometheus {
 
 /// Whether a GET of `url` answers 200, with a plain blocking socket (no runtime needed).
 fn http_ok(url: &str) -> bool {
+    http_get(url).is_some_and(|(status, _)| status == 200)
+}
+
+/// A blocking HTTP/1.0 GET on loopback: the status and body, or `None` when nothing
+/// answers.
+fn http_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let Ok(mut s) = std::net::TcpStream::connect(host) else { return false };
+    let mut s = std::net::TcpStream::connect(host).ok()?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    let _ = s.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned());
+    Some((status, body))
 }

@@ -240,22 +240,7 @@ async fn the_loop_survives_kills_and_outages_losing_and_repeating_no_step() {
     let mut prometheus = tokio::task::block_in_place(|| Prometheus::start(&root.join("prometheus"), "1s", &scrape));
     // Every service scraped before the collector's first step: a step with only the
     // services seen so far would be a correct row set, but not the one this test expects.
-    let up = format!("{}/api/v1/query?query=count(up%7Bjob%3D%22storefront%22%7D%3D%3D1)", prometheus.url());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body = reqwest::get(&up).await.ok().map(|r| r.text());
-        let body = match body {
-            Some(text) => text.await.unwrap_or_default(),
-            None => String::new(),
-        };
-        if body.contains(&format!("\"{}\"]", ports.len())) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "Prometheus never saw every storefront service up: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Each target's first scrape falls before the collector's first step.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| prometheus.wait_for_targets("storefront", ports.len()));
     std::fs::create_dir_all(root.join("s3")).unwrap();
     let mut s3 = S3Server::start(&root.join("s3")).await.unwrap();
     s3.create_bucket("data").unwrap();
