@@ -116,7 +116,7 @@ fn main() {
     let filled = rows.iter().filter(|r| r.values.iter().all(Option::is_some)).count();
     println!(
         "  one step, {} queries (concurrency {}): p50 {:.2} s, max {:.2} s over {} steps; {} of {} rows have every feature; {} query errors",
-        SERVICES * 11,
+        11,
         prom.concurrency,
         percentile(times.clone(), 0.5),
         percentile(times, 1.0),

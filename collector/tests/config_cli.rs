@@ -24,9 +24,19 @@ fn bad_settings_are_refused_naming_what_is_wrong() {
         (format!("{GOOD}[catalog.features]\nrequests = \"up\"\n"), "\"requests\""),
         (
             format!(
-                "{GOOD}[catalog.features]\nin_flight = \"sum(http_requests_in_flight{{service=\\\"{{service}}\\\"}}\"\n"
+                "{GOOD}[catalog.features]\nin_flight = \"sum by (namespace, service) (http_requests_in_flight{{namespace=~\\\"{{namespaces}}\\\"}}\"\n"
             ),
             "in_flight",
+        ),
+        (
+            format!(
+                "{GOOD}[catalog.features]\nin_flight = 'sum(http_requests_in_flight{{service=\"{{service}}\"}})'\n"
+            ),
+            "sum by (namespace, service)",
+        ),
+        (
+            format!("{GOOD}[catalog.features]\nin_flight = 'http_requests_in_flight'\n"),
+            "aggregate by (namespace, service)",
         ),
         (GOOD.replace("s3://bucket/prefix", "s3://"), "location"),
         (GOOD.replace("s3://bucket/prefix", "ftp://host/x"), "location"),

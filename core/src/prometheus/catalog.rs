@@ -1,22 +1,26 @@
 //! The feature catalog: which PromQL gives each feature of the core schema.
 //!
-//! A template is PromQL with three placeholders: `{namespace}` and `{service}` (the
-//! service being sampled) and `{window}` (the range of `rate()` and friends, from
-//! config, because a 1 s test step and a 30 s production step need different ranges).
-//! Each rendered query must return at most one series: the feature's value for that
-//! service at the evaluation time. A feature the catalog leaves out is stored as missing.
+//! A template is **one query for all services**: it aggregates `by (namespace, service)`
+//! so that each series of its result is one service's value of the feature, and a step
+//! costs one query per feature however many services there are. Two placeholders:
+//! `{namespaces}`, the namespaces of the services being sampled as a regex alternation
+//! (`namespace=~"{namespaces}"`, so Prometheus reads only those), and `{window}`, the range
+//! of `rate()` and friends, from config, because a 1 s test step and a 30 s production
+//! step need different ranges. A service absent from a result has the feature missing
+//! (never zero); a feature the catalog leaves out is stored as missing.
 //!
 //! Two catalogs ship: [`CatalogName::Kubernetes`] (cAdvisor, kube-state-metrics and the
-//! NGINX ingress controller) and [`CatalogName::Storefront`] (the storefront's own
-//! metrics, scraped with `namespace` and `service` target labels, for local runs). Config
-//! starts from one of them and may replace or drop single features. Every template is
-//! parsed at start, so a typo stops the collector before it writes anything.
+//! NGINX ingress controller; pods are mapped to their Deployment with `label_replace`) and
+//! [`CatalogName::Storefront`] (the storefront's own metrics, scraped with `namespace` and
+//! `service` target labels, for local runs). Config starts from one of them and may
+//! replace or drop single features. Every template is parsed and checked to group by
+//! service at start, so a typo stops the collector before it writes anything.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::{Feature, ServiceId};
+use crate::Feature;
 use serde::{Deserialize, Serialize};
 
 /// A built-in catalog to start from.
@@ -70,16 +74,36 @@ pub enum CatalogError {
         /// The parser's complaint.
         message: String,
     },
-    /// `{namespace}` or `{service}` outside a quoted string: it would render to PromQL for
-    /// some services and not others (`a-0a0`, `and`), so it may only be a label value.
+    /// `{namespaces}` outside a quoted string: it is a regex, so only a label matcher's
+    /// value (`namespace=~"{namespaces}"`) makes sense of it.
     #[error(
-        "catalog feature `{feature}`: {placeholder} must be inside quotes (a label value such as service=\"{placeholder}\"); outside them some service names do not parse"
+        "catalog feature `{feature}`: {{namespaces}} must be inside quotes, as a regex matcher's value: namespace=~\"{{namespaces}}\""
     )]
     UnquotedPlaceholder {
         /// The feature whose template is wrong.
         feature: String,
+    },
+    /// A per-service placeholder: templates are one query for all services now.
+    #[error(
+        "catalog feature `{feature}`: {placeholder} is gone; a template is one query for all services: aggregate with `sum by (namespace, service) (...)` and select namespaces with namespace=~\"{{namespaces}}\""
+    )]
+    PerServicePlaceholder {
+        /// The feature whose template is wrong.
+        feature: String,
         /// `{namespace}` or `{service}`.
         placeholder: &'static str,
+    },
+    /// The result would not be one series per service.
+    #[error(
+        "catalog feature `{feature}`: the query must aggregate by (namespace, service) so each series is one service ({why})\n  query: {query}"
+    )]
+    NotGrouped {
+        /// The feature whose template is wrong.
+        feature: String,
+        /// The rendered query.
+        query: String,
+        /// What is missing.
+        why: &'static str,
     },
     /// `{window}` is too short to be a PromQL duration.
     #[error("catalog.window must be at least 1s, got {0:?}")]
@@ -116,19 +140,28 @@ impl Catalog {
             return Err(CatalogError::Empty);
         }
         for (feature, template) in &templates {
-            if let Some(placeholder) = unquoted_placeholder(template) {
-                return Err(CatalogError::UnquotedPlaceholder { feature: feature.name().to_owned(), placeholder });
+            let feature = feature.name().to_owned();
+            for placeholder in ["{namespace}", "{service}"] {
+                if template.contains(placeholder) {
+                    return Err(CatalogError::PerServicePlaceholder { feature, placeholder });
+                }
+            }
+            if unquoted(template, "{namespaces}") {
+                return Err(CatalogError::UnquotedPlaceholder { feature });
             }
         }
         let catalog = Self { templates, window: promql_duration(config.window) };
-        let probe = ServiceId::new("probe-namespace", "probe-service").expect("a valid probe id");
         for feature in catalog.features() {
-            let query = catalog.render(feature, &probe).expect("the feature is in the catalog");
-            promql_parser::parser::parse(&query).map_err(|message| CatalogError::BadPromql {
-                feature: feature.name().to_owned(),
+            let query = catalog.render(feature, &["probe-a", "probe-b"]).expect("the feature is in the catalog");
+            let name = feature.name().to_owned();
+            let expr = promql_parser::parser::parse(&query).map_err(|message| CatalogError::BadPromql {
+                feature: name.clone(),
                 query: query.clone(),
                 message,
             })?;
+            if let Err(why) = groups_by_service(&expr) {
+                return Err(CatalogError::NotGrouped { feature: name, query, why });
+            }
         }
         Ok(catalog)
     }
@@ -138,16 +171,64 @@ impl Catalog {
         self.templates.keys().copied()
     }
 
-    /// The query for one feature of one service; `None` when the catalog leaves the
-    /// feature out.
-    pub fn render(&self, feature: Feature, service: &ServiceId) -> Option<String> {
+    /// The query for one feature of every service in `namespaces` (DNS labels, so the
+    /// alternation needs no escaping); `None` when the catalog leaves the feature out.
+    pub fn render(&self, feature: Feature, namespaces: &[&str]) -> Option<String> {
         let template = self.templates.get(&feature)?;
-        Some(
-            template
-                .replace("{namespace}", service.namespace())
-                .replace("{service}", service.name())
-                .replace("{window}", &self.window),
-        )
+        Some(template.replace("{namespaces}", &namespaces.join("|")).replace("{window}", &self.window))
+    }
+}
+
+/// The labels every catalog query's series carry: which service a value belongs to.
+pub const SERVICE_LABELS: [&str; 2] = ["namespace", "service"];
+
+/// Whether the outermost vector operation of `expr` keeps one series per service: an
+/// aggregation `by` both labels (or `without` neither), possibly inside parentheses,
+/// functions such as `histogram_quantile`, or arithmetic with another such vector or a
+/// number. A bare selector would return a series per pod or instance.
+fn groups_by_service(expr: &promql_parser::parser::Expr) -> Result<(), &'static str> {
+    use promql_parser::parser::{Expr, LabelModifier};
+    match expr {
+        Expr::Aggregate(a) => match &a.modifier {
+            Some(LabelModifier::Include(l))
+                if SERVICE_LABELS.iter().all(|want| l.labels.iter().any(|have| have == want)) =>
+            {
+                Ok(())
+            }
+            Some(LabelModifier::Exclude(l)) if !l.labels.iter().any(|have| SERVICE_LABELS.contains(&have.as_str())) => {
+                Ok(())
+            }
+            _ => Err("an aggregation that drops `namespace` or `service`"),
+        },
+        Expr::Paren(p) => groups_by_service(&p.expr),
+        Expr::Unary(u) => groups_by_service(&u.expr),
+        Expr::Binary(b) => {
+            let (l, r) = (groups_by_service(&b.lhs), groups_by_service(&b.rhs));
+            let scalar = |e: &Expr| matches!(e, Expr::NumberLiteral(_));
+            match (l, r) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Ok(()), Err(_)) if scalar(&b.rhs) => Ok(()),
+                (Err(_), Ok(())) if scalar(&b.lhs) => Ok(()),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        }
+        Expr::Call(c) => {
+            let vectors: Vec<_> = c
+                .args
+                .args
+                .iter()
+                .filter(|a| !matches!(***a, Expr::NumberLiteral(_) | Expr::StringLiteral(_)))
+                .collect();
+            match vectors.as_slice() {
+                [] => Err("a function of no vector"),
+                args => args.iter().map(|a| groups_by_service(a)).collect(),
+            }
+        }
+        Expr::Subquery(s) => groups_by_service(&s.expr),
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => {
+            Err("a bare selector: wrap it in `sum by (namespace, service) (...)`")
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Err("no series at all"),
     }
 }
 
@@ -160,9 +241,9 @@ impl fmt::Display for Catalog {
     }
 }
 
-/// The first of `{namespace}` and `{service}` found outside a PromQL string literal
-/// (double, single or back quotes; backslash escapes inside the first two).
-fn unquoted_placeholder(template: &str) -> Option<&'static str> {
+/// Whether `placeholder` occurs outside a PromQL string literal (double, single or back
+/// quotes; backslash escapes inside the first two).
+fn unquoted(template: &str, placeholder: &str) -> bool {
     let mut quote: Option<char> = None;
     let mut escaped = false;
     for (i, c) in template.char_indices() {
@@ -177,16 +258,11 @@ fn unquoted_placeholder(template: &str) -> Option<&'static str> {
                 }
             }
             None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
-            None => {
-                for placeholder in ["{namespace}", "{service}"] {
-                    if template[i..].starts_with(placeholder) {
-                        return Some(placeholder);
-                    }
-                }
-            }
+            None if template[i..].starts_with(placeholder) => return true,
+            None => {}
         }
     }
-    None
+    false
 }
 
 /// A duration as PromQL writes it: whole seconds, or milliseconds when needed.
@@ -203,55 +279,58 @@ pub fn builtin(name: CatalogName) -> Vec<(Feature, &'static str)> {
     }
 }
 
-// Pods of a Deployment are named `<deployment>-<replicaset hash>-<pod hash>`; the matcher
-// is spelled out in each template and a test checks that they all agree.
+// Pods of a Deployment are named `<deployment>-<replicaset hash>-<pod hash>`:
+// `label_replace` names each pod's service after its Deployment (pods of StatefulSets and
+// bare pods do not match and fall out with an empty `service`). The matcher is spelled
+// out in each template and a test checks that they all agree.
 const KUBERNETES: [(Feature, &str); 11] = [
     (
         Feature::CpuCores,
-        r#"sum(rate(container_cpu_usage_seconds_total{namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+",container!="",container!="POD"}[{window}]))"#,
+        r#"sum by (namespace, service) (label_replace(rate(container_cpu_usage_seconds_total{namespace=~"{namespaces}",container!="",container!="POD"}[{window}]), "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
     ),
     (
         Feature::CpuRequestCores,
-        r#"sum(kube_pod_container_resource_requests{namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+",resource="cpu"})"#,
+        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_requests{namespace=~"{namespaces}",resource="cpu"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
     ),
     (
         Feature::CpuLimitCores,
-        r#"sum(kube_pod_container_resource_limits{namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+",resource="cpu"})"#,
+        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_limits{namespace=~"{namespaces}",resource="cpu"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
     ),
     (
         Feature::MemoryBytes,
-        r#"sum(container_memory_working_set_bytes{namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+",container!="",container!="POD"})"#,
+        r#"sum by (namespace, service) (label_replace(container_memory_working_set_bytes{namespace=~"{namespaces}",container!="",container!="POD"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
     ),
     (
         Feature::MemoryRequestBytes,
-        r#"sum(kube_pod_container_resource_requests{namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+",resource="memory"})"#,
+        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_requests{namespace=~"{namespaces}",resource="memory"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
     ),
     (
         Feature::MemoryLimitBytes,
-        r#"sum(kube_pod_container_resource_limits{namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+",resource="memory"})"#,
+        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_limits{namespace=~"{namespaces}",resource="memory"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
     ),
     (
         Feature::RequestsPerSecond,
-        r#"sum(rate(nginx_ingress_controller_requests{namespace="{namespace}",service="{service}"}[{window}]))"#,
+        r#"sum by (namespace, service) (rate(nginx_ingress_controller_requests{namespace=~"{namespaces}"}[{window}]))"#,
     ),
     (
         Feature::LatencyP95Seconds,
-        r#"histogram_quantile(0.95, sum by (le) (rate(nginx_ingress_controller_request_duration_seconds_bucket{namespace="{namespace}",service="{service}"}[{window}])))"#,
+        r#"histogram_quantile(0.95, sum by (namespace, service, le) (rate(nginx_ingress_controller_request_duration_seconds_bucket{namespace=~"{namespaces}"}[{window}])))"#,
     ),
     (
-        // No 5xx series at all means no errors, so the numerator falls back to 0; no
-        // requests at all leaves the ratio missing (0/0), which is the truth.
+        // A service with requests but no 5xx series has no errors, so the numerator falls
+        // back to 0 times its request rate (`or vector(0)` would lose the labels); a
+        // service with no requests at all keeps the ratio missing, which is the truth.
         Feature::ErrorRatio,
-        r#"(sum(rate(nginx_ingress_controller_requests{namespace="{namespace}",service="{service}",status=~"5.."}[{window}])) or vector(0)) / sum(rate(nginx_ingress_controller_requests{namespace="{namespace}",service="{service}"}[{window}]))"#,
+        r#"(sum by (namespace, service) (rate(nginx_ingress_controller_requests{namespace=~"{namespaces}",status=~"5.."}[{window}])) or 0 * sum by (namespace, service) (rate(nginx_ingress_controller_requests{namespace=~"{namespaces}"}[{window}]))) / sum by (namespace, service) (rate(nginx_ingress_controller_requests{namespace=~"{namespaces}"}[{window}]))"#,
     ),
     (
         // Little's law: seconds spent in requests per second is the mean number in flight.
         Feature::InFlight,
-        r#"sum(rate(nginx_ingress_controller_request_duration_seconds_sum{namespace="{namespace}",service="{service}"}[{window}]))"#,
+        r#"sum by (namespace, service) (rate(nginx_ingress_controller_request_duration_seconds_sum{namespace=~"{namespaces}"}[{window}]))"#,
     ),
     (
         Feature::ReplicasReady,
-        r#"sum(kube_deployment_status_replicas_available{namespace="{namespace}",deployment="{service}"})"#,
+        r#"sum by (namespace, service) (label_replace(kube_deployment_status_replicas_available{namespace=~"{namespaces}"}, "service", "$1", "deployment", "(.+)"))"#,
     ),
 ];
 
@@ -260,25 +339,25 @@ const KUBERNETES: [(Feature, &str); 11] = [
 const STOREFRONT: [(Feature, &str); 7] = [
     (
         Feature::CpuCores,
-        r#"sum(rate(process_cpu_seconds_total{namespace="{namespace}",service="{service}"}[{window}]))"#,
+        r#"sum by (namespace, service) (rate(process_cpu_seconds_total{namespace=~"{namespaces}"}[{window}]))"#,
     ),
-    (Feature::MemoryBytes, r#"sum(process_resident_memory_bytes{namespace="{namespace}",service="{service}"})"#),
+    (Feature::MemoryBytes, r#"sum by (namespace, service) (process_resident_memory_bytes{namespace=~"{namespaces}"})"#),
     (
         Feature::RequestsPerSecond,
-        r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}"}[{window}]))"#,
+        r#"sum by (namespace, service) (rate(http_requests_total{namespace=~"{namespaces}"}[{window}]))"#,
     ),
     (
         Feature::LatencyP95Seconds,
-        r#"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="{namespace}",service="{service}"}[{window}])))"#,
+        r#"histogram_quantile(0.95, sum by (namespace, service, le) (rate(http_request_duration_seconds_bucket{namespace=~"{namespaces}"}[{window}])))"#,
     ),
     (
         Feature::ErrorRatio,
-        r#"(sum(rate(http_requests_total{namespace="{namespace}",service="{service}",status=~"5.."}[{window}])) or vector(0)) / sum(rate(http_requests_total{namespace="{namespace}",service="{service}"}[{window}]))"#,
+        r#"(sum by (namespace, service) (rate(http_requests_total{namespace=~"{namespaces}",status=~"5.."}[{window}])) or 0 * sum by (namespace, service) (rate(http_requests_total{namespace=~"{namespaces}"}[{window}]))) / sum by (namespace, service) (rate(http_requests_total{namespace=~"{namespaces}"}[{window}]))"#,
     ),
-    (Feature::InFlight, r#"sum(http_requests_in_flight{namespace="{namespace}",service="{service}"})"#),
+    (Feature::InFlight, r#"sum by (namespace, service) (http_requests_in_flight{namespace=~"{namespaces}"})"#),
     // A target that answers its scrape is a ready replica; a known target that is down
     // counts 0, an unknown service stays missing.
-    (Feature::ReplicasReady, r#"sum(up{namespace="{namespace}",service="{service}"})"#),
+    (Feature::ReplicasReady, r#"sum by (namespace, service) (up{namespace=~"{namespaces}"})"#),
 ];
 
 #[cfg(test)]
@@ -287,18 +366,19 @@ mod tests {
 
     use proptest::strategy::Strategy as _;
 
-    /// Templates as operators write them, placeholders inside and outside quotes, plus
-    /// any text.
+    /// Templates as operators write them, the placeholder inside and outside quotes, old
+    /// per-service ones, plus any text.
     fn template() -> impl proptest::strategy::Strategy<Value = String> {
         proptest::prop_oneof![
             proptest::sample::select(vec![
+                r#"sum by (namespace, service) (rate(http_requests_total{namespace=~"{namespaces}"}[{window}]))"#,
+                r#"sum by (service, namespace, le) (x{namespace=~'{namespaces}'})"#,
+                r#"max without (pod) (up{namespace=~"{namespaces}"})"#,
                 r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}"}[{window}]))"#,
-                r#"max(up{service="{service}"})"#,
-                "{service}",
-                "sum({service})",
-                "rate({service}_total[{window}])",
-                "{namespace}_{service}",
-                r#"x{a="{service}"} offset {window}"#,
+                "{namespaces}",
+                "sum by (namespace, service) ({namespaces})",
+                r#"up{namespace=~"{namespaces}"}"#,
+                r#"sum(up{namespace=~"{namespaces}"})"#,
                 "",
                 "sum(",
             ])
@@ -307,7 +387,7 @@ mod tests {
         ]
     }
 
-    /// Service names a user may have: DNS labels, PromQL keywords among them.
+    /// Namespaces a user may have: DNS labels, PromQL keywords among them.
     fn label() -> impl proptest::strategy::Strategy<Value = String> {
         proptest::prop_oneof![
             proptest::sample::select(vec![
@@ -322,9 +402,9 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
 
         /// Any `[catalog]`: checked, or refused naming the feature; and a checked catalog
-        /// renders PromQL that parses for every valid service, not only for the probe.
+        /// renders PromQL that parses for every set of valid namespaces, not only the probe.
         #[test]
-        fn any_catalog_is_refused_or_renders_valid_promql_for_every_service(
+        fn any_catalog_is_refused_or_renders_valid_promql_for_every_namespace_set(
             base in proptest::sample::select(vec![CatalogName::Kubernetes, CatalogName::Storefront, CatalogName::None]),
             window_ms in 0u64..100_000_000,
             features in proptest::collection::vec(
@@ -334,8 +414,7 @@ mod tests {
                 ], template()),
                 0..4,
             ),
-            namespace in label(),
-            name in label(),
+            namespaces in proptest::collection::vec(label(), 1..5),
         ) {
             let config = CatalogConfig {
                 base,
@@ -343,33 +422,64 @@ mod tests {
                 features: features.into_iter().collect(),
             };
             let Ok(catalog) = Catalog::from_config(&config) else { return Ok(()) };
-            let id = ServiceId::new(&namespace, &name).unwrap();
+            let namespaces: Vec<&str> = namespaces.iter().map(String::as_str).collect();
             for feature in catalog.features() {
-                let query = catalog.render(feature, &id).unwrap();
+                let query = catalog.render(feature, &namespaces).unwrap();
                 proptest::prop_assert!(
                     promql_parser::parser::parse(&query).is_ok(),
-                    "{feature} checked but renders for {id} to {query}"
+                    "{feature} checked but renders for {namespaces:?} to {query}"
                 );
             }
         }
     }
 
-    /// Failing first: `{service}` as a metric name passed the probe's check
-    /// (`probe-service` parses as a subtraction) yet broke for `a-0a0` or `and`.
     #[test]
-    fn a_placeholder_outside_quotes_is_refused_naming_it() {
-        for template in ["{service}", "sum({namespace}_requests)", r#"x{a="b"} + {service}"#] {
+    fn the_placeholder_outside_quotes_is_refused_naming_it() {
+        for template in ["{namespaces}", r#"sum by (namespace, service) (x{a="b"}) + {namespaces}"#] {
             let err = Catalog::from_config(&config(CatalogName::None, &[("requests_per_second", template)]))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("requests_per_second") && err.contains("must be inside quotes"), "{template}: {err}");
         }
-        let quoted =
-            r#"sum(rate(x{namespace="{namespace}",a='{service}',b=~`{service}.*`,c="\"{service}"}[{window}]))"#;
+        let quoted = r#"sum by (namespace, service) (rate(x{namespace=~"{namespaces}",b=~`{namespaces}`,c="\"{namespaces}"}[{window}]))"#;
         Catalog::from_config(&config(CatalogName::None, &[("requests_per_second", quoted)])).unwrap();
     }
 
-    const K8S_PODS: &str = r#"namespace="{namespace}",pod=~"{service}-[a-z0-9]+-[a-z0-9]+""#;
+    /// A per-service template from before grouped queries: refused with the way forward.
+    #[test]
+    fn a_per_service_template_is_refused_saying_how_to_group() {
+        let old = r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}"}[{window}]))"#;
+        let err =
+            Catalog::from_config(&config(CatalogName::None, &[("requests_per_second", old)])).unwrap_err().to_string();
+        assert!(err.contains("requests_per_second") && err.contains("sum by (namespace, service)"), "{err}");
+    }
+
+    #[test]
+    fn a_query_that_is_not_one_series_per_service_is_refused() {
+        for (template, why) in [
+            (r#"up{namespace=~"{namespaces}"}"#, "bare selector"),
+            (r#"sum(up{namespace=~"{namespaces}"})"#, "drops"),
+            (r#"sum by (namespace) (up{namespace=~"{namespaces}"})"#, "drops"),
+            (r#"max without (service) (up{namespace=~"{namespaces}"})"#, "drops"),
+            (r#"sum by (namespace, service) (up{namespace=~"{namespaces}"}) / sum(up)"#, "drops"),
+            ("vector(1)", "no vector"),
+        ] {
+            let err = Catalog::from_config(&config(CatalogName::None, &[("replicas_ready", template)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("replicas_ready") && err.contains("aggregate by (namespace, service)"), "{err}");
+            assert!(err.contains(why), "{template}: {err}");
+        }
+        for good in [
+            r#"sum by (namespace, service) (up{namespace=~"{namespaces}"}) * 2"#,
+            r#"max without (pod, instance) (up{namespace=~"{namespaces}"})"#,
+            r#"clamp_min(sum by (service, namespace) (up{namespace=~"{namespaces}"}), 0)"#,
+        ] {
+            Catalog::from_config(&config(CatalogName::None, &[("replicas_ready", good)])).unwrap();
+        }
+    }
+
+    const POD_TO_DEPLOYMENT: &str = r#""service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+")"#;
 
     fn config(base: CatalogName, features: &[(&str, &str)]) -> CatalogConfig {
         CatalogConfig {
@@ -385,24 +495,27 @@ mod tests {
         assert_eq!(k8s.features().collect::<Vec<_>>(), Feature::ALL.to_vec());
         let store = Catalog::from_config(&config(CatalogName::Storefront, &[])).unwrap();
         assert!(store.features().any(|f| f == Feature::RequestsPerSecond));
-        for (_, template) in KUBERNETES.iter().filter(|(_, t)| t.contains("pod=~")) {
-            assert!(template.contains(K8S_PODS), "{template}");
+        for (_, template) in KUBERNETES.iter().filter(|(_, t)| t.contains("\"pod\"")) {
+            assert!(template.contains(POD_TO_DEPLOYMENT), "{template}");
         }
     }
 
     #[test]
     fn render_fills_every_placeholder() {
         let c = Catalog::from_config(&config(CatalogName::Storefront, &[])).unwrap();
-        let q = c.render(Feature::RequestsPerSecond, &ServiceId::new("shop", "order").unwrap()).unwrap();
-        assert_eq!(q, r#"sum(rate(http_requests_total{namespace="shop",service="order"}[5s]))"#);
-        assert_eq!(c.render(Feature::CpuLimitCores, &ServiceId::new("shop", "order").unwrap()), None);
+        let q = c.render(Feature::RequestsPerSecond, &["shop", "tools"]).unwrap();
+        assert_eq!(q, r#"sum by (namespace, service) (rate(http_requests_total{namespace=~"shop|tools"}[5s]))"#);
+        assert_eq!(c.render(Feature::CpuLimitCores, &["shop"]), None);
     }
 
     #[test]
     fn overrides_replace_and_drop_features() {
         let c = Catalog::from_config(&config(
             CatalogName::Storefront,
-            &[("in_flight", ""), ("cpu_limit_cores", r#"sum(limits{app="{service}"})"#)],
+            &[
+                ("in_flight", ""),
+                ("cpu_limit_cores", r#"sum by (namespace, service) (limits{namespace=~"{namespaces}"})"#),
+            ],
         ))
         .unwrap();
         let features: Vec<Feature> = c.features().collect();

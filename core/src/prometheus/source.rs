@@ -1,15 +1,19 @@
-//! Feature rows from Prometheus: the catalog's queries for each service, at one instant
-//! (live steps) or over a range of steps (backfill and gap filling).
+//! Feature rows from Prometheus: the catalog's queries for all services at once, at one
+//! instant (live steps) or over a range of steps (backfill and gap filling).
 //!
-//! An instant query at step `t` and a range query whose grid contains `t` evaluate the
-//! same PromQL at the same time, so a step filled later from a range query holds the
-//! values the live step would have had. Transport failures, timeouts and Prometheus'
-//! own overload answers are *transient*: they are retried with backoff and, if they
-//! persist, fail the whole step so that it is filled later. A query Prometheus rejects,
-//! or one that returns more than one series, is a catalog mistake: the feature is stored
-//! as missing, logged and counted, and the step goes on.
+//! Each catalog query aggregates by `(namespace, service)`, so a step costs one query per
+//! feature whatever the number of services, and range queries are cut into chunks of time
+//! small enough that no answer exceeds [`PrometheusConfig::max_points`]. A service absent
+//! from an answer has the feature missing, never zero. An instant query at step `t` and a
+//! range query whose grid contains `t` evaluate the same PromQL at the same time, so a
+//! step filled later from a range query holds the values the live step would have had.
+//! Transport failures, timeouts and Prometheus' own overload answers are *transient*:
+//! they are retried with backoff and, if they persist, fail the whole step so that it is
+//! filled later. A query Prometheus rejects, or one whose answer is not one series per
+//! service, is a catalog mistake: the feature is stored as missing, logged and counted,
+//! and the step goes on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::{Feature, FeatureRow, ServiceId, StepGrid};
@@ -20,7 +24,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 use serde::{Deserialize, Serialize};
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, SERVICE_LABELS};
 use crate::config::FieldError;
 
 /// The `[prometheus]` section.
@@ -40,6 +44,9 @@ pub struct PrometheusConfig {
     pub backoff: Duration,
     /// Queries in flight at once.
     pub concurrency: usize,
+    /// The most points (services × steps) one range query may return; longer ranges are
+    /// read in chunks of time. Prometheus itself refuses more than 11,000 steps per series.
+    pub max_points: usize,
 }
 
 impl Default for PrometheusConfig {
@@ -50,6 +57,7 @@ impl Default for PrometheusConfig {
             retries: 2,
             backoff: Duration::from_millis(250),
             concurrency: 16,
+            max_points: 250_000,
         }
     }
 }
@@ -130,13 +138,13 @@ pub enum QueryError {
         /// Prometheus' explanation.
         message: String,
     },
-    /// A feature query returned several series where one value was expected.
-    #[error("`{query}` returned {count} series; a feature query must aggregate to at most one")]
-    NotOneSeries {
+    /// A feature query's answer is not one series per service.
+    #[error("`{query}` {what}; a feature query must aggregate by (namespace, service)")]
+    NotGrouped {
         /// The query.
         query: String,
-        /// How many series came back.
-        count: usize,
+        /// What came back instead.
+        what: String,
     },
 }
 
@@ -284,29 +292,35 @@ impl Source {
         Ok(all.into_iter().collect())
     }
 
-    /// One row per service at step `t`. Fails only when Prometheus is unreachable.
+    /// One row per service at step `t`: one instant query per feature. Fails only when
+    /// Prometheus is unreachable.
     pub async fn rows_at(&self, t: DateTime<Utc>, services: &[ServiceId]) -> Result<Vec<FeatureRow>, QueryError> {
-        let jobs = self.jobs(services);
-        let values: Vec<(usize, Feature, Option<f64>)> = futures::stream::iter(jobs)
-            .map(|(i, feature, query)| async move {
-                let value = match self.instant(&query, t).await {
-                    Ok(data) => one_value(&query, data),
-                    Err(e) => Err(e),
-                };
-                self.settle(value).map(|v| (i, feature, v))
+        let mut rows: Vec<FeatureRow> = services.iter().map(|s| FeatureRow::empty(t, s.clone())).collect();
+        let index = std::sync::Arc::new(Index::new(services));
+        let values: Vec<(Feature, Option<Vec<(usize, f64)>>)> = futures::stream::iter(self.queries(services))
+            .map(|(feature, query)| {
+                let index = index.clone();
+                async move {
+                    let values = match self.instant(&query, t).await {
+                        Ok(data) => index.instant(&query, data),
+                        Err(e) => Err(e),
+                    };
+                    self.settle(values).map(|v| (feature, v))
+                }
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .try_collect()
             .await?;
-        let mut rows: Vec<FeatureRow> = services.iter().map(|s| FeatureRow::empty(t, s.clone())).collect();
-        for (i, feature, value) in values {
-            rows[i].set(feature, value);
+        for (feature, values) in values {
+            for (i, value) in values.unwrap_or_default() {
+                rows[i].set(feature, Some(value));
+            }
         }
         Ok(rows)
     }
 
-    /// One row per service and step of `[from, to]` on `grid`. Fails only when
-    /// Prometheus is unreachable.
+    /// One row per service and step of `[from, to]` on `grid`: one range query per
+    /// feature and chunk of time. Fails only when Prometheus is unreachable.
     pub async fn rows_between(
         &self,
         from: DateTime<Utc>,
@@ -315,48 +329,63 @@ impl Source {
         services: &[ServiceId],
     ) -> Result<Vec<FeatureRow>, QueryError> {
         let steps: Vec<DateTime<Utc>> = grid.range(from, to).collect();
-        let (Some(first), Some(last)) = (steps.first().copied(), steps.last().copied()) else {
+        if steps.is_empty() || services.is_empty() {
             return Ok(Vec::new());
-        };
-        let jobs = self.jobs(services);
-        let series: Vec<(usize, Feature, BTreeMap<i64, f64>)> = futures::stream::iter(jobs)
-            .map(|(i, feature, query)| async move {
-                let values = match self.range(&query, first, last, grid.seconds()).await {
-                    Ok(data) => series_values(&query, data),
-                    Err(e) => Err(e),
-                };
-                self.settle(values).map(|v| (i, feature, v.unwrap_or_default()))
-            })
-            .buffer_unordered(self.config.concurrency.max(1))
-            .try_collect()
-            .await?;
-        let mut rows = Vec::with_capacity(steps.len() * services.len());
-        let mut by_service: Vec<Vec<(Feature, BTreeMap<i64, f64>)>> = vec![Vec::new(); services.len()];
-        for (i, feature, values) in series {
-            by_service[i].push((feature, values));
         }
+        let first_ms = steps[0].timestamp_millis();
+        let step_ms = grid.delta().num_milliseconds();
+        let mut rows: Vec<FeatureRow> = Vec::with_capacity(steps.len() * services.len());
         for t in &steps {
-            for (i, service) in services.iter().enumerate() {
-                let mut row = FeatureRow::empty(*t, service.clone());
-                for (feature, values) in &by_service[i] {
-                    row.set(*feature, values.get(&t.timestamp_millis()).copied());
+            rows.extend(services.iter().map(|s| FeatureRow::empty(*t, s.clone())));
+        }
+        let index = std::sync::Arc::new(Index::new(services));
+        let queries = self.queries(services);
+        let mut jobs = Vec::new();
+        for (a, b) in self.chunks(steps.len(), services.len()) {
+            jobs.extend(queries.iter().map(|(feature, query)| (*feature, query.clone(), steps[a], steps[b])));
+        }
+        let mut answers = futures::stream::iter(jobs)
+            .map(|(feature, query, first, last)| {
+                let index = index.clone();
+                async move {
+                    let values = match self.range(&query, first, last, grid.seconds()).await {
+                        Ok(data) => index.range(&query, data),
+                        Err(e) => Err(e),
+                    };
+                    self.settle(values).map(|v| (feature, v))
                 }
-                rows.push(row);
+            })
+            .buffer_unordered(self.config.concurrency.max(1));
+        while let Some(answer) = answers.next().await {
+            let (feature, values) = answer?;
+            for (i, ms, value) in values.unwrap_or_default() {
+                let offset = ms - first_ms;
+                // Prometheus answers on the grid asked for; anything else is not a step.
+                if offset < 0 || offset % step_ms != 0 {
+                    continue;
+                }
+                let Some(row) = rows.get_mut((offset / step_ms) as usize * services.len() + i) else { continue };
+                row.set(feature, Some(value));
             }
         }
         Ok(rows)
     }
 
-    fn jobs(&self, services: &[ServiceId]) -> Vec<(usize, Feature, String)> {
-        let mut jobs = Vec::new();
-        for (i, service) in services.iter().enumerate() {
-            for feature in self.catalog.features() {
-                if let Some(q) = self.catalog.render(feature, service) {
-                    jobs.push((i, feature, q));
-                }
-            }
+    /// Index ranges `[a, b]` of steps whose range queries stay under `max_points` and
+    /// Prometheus' 11,000 steps per series.
+    fn chunks(&self, steps: usize, services: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let per = (self.config.max_points / services.max(1)).clamp(1, 11_000);
+        (0..steps).step_by(per).map(move |a| (a, (a + per).min(steps) - 1))
+    }
+
+    /// The rendered query of every feature for `services`' namespaces.
+    fn queries(&self, services: &[ServiceId]) -> Vec<(Feature, String)> {
+        if services.is_empty() {
+            return Vec::new();
         }
-        jobs
+        let namespaces: BTreeSet<&str> = services.iter().map(ServiceId::namespace).collect();
+        let namespaces: Vec<&str> = namespaces.into_iter().collect();
+        self.catalog.features().filter_map(|f| self.catalog.render(f, &namespaces).map(|q| (f, q))).collect()
     }
 
     /// Transient errors fail the step; permanent ones become a missing value.
@@ -372,7 +401,76 @@ impl Source {
     }
 }
 
-fn discovered(d: &Discovery, labels: Vec<std::collections::HashMap<String, String>>) -> Vec<ServiceId> {
+/// Where each requested service's row is, to place the series of a grouped answer.
+struct Index(HashMap<ServiceId, usize>);
+
+impl Index {
+    fn new(services: &[ServiceId]) -> Self {
+        Self(services.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect())
+    }
+
+    /// The row of the service a series' labels name; `None` for services not asked for,
+    /// and for series without both labels (pods `label_replace` could not map).
+    fn row(&self, labels: &HashMap<String, String>) -> Option<usize> {
+        let (ns, name) = (labels.get(SERVICE_LABELS[0])?, labels.get(SERVICE_LABELS[1])?);
+        self.0.get(&ServiceId::new(ns.as_str(), name.as_str()).ok()?).copied()
+    }
+
+    /// (row, value) of an instant query's answer.
+    fn instant(&self, query: &str, data: Data) -> Result<Vec<(usize, f64)>, QueryError> {
+        let Data::Vector(v) = data else { return Err(not_grouped(query, &data)) };
+        let mut out = Vec::with_capacity(v.len());
+        for sample in v {
+            let (labels, sample) = sample.into_inner();
+            if let Some(i) = self.row(&labels) {
+                out.push((i, sample.value()));
+            }
+        }
+        dedup(query, &mut out, |(i, _)| *i);
+        Ok(out)
+    }
+
+    /// (row, millisecond timestamp, value) of a range query's answer.
+    fn range(&self, query: &str, data: Data) -> Result<Vec<(usize, i64, f64)>, QueryError> {
+        let Data::Matrix(m) = data else { return Err(not_grouped(query, &data)) };
+        let mut out = Vec::new();
+        for series in m {
+            let (labels, samples) = series.into_inner();
+            if let Some(i) = self.row(&labels) {
+                out.extend(samples.into_iter().map(|s| (i, (s.timestamp() * 1000.0).round() as i64, s.value())));
+            }
+        }
+        dedup(query, &mut out, |(i, ms, _)| (*i, *ms));
+        Ok(out)
+    }
+}
+
+/// Two series for one service (a template that groups by more than the service's labels,
+/// or two namespaces' worth of `service` labels): the service's value is unknown, so
+/// both go (missing, not one of them at random).
+fn dedup<T, K: Ord + Copy>(query: &str, values: &mut Vec<T>, key: impl Fn(&T) -> K) {
+    values.sort_by_key(|v| key(v));
+    let dupes: BTreeSet<K> = values.windows(2).filter(|w| key(&w[0]) == key(&w[1])).map(|w| key(&w[0])).collect();
+    if !dupes.is_empty() {
+        tracing::warn!(
+            query,
+            services = dupes.len(),
+            "several series for one service; those values are stored as missing"
+        );
+        values.retain(|v| !dupes.contains(&key(v)));
+    }
+}
+
+fn not_grouped(query: &str, data: &Data) -> QueryError {
+    let what = match data {
+        Data::Scalar(_) => "returned a scalar".to_owned(),
+        Data::Vector(v) => format!("returned an instant vector of {} series", v.len()),
+        Data::Matrix(m) => format!("returned a range vector of {} series", m.len()),
+    };
+    QueryError::NotGrouped { query: query.to_owned(), what }
+}
+
+fn discovered(d: &Discovery, labels: Vec<HashMap<String, String>>) -> Vec<ServiceId> {
     let mut out = Vec::new();
     for l in labels {
         let (Some(ns), Some(name)) = (l.get(&d.namespace_label), l.get(&d.service_label)) else {
@@ -385,27 +483,4 @@ fn discovered(d: &Discovery, labels: Vec<std::collections::HashMap<String, Strin
         }
     }
     out
-}
-
-/// The value of an instant query: nothing, one series or a scalar.
-fn one_value(query: &str, data: Data) -> Result<f64, QueryError> {
-    match data {
-        Data::Scalar(s) => Ok(s.value()),
-        Data::Vector(v) if v.len() == 1 => Ok(v[0].sample().value()),
-        Data::Vector(v) if v.is_empty() => Ok(f64::NAN),
-        Data::Vector(v) => Err(QueryError::NotOneSeries { query: query.into(), count: v.len() }),
-        Data::Matrix(m) => Err(QueryError::NotOneSeries { query: query.into(), count: m.len() }),
-    }
-}
-
-/// The samples of a range query by millisecond timestamp.
-fn series_values(query: &str, data: Data) -> Result<BTreeMap<i64, f64>, QueryError> {
-    let samples = match data {
-        Data::Matrix(m) if m.is_empty() => return Ok(BTreeMap::new()),
-        Data::Matrix(m) if m.len() == 1 => m.into_iter().next().map(|s| s.into_inner().1).unwrap_or_default(),
-        Data::Matrix(m) => return Err(QueryError::NotOneSeries { query: query.into(), count: m.len() }),
-        Data::Vector(v) => return Err(QueryError::NotOneSeries { query: query.into(), count: v.len() }),
-        Data::Scalar(s) => vec![s],
-    };
-    Ok(samples.into_iter().map(|s| ((s.timestamp() * 1000.0).round() as i64, s.value())).collect())
 }
