@@ -138,6 +138,67 @@ async fn the_binary_steps_and_serves_grpc_and_http() {
     assert!(status.success(), "exit {status}");
 }
 
+/// Against a Prometheus that requires basic auth over TLS: with the right password the
+/// predictor decides; with a wrong one it never becomes ready and its log names the
+/// credentials, not a vague outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_behind_basic_auth_over_tls_is_read_with_the_right_credentials_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prometheus, secured) =
+        tokio::task::block_in_place(|| Prometheus::start_secured(&dir.path().join("prometheus"), "1s", ""));
+    let access = |password_file: &std::path::Path| {
+        format!(
+            "[prometheus.basic_auth]\nusername = {:?}\npassword_file = {:?}\n[prometheus.tls]\nca_file = {:?}\n",
+            secured.username,
+            password_file.display().to_string(),
+            secured.pki.ca.display().to_string()
+        )
+    };
+    let with_access = |path: &std::path::Path, password_file: &std::path::Path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let text = text.replace("[catalog]", &format!("{}[catalog]", access(password_file)));
+        std::fs::write(path, text).unwrap();
+    };
+
+    let (http, grpc) = (free_port(), free_port());
+    let path = config(dir.path(), &prometheus.url(), http, grpc);
+    with_access(&path, &secured.password_file);
+    let (mut child, base) = start_ready(dir.path(), &path, http).await;
+    let body: serde_json::Value =
+        reqwest::get(format!("{base}/api/v1/services/order")).await.unwrap().json().await.unwrap();
+    assert_eq!(body["replicas"], 2, "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let wrong_dir = dir.path().join("wrong");
+    std::fs::create_dir_all(&wrong_dir).unwrap();
+    let wrong = wrong_dir.join("password");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let (http, grpc) = (free_port(), free_port());
+    let path = config(&wrong_dir, &prometheus.url(), http, grpc);
+    with_access(&path, &wrong);
+    let log = std::fs::File::create(wrong_dir.join("predictor.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prescale-predictor"))
+        .args(["--config", path.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let said = loop {
+        let text = std::fs::read_to_string(wrong_dir.join("predictor.log")).unwrap_or_default();
+        if text.contains("refused the credentials (HTTP 401)") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no word of the credentials:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ready = reqwest::get(format!("http://127.0.0.1:{http}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503, "{said}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn bad_settings_exit_64_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();

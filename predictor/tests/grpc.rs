@@ -172,31 +172,11 @@ async fn no_decision_or_a_stale_one_fails_unavailable_for_kedas_fallback() {
     assert!(client.is_active(object(&[("service", "order")])).await.is_err());
 }
 
-/// PEM files of a CA, a server certificate for `localhost` and a client certificate.
+/// A CA, a server certificate for `localhost` and a client certificate, as the gRPC
+/// server's settings.
 fn certificates(dir: &std::path::Path) -> prescale_predictor::config::TlsConfig {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&server_key, &issuer).unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client =
-        CertificateParams::new(vec!["keda-operator".to_owned()]).unwrap().signed_by(&client_key, &issuer).unwrap();
-    let write = |name: &str, text: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    write("client.pem", client.pem());
-    write("client-key.pem", client_key.serialize_pem());
-    prescale_predictor::config::TlsConfig {
-        cert: write("server.pem", server.pem()),
-        key: write("server-key.pem", server_key.serialize_pem()),
-        client_ca: Some(write("ca.pem", ca.pem())),
-    }
+    let pki = prescale_testkit::certs::Pki::generate(dir, "keda-operator");
+    prescale_predictor::config::TlsConfig { cert: pki.server_cert, key: pki.server_key, client_ca: Some(pki.ca) }
 }
 
 #[tokio::test]

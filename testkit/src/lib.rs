@@ -4,10 +4,12 @@
 //!   credentials, that a test can stop and restart on the same port to play an outage.
 //! - [`prometheus`]: a real Prometheus on loopback, with history loaded by `promtool`,
 //!   that a test can stop and restart.
+//! - [`certs`]: a throwaway CA with server and client certificates, for TLS tests.
 //! - [`postgres`]: a real PostgreSQL on loopback, a fresh cluster per test.
 //! - [`tools`]: k6, found where `make setup` installs it, and free ports.
 //! - [`traces`]: where the shared real traces are, and a loud message when they are not.
 
+pub mod certs;
 pub mod postgres;
 pub mod prometheus;
 pub mod props;

@@ -52,6 +52,20 @@ pub struct Prometheus {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    secured: Option<Secured>,
+}
+
+/// What a Prometheus started with [`Prometheus::start_secured`] requires: TLS with a
+/// certificate signed by `pki.ca`, and basic auth as `username` with the password in
+/// `password_file`.
+#[derive(Debug, Clone)]
+pub struct Secured {
+    /// The CA and certificates.
+    pub pki: crate::certs::Pki,
+    /// The only user.
+    pub username: String,
+    /// A file holding the user's password.
+    pub password_file: PathBuf,
 }
 
 impl Prometheus {
@@ -59,15 +73,42 @@ impl Prometheus {
     /// [`load_openmetrics`] into that folder is served) and `scrape_configs` (YAML list
     /// items, may be empty) scraped every `scrape_interval`. Waits until it is ready.
     pub fn start(dir: &Path, scrape_interval: &str, scrape_configs: &str) -> Self {
+        let mut p = Self::configured(dir, scrape_interval, scrape_configs);
+        p.launch();
+        p
+    }
+
+    /// As [`Prometheus::start`], but serving only HTTPS (a fresh CA's certificate for
+    /// `127.0.0.1`) to the user `prescale` with a random password (`--web.config.file`).
+    /// Its [`url`](Self::url) is then `https://`.
+    pub fn start_secured(dir: &Path, scrape_interval: &str, scrape_configs: &str) -> (Self, Secured) {
+        let pki = crate::certs::Pki::generate(&dir.join("pki"), "prescale");
+        let password = format!("pw-{}-{}", std::process::id(), free_port());
+        let hash = bcrypt::hash(&password, 4).expect("hashing the password");
+        let password_file = dir.join("password");
+        std::fs::create_dir_all(dir).expect("creating the Prometheus folder");
+        std::fs::write(&password_file, format!("{password}\n")).expect("writing the password file");
+        let web = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prescale: {hash}\n",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        );
+        std::fs::write(dir.join("web.yml"), web).expect("writing web.yml");
+        let secured = Secured { pki, username: "prescale".into(), password_file };
+        let mut p = Self::configured(dir, scrape_interval, scrape_configs);
+        p.secured = Some(secured.clone());
+        p.launch();
+        (p, secured)
+    }
+
+    fn configured(dir: &Path, scrape_interval: &str, scrape_configs: &str) -> Self {
         let scrape = if scrape_configs.trim().is_empty() { "[]".to_owned() } else { format!("\n{scrape_configs}") };
         let config = format!(
             "global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\nscrape_configs: {scrape}\n"
         );
         std::fs::create_dir_all(dir.join("data")).expect("creating the Prometheus folder");
         std::fs::write(dir.join("prometheus.yml"), config).expect("writing prometheus.yml");
-        let mut p = Self { dir: dir.to_owned(), port: free_port(), child: None };
-        p.launch();
-        p
+        Self { dir: dir.to_owned(), port: free_port(), child: None, secured: None }
     }
 
     /// The data folder, for [`load_openmetrics`].
@@ -81,20 +122,30 @@ impl Prometheus {
             .append(true)
             .open(self.dir.join("prometheus.log"))
             .expect("opening the Prometheus log");
-        let child = Command::new(prometheus_bin())
+        let mut command = Command::new(prometheus_bin());
+        command
             .arg(format!("--config.file={}", self.dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", self.dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .arg("--storage.tsdb.retention.time=30d")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting prometheus");
+            .arg("--storage.tsdb.retention.time=30d");
+        if self.secured.is_some() {
+            command.arg(format!("--web.config.file={}", self.dir.join("web.yml").display()));
+        }
+        let logged_before = std::fs::metadata(self.dir.join("prometheus.log")).map_or(0, |m| m.len() as usize);
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("starting prometheus");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("http://127.0.0.1:{}/-/ready", self.port);
         while Instant::now() < deadline {
-            if http_ok(&url) {
+            // Plain HTTP cannot reach a TLS-only server: its log says when it is ready.
+            let ready = if self.secured.is_some() {
+                let log = std::fs::read(self.dir.join("prometheus.log")).unwrap_or_default();
+                String::from_utf8_lossy(log.get(logged_before..).unwrap_or_default())
+                    .contains("Server is ready to receive web requests")
+            } else {
+                http_ok(&url)
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -103,9 +154,10 @@ impl Prometheus {
         panic!("Prometheus did not become ready in 60 s; its log:\n{log}");
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when secured).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.secured.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops it (SIGTERM, then SIGKILL after 10 s); the port then refuses connections.

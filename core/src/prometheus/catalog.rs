@@ -221,7 +221,7 @@ fn groups_by_service(expr: &promql_parser::parser::Expr) -> Result<(), &'static 
                 .collect();
             match vectors.as_slice() {
                 [] => Err("a function of no vector"),
-                args => args.iter().map(|a| groups_by_service(a)).collect(),
+                args => args.iter().try_for_each(|a| groups_by_service(a)),
             }
         }
         Expr::Subquery(s) => groups_by_service(&s.expr),

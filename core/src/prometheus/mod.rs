@@ -5,9 +5,12 @@
 //!
 //! - [`catalog`]: PromQL templates per feature; the `kubernetes` and `storefront`
 //!   catalogs; every template parsed at start.
+//! - [`access`]: bearer token or basic auth from files re-read on change, TLS with a CA
+//!   and client certificates, and extra headers such as `X-Scope-OrgID`.
 //! - [`source`]: the catalog's queries against Prometheus (`prometheus-http-query`), with
 //!   timeouts, retries and service discovery, and the services to sample.
 
+pub mod access;
 pub mod catalog;
 pub mod source;
 

@@ -13,7 +13,8 @@
 //! service, is a catalog mistake: the feature is stored as missing, logged and counted,
 //! and the step goes on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{Feature, FeatureRow, ServiceId, StepGrid};
@@ -24,6 +25,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 use serde::{Deserialize, Serialize};
 
+use super::access::{Access, BasicAuth, TlsConfig};
 use super::catalog::{Catalog, SERVICE_LABELS};
 use crate::config::FieldError;
 
@@ -47,6 +49,15 @@ pub struct PrometheusConfig {
     /// The most points (services × steps) one range query may return; longer ranges are
     /// read in chunks of time. Prometheus itself refuses more than 11,000 steps per series.
     pub max_points: usize,
+    /// A file holding a bearer token, sent as `Authorization: Bearer <token>` and re-read
+    /// whenever the file changes.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth (the password in a file, re-read likewise), instead of a bearer token.
+    pub basic_auth: Option<BasicAuth>,
+    /// TLS settings for an `https://` URL.
+    pub tls: TlsConfig,
+    /// Headers sent with every request, such as `X-Scope-OrgID = "team-a"`.
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Default for PrometheusConfig {
@@ -58,6 +69,10 @@ impl Default for PrometheusConfig {
             backoff: Duration::from_millis(250),
             concurrency: 16,
             max_points: 250_000,
+            bearer_token_file: None,
+            basic_auth: None,
+            tls: TlsConfig::default(),
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -130,6 +145,17 @@ pub enum QueryError {
         /// What went wrong.
         message: String,
     },
+    /// Prometheus (or the gateway before it) refused our credentials: the steps are
+    /// filled later, once the token file or password is right.
+    #[error(
+        "Prometheus refused the credentials (HTTP {status}) for `{query}`: check prometheus.bearer_token_file, prometheus.basic_auth and prometheus.tls"
+    )]
+    Unauthorized {
+        /// The query.
+        query: String,
+        /// 401 or 403.
+        status: u16,
+    },
     /// Prometheus refused the query; retrying will not help.
     #[error("Prometheus rejected `{query}`: {message}")]
     Rejected {
@@ -151,12 +177,25 @@ pub enum QueryError {
 impl QueryError {
     /// Whether the failure says nothing about the query itself.
     pub fn is_transient(&self) -> bool {
-        matches!(self, QueryError::Unreachable { .. })
+        matches!(self, QueryError::Unreachable { .. } | QueryError::Unauthorized { .. })
     }
 }
 
 fn classify(query: &str, err: PromError) -> QueryError {
-    let message = err.to_string();
+    let status = std::error::Error::source(&err)
+        .and_then(|e| e.downcast_ref::<reqwest::Error>())
+        .and_then(reqwest::Error::status)
+        .map(|s| s.as_u16());
+    if let Some(status @ (401 | 403)) = status {
+        return QueryError::Unauthorized { query: query.to_owned(), status };
+    }
+    // The whole chain: "error sending request" alone hides a TLS or DNS failure.
+    let mut message = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(e) = cause {
+        message.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
     let query = query.to_owned();
     match err {
         PromError::Prometheus(e) if e.is_bad_data() || e.is_not_found() || e.is_execution() => {
@@ -171,6 +210,7 @@ fn classify(query: &str, err: PromError) -> QueryError {
 #[derive(Clone)]
 pub struct Source {
     client: Client,
+    access: Access,
     config: PrometheusConfig,
     catalog: Catalog,
     services: ServicesConfig,
@@ -193,15 +233,11 @@ impl Source {
         errors: Counter,
     ) -> Result<Self, FieldError> {
         services.validate()?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| FieldError::new("prometheus", format!("building the HTTP client: {e}")))?;
+        let (access, http) = Access::build(&config)?;
         let client = Client::from(http, &config.url)
             .map_err(|e| FieldError::new("prometheus.url", format!("{:?} is not a URL: {e}", config.url)))?;
         let listed = services.listed()?;
-        Ok(Self { client, config, catalog, services, listed, errors })
+        Ok(Self { client, access, config, catalog, services, listed, errors })
     }
 
     /// The catalog in use.
@@ -240,7 +276,11 @@ impl Source {
 
     async fn instant(&self, query: &str, at: DateTime<Utc>) -> Result<Data, QueryError> {
         self.retried(query, || async {
-            let r = self.client.query(query).at(at.timestamp()).timeout(self.timeout_ms()).get().await?;
+            let mut q = self.client.query(query).at(at.timestamp()).timeout(self.timeout_ms());
+            if let Some(auth) = self.access.authorization() {
+                q = q.header(reqwest::header::AUTHORIZATION, auth);
+            }
+            let r = q.get().await?;
             Ok(r.into_inner().0)
         })
         .await
@@ -248,12 +288,12 @@ impl Source {
 
     async fn range(&self, query: &str, from: DateTime<Utc>, to: DateTime<Utc>, step: f64) -> Result<Data, QueryError> {
         self.retried(query, || async {
-            let r = self
-                .client
-                .query_range(query, from.timestamp(), to.timestamp(), step)
-                .timeout(self.timeout_ms())
-                .post()
-                .await?;
+            let mut q =
+                self.client.query_range(query, from.timestamp(), to.timestamp(), step).timeout(self.timeout_ms());
+            if let Some(auth) = self.access.authorization() {
+                q = q.header(reqwest::header::AUTHORIZATION, auth);
+            }
+            let r = q.post().await?;
             Ok(r.into_inner().0)
         })
         .await
@@ -297,7 +337,7 @@ impl Source {
     pub async fn rows_at(&self, t: DateTime<Utc>, services: &[ServiceId]) -> Result<Vec<FeatureRow>, QueryError> {
         let mut rows: Vec<FeatureRow> = services.iter().map(|s| FeatureRow::empty(t, s.clone())).collect();
         let index = std::sync::Arc::new(Index::new(services));
-        let values: Vec<(Feature, Option<Vec<(usize, f64)>>)> = futures::stream::iter(self.queries(services))
+        let values: Vec<(Feature, Option<Placed>)> = futures::stream::iter(self.queries(services))
             .map(|(feature, query)| {
                 let index = index.clone();
                 async move {
@@ -400,6 +440,9 @@ impl Source {
         }
     }
 }
+
+/// (row, value) pairs of one feature's instant answer.
+type Placed = Vec<(usize, f64)>;
 
 /// Where each requested service's row is, to place the series of a grouped answer.
 struct Index(HashMap<ServiceId, usize>);
