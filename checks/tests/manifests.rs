@@ -212,14 +212,15 @@ fn the_settings_in_the_config_maps_load_with_the_components_types() {
             &find(&objects, "CronJob", "trainer")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
         let script = trainer["args"][0].as_str().unwrap();
         assert!(script.contains("--publish") && !script.contains("--force"), "{script}");
-        // Every service the trainer retrains is one the predictor serves.
-        let services = trainer["env"].as_array().unwrap().iter().find(|e| e["name"] == "SERVICES").unwrap()["value"]
+        // The trainer's selector names every service the predictor serves.
+        let selector = trainer["env"].as_array().unwrap().iter().find(|e| e["name"] == "SERVICES").unwrap()["value"]
             .as_str()
             .unwrap()
             .to_owned();
-        let served: Vec<String> = predictor.services.iter().map(|s| s.service.clone()).collect();
-        for s in services.split_whitespace() {
-            assert!(served.contains(&s.to_owned()), "the trainer trains {s}, which the predictor does not serve");
+        assert!(script.contains("--services \"$SERVICES\""), "{script}");
+        for s in &predictor.services {
+            let id: prescale_core::ServiceId = s.service.parse().unwrap();
+            assert!(id.matches(&selector), "the trainer's {selector:?} leaves out {id}, which the predictor serves");
         }
     }
 }

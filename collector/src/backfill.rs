@@ -129,6 +129,7 @@ async fn existing_rows(
     to: DateTime<Utc>,
 ) -> Result<HashSet<(i64, ServiceId)>, BackfillError> {
     let scan = Scan { features: Some(Vec::new()), ..Scan::default() }.between(from, to);
-    let rows = FeatureTable::new(store, &layout.table).read(&scan).await.map_err(BackfillError::Existing)?;
+    let root = layout.root();
+    let rows = FeatureTable::new(store, &root).read(&scan).await.map_err(BackfillError::Existing)?;
     Ok(rows.into_iter().map(|r| (r.timestamp.timestamp_millis(), r.service)).collect())
 }

@@ -39,9 +39,15 @@ use prescale_core::prometheus::source::{PrometheusConfig, ServicesConfig, Source
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorConfig {
-    /// Names this collector's objects; collectors sharing a store need different ids.
+    /// Names this collector's objects; collectors of one cluster sharing a store need
+    /// different ids.
     #[serde(default = "default_id")]
     pub id: String,
+    /// The cluster (or Prometheus tenant) this collector reads: its rows go below a
+    /// `cluster=<name>` folder of the table and carry a `cluster` column, so collectors of
+    /// several clusters write one store without clashing. Unset: directly below the table.
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// The step: one row per service per step.
     #[serde(default)]
     pub step: StepGrid,
@@ -130,7 +136,10 @@ impl CollectorConfig {
     /// Checks what serde cannot: the catalog's PromQL, the id, the services, the
     /// bounds. The error names the field.
     pub fn validate(&self) -> Result<Catalog, FieldError> {
-        Layout::new(&self.table, &self.id).map_err(|e| FieldError::new("id", e))?;
+        let layout = Layout::new(&self.table, &self.id).map_err(|e| FieldError::new("id", e))?;
+        if let Some(cluster) = &self.cluster {
+            layout.in_cluster(cluster).map_err(|e| FieldError::new("cluster", e))?;
+        }
         if self.table.is_empty() || self.table.starts_with('/') || self.table.contains("..") {
             return Err(FieldError::new(
                 "table",
@@ -182,7 +191,7 @@ impl CollectorConfig {
 
     /// The object layout.
     pub fn layout(&self) -> Layout {
-        Layout { table: self.table.clone(), collector_id: self.id.clone() }
+        Layout { table: self.table.clone(), collector_id: self.id.clone(), cluster: self.cluster.clone() }
     }
 }
 

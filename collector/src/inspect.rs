@@ -1,11 +1,11 @@
 //! `inspect`: what a store holds: time range, services, rows, gaps and duplicates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use prescale_core::store::ObjectStore;
-use prescale_core::table::{FeatureTable, Scan, TableError};
+use prescale_core::table::{FeatureTable, Scan, TableError, cluster_of};
 use prescale_core::{Feature, FeatureRow};
 use serde::Serialize;
 
@@ -23,7 +23,7 @@ pub struct Gap {
 /// One service's rows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceInventory {
-    /// `namespace/name`.
+    /// `namespace/name`, and `@cluster` for rows below a `cluster=` folder.
     pub service: String,
     /// Rows stored.
     pub rows: usize,
@@ -50,6 +50,8 @@ pub struct Inventory {
     pub bytes: u64,
     /// Rows in them.
     pub rows: usize,
+    /// The clusters of `cluster=` folders, by name (none for a single-cluster table).
+    pub clusters: Vec<String>,
     /// The step, inferred as the most common spacing of a service's steps.
     pub step_seconds: Option<f64>,
     /// First step of any service.
@@ -60,26 +62,38 @@ pub struct Inventory {
     pub services: Vec<ServiceInventory>,
 }
 
-/// Reads every Parquet object of the feature table below `table` and summarises it.
+/// Reads every Parquet object of the feature table below `table` and summarises it; the
+/// rows of each cluster's folder are told apart (`shop/order@east`).
 pub async fn inspect(store: &dyn ObjectStore, table: &str) -> Result<Inventory, TableError> {
     let table = FeatureTable::new(store, table);
     let scan = Scan::default();
-    let mut rows: Vec<FeatureRow> = Vec::new();
+    let mut rows: Vec<(Option<String>, FeatureRow)> = Vec::new();
     let (mut objects, mut bytes) = (0, 0);
     for object in table.objects(&scan).await? {
-        rows.extend(table.read_object(&object.key, &scan).await?);
+        let cluster = cluster_of(&object.key).map(str::to_owned);
+        rows.extend(table.read_object(&object.key, &scan).await?.into_iter().map(|r| (cluster.clone(), r)));
         objects += 1;
         bytes += object.size;
     }
-    Ok(summarise(objects, bytes, rows))
+    Ok(summarise_clusters(objects, bytes, rows))
 }
 
-/// The inventory of rows already read.
+/// The inventory of rows already read, all of one table without clusters.
 pub fn summarise(objects: usize, bytes: u64, rows: Vec<FeatureRow>) -> Inventory {
+    summarise_clusters(objects, bytes, rows.into_iter().map(|r| (None, r)).collect())
+}
+
+/// The inventory of rows already read, each with its cluster.
+pub fn summarise_clusters(objects: usize, bytes: u64, rows: Vec<(Option<String>, FeatureRow)>) -> Inventory {
     let total = rows.len();
+    let clusters: BTreeSet<String> = rows.iter().filter_map(|(c, _)| c.clone()).collect();
     let mut by_service: BTreeMap<String, Vec<FeatureRow>> = BTreeMap::new();
-    for row in rows {
-        by_service.entry(row.service.to_string()).or_default().push(row);
+    for (cluster, row) in rows {
+        let key = match cluster {
+            Some(c) => format!("{}@{c}", row.service),
+            None => row.service.to_string(),
+        };
+        by_service.entry(key).or_default().push(row);
     }
     // The step is what most consecutive distinct steps are apart, over all services.
     let mut spacings: HashMap<i64, usize> = HashMap::new();
@@ -99,6 +113,7 @@ pub fn summarise(objects: usize, bytes: u64, rows: Vec<FeatureRow>) -> Inventory
         objects,
         bytes,
         rows: total,
+        clusters: clusters.into_iter().collect(),
         step_seconds: step_ms.map(|ms| ms as f64 / 1000.0),
         first: services.iter().map(|s| s.first).min(),
         last: services.iter().map(|s| s.last).max(),
@@ -153,6 +168,9 @@ impl fmt::Display for Inventory {
             self.bytes as f64 / self.rows.max(1) as f64
         )?;
         writeln!(f, "rows       {}", self.rows)?;
+        if !self.clusters.is_empty() {
+            writeln!(f, "clusters   {}", self.clusters.join(", "))?;
+        }
         writeln!(f, "range      {} .. {}", first.to_rfc3339(), last.to_rfc3339())?;
         if let Some(s) = self.step_seconds {
             writeln!(f, "step       {s} s")?;

@@ -128,12 +128,32 @@ pub mod as_text {
 }
 
 /// Whether a user's selector (`namespace/name`, or `name` in any namespace) names the
-/// service with these parts.
+/// service with these parts. Either part may hold `*` wildcards (any run of characters,
+/// as in a shell): `shop/*` is every service of `shop`, `*/order` every `order`,
+/// `shop/order-*` the order services of `shop`. Names never contain `*`, so a selector
+/// without one means exactly that service.
 pub fn selects(selector: &str, namespace: &str, name: &str) -> bool {
     match selector.split_once('/') {
-        Some((ns, n)) => namespace == ns && name == n,
-        None => name == selector,
+        Some((ns, n)) => glob(ns, namespace) && glob(n, name),
+        None => glob(selector, name),
     }
+}
+
+/// Shell-style matching with `*` only, without backtracking blow-up: each `*`-separated
+/// piece must appear in order, the first at the start and the last at the end.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else { return rest.is_empty() };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Checks that `value` is a DNS-1123 label; `what` names it in the error.
@@ -172,6 +192,26 @@ mod tests {
             if let Ok(id) = text.parse::<ServiceId>() {
                 proptest::prop_assert_eq!((id.namespace(), id.name()), (ns.as_str(), name.as_str()));
             }
+        }
+    }
+
+    #[test]
+    fn selectors_take_wildcards_in_either_part() {
+        let cases = [
+            ("shop/*", "shop", "order", true),
+            ("shop/*", "tools", "order", false),
+            ("*/order", "tools", "order", true),
+            ("shop/order-*", "shop", "order-v2", true),
+            ("shop/order-*", "shop", "order", false),
+            ("*", "x", "anything", true),
+            ("o*r*r", "shop", "order", true),
+            ("o*r*r", "shop", "or", false),
+            ("ab*ba", "shop", "aba", false),
+            ("order", "any", "order", true),
+            ("shop/order", "shop", "order-v2", false),
+        ];
+        for (selector, ns, name, want) in cases {
+            assert_eq!(selects(selector, ns, name), want, "{selector} on {ns}/{name}");
         }
     }
 

@@ -38,14 +38,19 @@ enum Command {
         service_account_namespace: String,
     },
     /// Estimate requests/s per replica from the collector's data: what one ready replica
-    /// served while p95 latency met the objective.
+    /// served while p95 latency met the objective; one line per service the selector
+    /// names.
     EstimateCapacity {
         /// The collector's data location (`s3://...`, `file://...` or a path).
         #[arg(long, env = "PRESCALE_DATA")]
         data: String,
-        /// The service, `namespace/name` or `name`.
+        /// The services: `namespace/name`, `name`, or a selector such as `shop/*`.
+        #[arg(long, alias = "service")]
+        services: String,
+        /// The cluster whose rows to read (its `cluster=` folder), when collectors of
+        /// several clusters write the store.
         #[arg(long)]
-        service: String,
+        cluster: Option<String>,
         /// p95 latency objective, seconds.
         #[arg(long, default_value_t = 0.25)]
         latency_objective: f64,
@@ -55,26 +60,55 @@ enum Command {
     },
 }
 
-fn estimate_capacity(s3: &S3Options, data: &str, service: &str, objective: f64, quantile: f64) -> anyhow::Result<()> {
+/// What `estimate-capacity` reads: where, which services, which cluster.
+struct CapacityQuery<'a> {
+    data: &'a str,
+    services: &'a str,
+    cluster: Option<&'a str>,
+    objective: f64,
+    quantile: f64,
+}
+
+fn estimate_capacity(s3: &S3Options, q: &CapacityQuery<'_>) -> anyhow::Result<()> {
+    let prefix = match q.cluster {
+        Some(c) => {
+            prescale_core::service::validate_label("cluster", c).context("--cluster")?;
+            prescale_core::table::cluster_prefix("", c)
+        }
+        None => String::new(),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let rows = runtime.block_on(async {
-        let store = store::open_str(data, s3).await.with_context(|| format!("opening {data}"))?;
-        let scan = Scan { features: Some(capacity::FEATURES.to_vec()), ..Scan::service(service) };
-        anyhow::Ok(FeatureTable::new(store.as_ref(), "").read(&scan).await?)
+        let store = store::open_str(q.data, s3).await.with_context(|| format!("opening {}", q.data))?;
+        let scan = Scan { features: Some(capacity::FEATURES.to_vec()), ..Scan::service(q.services) };
+        anyhow::Ok(FeatureTable::new(store.as_ref(), &prefix).read(&scan).await?)
     })?;
     if rows.is_empty() {
-        anyhow::bail!("no rows for service {service:?} in {data}");
+        anyhow::bail!("no rows for services {:?} in {}", q.services, q.data);
     }
-    let ours: Vec<_> = rows.iter().collect();
-    let e = capacity::estimate(&ours, objective, quantile)?;
-    println!(
-        "{service}: {:.3} requests/s per replica (p{:.0} of {} steps within {objective} s p95 latency; {} steps over it, {} in all)",
-        e.capacity,
-        100.0 * quantile,
-        e.steps_used,
-        e.steps_over_objective,
-        e.steps_total
-    );
+    let mut by_service: std::collections::BTreeMap<String, Vec<_>> = std::collections::BTreeMap::new();
+    for row in &rows {
+        by_service.entry(row.service.to_string()).or_default().push(row);
+    }
+    let mut failed = 0;
+    for (service, ours) in &by_service {
+        match capacity::estimate(ours, q.objective, q.quantile) {
+            Ok(e) => println!(
+                "{service}: {:.3} requests/s per replica (p{:.0} of {} steps within {} s p95 latency; {} steps over it, {} in all)",
+                e.capacity,
+                100.0 * q.quantile,
+                e.steps_used,
+                q.objective,
+                e.steps_over_objective,
+                e.steps_total
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{service}: {e}");
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} services could not be estimated", by_service.len());
     Ok(())
 }
 
@@ -117,9 +151,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::EstimateCapacity { data, service, latency_objective, quantile } => {
-            estimate_capacity(&cli.args.s3, data, service, *latency_objective, *quantile)
-        }
+        Command::EstimateCapacity { data, services, cluster, latency_objective, quantile } => estimate_capacity(
+            &cli.args.s3,
+            &CapacityQuery {
+                data,
+                services,
+                cluster: cluster.as_deref(),
+                objective: *latency_objective,
+                quantile: *quantile,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

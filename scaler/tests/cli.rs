@@ -49,6 +49,53 @@ fn estimate_capacity_reads_collector_parquet() {
     assert!(out.contains("19.875 requests/s per replica") && out.contains("20 steps over it"), "{out}");
 }
 
+/// A selector over two clusters' folders: each cluster's services, one line each.
+#[tokio::test]
+async fn estimate_capacity_takes_a_selector_and_a_cluster() {
+    use prescale_core::schema::{Feature, FeatureRow};
+    use prescale_core::table::{Layout, write_rows};
+    let dir = tempfile::tempdir().unwrap();
+    let store = prescale_core::store::LocalStore::new(dir.path().join("metrics"));
+    let start = chrono::DateTime::parse_from_rfc3339("2024-03-04T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let rows = |name: &str, per_replica: f64| -> Vec<FeatureRow> {
+        (0..50)
+            .map(|i| {
+                let mut r = FeatureRow::empty(
+                    start + chrono::Duration::seconds(30 * i),
+                    prescale_core::ServiceId::new("shop", name).unwrap(),
+                );
+                r.set(Feature::RequestsPerSecond, Some(per_replica * 2.0 * (i + 1) as f64 / 50.0));
+                r.set(Feature::ReplicasReady, Some(2.0));
+                r.set(Feature::LatencyP95Seconds, Some(0.1));
+                r
+            })
+            .collect()
+    };
+    for (cluster, scale) in [("east", 1.0), ("west", 10.0)] {
+        let layout = Layout::new("", "c0").unwrap().in_cluster(cluster).unwrap();
+        let mut all = rows("order", 8.0 * scale);
+        all.extend(rows("cart", 3.0 * scale));
+        all.extend(rows("other", 1.0));
+        write_rows(&store, &layout, all).await.unwrap();
+    }
+    let run = |cluster: &str| {
+        scaler()
+            .args(["estimate-capacity", "--services", "shop/*r*", "--quantile", "1", "--cluster", cluster, "--data"])
+            .arg(dir.path().join("metrics"))
+            .output()
+            .unwrap()
+    };
+    let east = run("east");
+    let out = String::from_utf8_lossy(&east.stdout);
+    assert!(east.status.success(), "{out}{}", String::from_utf8_lossy(&east.stderr));
+    assert!(out.contains("shop/cart: 3.000 requests/s") && out.contains("shop/order: 8.000 requests/s"), "{out}");
+    assert!(out.contains("shop/other: 1.000 requests/s"), "`other` has an r too: {out}");
+    let west = String::from_utf8_lossy(&run("west").stdout).into_owned();
+    assert!(west.contains("shop/order: 80.000 requests/s"), "{west}");
+    let bad = run("../east");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("cluster"));
+}
+
 #[test]
 fn run_refuses_inverted_or_oversized_bounds_naming_the_target() {
     let dir = tempfile::tempdir().unwrap();

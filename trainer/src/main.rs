@@ -47,11 +47,18 @@ enum Command {
         out: PathBuf,
     },
     /// Backtest, then store the transformer as a new model version (and optionally
-    /// publish it through the quality gate).
+    /// publish it through the quality gate). With --services, every service of the data
+    /// the selector names, one after the other, each into `<models>/<namespace>/<name>`
+    /// (where the predictor looks); every one is tried even if one fails.
     Train {
         #[command(flatten)]
         data: DataArgs,
-        /// Where models are kept (`s3://bucket/prefix`, `file://...` or a path).
+        /// With --data instead of --service: a selector such as `shop/*`, `*/order` or
+        /// `*` (every service in the data).
+        #[arg(long, requires = "data", conflicts_with_all = ["service", "trace"])]
+        services: Option<String>,
+        /// Where models are kept (`s3://bucket/prefix`, `file://...` or a path); with
+        /// --services, the root below which each service has its folder.
         #[arg(long, env = "PRESCALE_MODELS")]
         models: String,
         /// Also write the backtest files here.
@@ -212,6 +219,37 @@ async fn train(
     Ok(())
 }
 
+/// `train` for every service of the data `selector` names, each into its own folder
+/// below `models` (and its backtest files below `out`); fails if any failed.
+async fn train_each(
+    cli: &Cli,
+    data: &DataArgs,
+    selector: &str,
+    models: &str,
+    out: Option<&Path>,
+    publish: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let services = data.services(&cli.s3, selector).await?;
+    anyhow::ensure!(!services.is_empty(), "no service of the data matches {selector:?}");
+    println!("training {} services matching {selector:?}", services.len());
+    let root: prescale_core::Location = models.parse().with_context(|| format!("--models {models:?}"))?;
+    let mut failed = Vec::new();
+    for service in &services {
+        let folder = format!("{}/{}", service.namespace(), service.name());
+        println!("== {service}");
+        let location = root.join(&folder).to_string();
+        let out = out.map(|o| o.join(&folder));
+        if let Err(e) = train(cli, &data.for_service(service), &location, out.as_deref(), publish, force).await {
+            eprintln!("error: {service}: {e:#}");
+            failed.push(service.to_string());
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "{} of {} services failed: {}", failed.len(), services.len(), failed.join(", "));
+    println!("trained {} services", services.len());
+    Ok(())
+}
+
 /// Opens the store at a location flag's value.
 async fn open(cli: &Cli, location: &str) -> anyhow::Result<std::sync::Arc<dyn ObjectStore>> {
     store::open_str(location, &cli.s3).await.with_context(|| format!("opening {location}"))
@@ -297,8 +335,11 @@ async fn list(cli: &Cli, models: &str) -> anyhow::Result<()> {
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Backtest { data, out } => run_backtest(cli, data, Some(out)).await.map(drop),
-        Command::Train { data, models, out, publish, force } => {
+        Command::Train { data, services: None, models, out, publish, force } => {
             train(cli, data, models, out.as_deref(), *publish, *force).await
+        }
+        Command::Train { data, services: Some(selector), models, out, publish, force } => {
+            train_each(cli, data, selector, models, out.as_deref(), *publish, *force).await
         }
         Command::Simulate { trace, out, capacity, models, version } => {
             simulate_cmd(cli, trace, out, *capacity, models.as_deref(), version.as_deref()).await

@@ -153,3 +153,55 @@ async fn trains_evaluates_and_publishes_from_collector_parquet_on_s3() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("shop/cart") && err.contains("shop/order"), "{err}");
 }
+
+/// `--services 'shop/*'` over one cluster's folder: a model per matching service, each in
+/// `<models>/<namespace>/<name>` where the predictor looks, none for the other cluster's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trains_every_service_a_selector_names_in_one_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("s3")).unwrap();
+    let server = S3Server::start(&dir.path().join("s3")).await.unwrap();
+    server.create_bucket("data").unwrap();
+    let store = S3Store::new(server.client(), "data", "");
+    let east = table::Layout::new("metrics", "collector-0").unwrap().in_cluster("east").unwrap();
+    table::write_rows(&store, &east, rows()).await.unwrap();
+    let west = table::Layout::new("metrics", "collector-0").unwrap().in_cluster("west").unwrap();
+    let mut others = rows();
+    others.retain(|r| r.service.name() == "order");
+    for r in &mut others {
+        r.service = ServiceId::new("tools", "build").unwrap();
+    }
+    table::write_rows(&store, &west, others).await.unwrap();
+    let config = prescale_models::train::write_small_config(dir.path()).unwrap();
+    let models = dir.path().join("models");
+    let (config, root) = (config.to_str().unwrap(), models.to_str().unwrap());
+    let args = |selector: &'static str, cluster: &'static str| {
+        vec![
+            "--train-config",
+            config,
+            "--max-seconds",
+            "5",
+            "train",
+            "--data",
+            "s3://data/metrics",
+            "--cluster",
+            cluster,
+            "--services",
+            selector,
+            "--models",
+            root,
+        ]
+    };
+    let out = ok(&trainer(&server, &args("shop/*", "east")).await);
+    assert!(out.contains("training 2 services matching \"shop/*\"") && out.contains("trained 2 services"), "{out}");
+    for service in ["shop/order", "shop/cart"] {
+        let listed = ok(&trainer(&server, &["list", "--models", &format!("{root}/{service}")]).await);
+        assert!(listed.contains(&format!("trained on {service}")), "{listed}");
+    }
+    assert!(!models.join("tools").exists(), "west's service is not east's");
+    // No match in that cluster: an error naming the selector, nothing trained.
+    let none = trainer(&server, &args("tools/*", "east")).await;
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(!none.status.success() && err.contains("\"tools/*\""), "{err}");
+    assert!(!models.join("tools").exists());
+}

@@ -31,10 +31,28 @@ pub fn to_frame(rows: &[FeatureRow]) -> Result<DataFrame, TableError> {
 
 /// Encodes rows as one Parquet file (zstd-compressed).
 pub fn to_parquet(rows: &[FeatureRow]) -> Result<Vec<u8>, TableError> {
+    to_parquet_in(rows, None)
+}
+
+/// The column naming the cluster the rows of a file come from, when it has one.
+pub const CLUSTER_COLUMN: &str = "cluster";
+
+/// Encodes rows as one Parquet file, with a `cluster` column when `cluster` is given.
+pub fn to_parquet_in(rows: &[FeatureRow], cluster: Option<&str>) -> Result<Vec<u8>, TableError> {
     let mut frame = to_frame(rows)?;
+    if let Some(c) = cluster {
+        frame.with_column(Column::new(CLUSTER_COLUMN.into(), vec![c; rows.len()]))?;
+    }
     let mut out = Vec::new();
     ParquetWriter::new(&mut out).with_compression(ParquetCompression::Zstd(None)).finish(&mut frame)?;
     Ok(out)
+}
+
+/// The cluster a file's `cluster` column names (its first row's), if it has the column.
+pub fn cluster_column(bytes: &[u8]) -> Result<Option<String>, TableError> {
+    let frame = ParquetReader::new(Cursor::new(bytes)).finish()?;
+    let Ok(column) = frame.column(CLUSTER_COLUMN) else { return Ok(None) };
+    Ok(column.str()?.get(0).map(str::to_owned))
 }
 
 /// Decodes a Parquet file written by [`to_parquet`] (or any file with the same columns).

@@ -1,6 +1,14 @@
 //! The feature table: the collector's rows on an object store, written and read in one
 //! Hive-style layout,
-//! `<table>/date=YYYY-MM-DD/hour=HH/<collector-id>-<first step>.parquet`.
+//! `<table>[/cluster=<cluster>]/date=YYYY-MM-DD/hour=HH/<collector-id>-<first step>.parquet`.
+//!
+//! Several clusters (or Prometheus tenants) share one store through the `cluster=` level:
+//! each cluster's collector writes below its own folder, so two collectors with the same
+//! id and the same service names never write the same object, and a reader picks a
+//! cluster by its folder ([`cluster_prefix`]). A collector without a cluster identity
+//! writes directly below the table, as single-cluster stores always have. Each file also
+//! holds the cluster in a `cluster` column, so a file copied elsewhere still says where
+//! its rows come from.
 //!
 //! - [`codec`]: one Parquet file: `timestamp` (UTC, milliseconds), `namespace`,
 //!   `service`, then one nullable `Float64` column per [`Feature`] in schema order.
@@ -63,13 +71,27 @@ pub enum TableError {
     },
 }
 
-/// The table prefix and the writing collector's id.
+/// The folder of one cluster's rows below a table prefix (`""`: the store's root is the
+/// table): `<prefix>/cluster=<cluster>`.
+pub fn cluster_prefix(prefix: &str, cluster: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() { format!("cluster={cluster}") } else { format!("{prefix}/cluster={cluster}") }
+}
+
+/// The cluster an object key's `cluster=` folder names, if any.
+pub fn cluster_of(key: &str) -> Option<&str> {
+    key.split('/').find_map(|part| part.strip_prefix("cluster="))
+}
+
+/// The table prefix, the writing collector's cluster and id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// Key prefix of the table, such as `metrics`.
     pub table: String,
     /// The writing collector's id, part of every object name.
     pub collector_id: String,
+    /// The cluster (or tenant) the rows come from: a `cluster=` folder and column.
+    pub cluster: Option<String>,
 }
 
 impl Layout {
@@ -78,12 +100,28 @@ impl Layout {
     pub fn new(table: impl Into<String>, collector_id: impl Into<String>) -> Result<Self, ServiceIdError> {
         let collector_id = collector_id.into();
         validate_label("id", &collector_id)?;
-        Ok(Self { table: table.into(), collector_id })
+        Ok(Self { table: table.into(), collector_id, cluster: None })
     }
 
-    /// The partition folder of a step: `<table>/date=.../hour=...`.
+    /// Below a cluster's folder; the name is held to the DNS-1123 label rule too.
+    pub fn in_cluster(self, cluster: impl Into<String>) -> Result<Self, ServiceIdError> {
+        let cluster = cluster.into();
+        validate_label("cluster", &cluster)?;
+        Ok(Self { cluster: Some(cluster), ..self })
+    }
+
+    /// Where this collector's rows are: the table, or its cluster's folder in it; what a
+    /// reader of the same rows opens with [`FeatureTable::new`].
+    pub fn root(&self) -> String {
+        match &self.cluster {
+            Some(c) => cluster_prefix(&self.table, c),
+            None => self.table.clone(),
+        }
+    }
+
+    /// The partition folder of a step: `<root>/date=.../hour=...`.
     pub fn partition(&self, step: DateTime<Utc>) -> String {
-        format!("{}/date={}/hour={}", self.table, step.format("%Y-%m-%d"), step.format("%H"))
+        format!("{}/date={}/hour={}", self.root(), step.format("%Y-%m-%d"), step.format("%H"))
     }
 
     /// The rows as objects: key and rows, rows sorted by step and service.
@@ -112,7 +150,8 @@ pub async fn write_rows(
     let mut bytes_total = 0;
     let objects = layout.objects(rows);
     for (key, rows) in &objects {
-        let bytes = to_parquet(rows).map_err(|e| TableError::Object { key: key.clone(), source: Box::new(e) })?;
+        let bytes = codec::to_parquet_in(rows, layout.cluster.as_deref())
+            .map_err(|e| TableError::Object { key: key.clone(), source: Box::new(e) })?;
         bytes_total += bytes.len() as u64;
         store.put(key, Bytes::from(bytes)).await.map_err(|source| TableError::Store {
             operation: "writing",
@@ -287,6 +326,32 @@ mod tests {
         assert!(Layout::new("metrics", "collector-0").is_ok());
         let err = Layout::new("metrics", "Collector/0").unwrap_err().to_string();
         assert!(err.contains("id \"Collector/0\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn two_clusters_with_the_same_collector_id_and_services_never_clash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_owned());
+        let rows = vec![row("2024-03-04T10:00:00Z", "order", 1.0)];
+        let east = Layout::new("metrics", "c0").unwrap().in_cluster("east").unwrap();
+        let west = Layout::new("metrics", "c0").unwrap().in_cluster("west").unwrap();
+        let mut west_rows = rows.clone();
+        west_rows[0].set(Feature::RequestsPerSecond, Some(9.0));
+        write_rows(&store, &east, rows).await.unwrap();
+        write_rows(&store, &west, west_rows).await.unwrap();
+        assert_eq!(east.root(), "metrics/cluster=east");
+        for (cluster, rps) in [("east", 1.0), ("west", 9.0)] {
+            let prefix = cluster_prefix("metrics", cluster);
+            let got = FeatureTable::new(&store, &prefix).read(&Scan::default()).await.unwrap();
+            assert_eq!(got.len(), 1, "{cluster}");
+            assert_eq!(got[0].get(Feature::RequestsPerSecond), Some(rps), "{cluster}");
+            let key = &FeatureTable::new(&store, &prefix).objects(&Scan::default()).await.unwrap()[0].key;
+            assert_eq!(cluster_of(key), Some(cluster));
+            let bytes = store.get(key).await.unwrap();
+            assert_eq!(codec::cluster_column(&bytes).unwrap().as_deref(), Some(cluster), "the column says it too");
+        }
+        let err = Layout::new("metrics", "c0").unwrap().in_cluster("EU 1").unwrap_err().to_string();
+        assert!(err.contains("cluster"), "{err}");
     }
 
     #[test]
