@@ -15,12 +15,16 @@
 //! - `ops` (feature `ops`): `/metrics`, `/healthz` and `/readyz` for every server.
 //! - `prometheus` (feature `prometheus`): the feature catalog's PromQL and the source that
 //!   queries Prometheus with it, shared by the collector and the predictor.
+//! - `inventory` (feature `inventory`; its ScaledObject reflector with `kube`): which
+//!   services are collected and scaled, declared once, with their scaling settings.
 //! - [`config`]: TOML files with environment overrides and unknown fields refused.
 //! - [`telemetry`]: `tracing` setup and the shutdown signal every long-running binary awaits.
 
 pub mod backoff;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "inventory")]
+pub mod inventory;
 pub mod location;
 #[cfg(feature = "ops")]
 pub mod ops;
