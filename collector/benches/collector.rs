@@ -97,7 +97,7 @@ fn main() {
     })
     .unwrap();
     let prom = PrometheusConfig { url: prometheus.url(), timeout: Duration::from_secs(30), ..Default::default() };
-    let services = ServicesConfig { list: list.clone(), discover: None };
+    let services = ServicesConfig { list: list.clone(), ..Default::default() };
     let errors = Counter::default();
     let source = Source::new(prom.clone(), catalog, services.clone(), errors.clone()).unwrap();
     let ids = services.listed().unwrap();

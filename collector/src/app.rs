@@ -35,6 +35,23 @@ pub enum AppError {
     /// The ops endpoint failed.
     #[error("serving /metrics: {0}")]
     Serve(#[source] std::io::Error),
+    /// The Kubernetes API could not be reached to watch the ScaledObjects.
+    #[error("services.scaled_objects: connecting to Kubernetes: {0}")]
+    Kube(#[source] kube::Error),
+}
+
+/// How long a start waits for the first list of ScaledObjects.
+const FIRST_LIST: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The source, with the ScaledObjects' services when `[services.scaled_objects]` is set.
+async fn with_scaled_objects(source: Source, config: &CollectorConfig) -> Result<Source, AppError> {
+    match &config.services.scaled_objects {
+        Some(so) => {
+            let declared = prescale_core::inventory::watch::declared(so, FIRST_LIST).await.map_err(AppError::Kube)?;
+            Ok(source.with_declared(declared))
+        }
+        None => Ok(source),
+    }
 }
 
 /// A collector with checked settings, its Prometheus source and its metrics.
@@ -54,6 +71,7 @@ impl App {
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let App { config, source, metrics } = self;
         let store = store::open(&config.store.location, &config.store.s3).await?;
+        let source = with_scaled_objects(source, &config).await?;
         let app = prescale_core::ops::router(Arc::new(metrics.clone()));
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         tracing::info!(
@@ -82,7 +100,8 @@ impl App {
         // What a live collector with this spool answers for is left to it.
         let live = crate::spool::Owned::read(&c.spool_dir)?;
         let plan = crate::backfill::Plan { grid: c.step, range: (from, to), chunk_steps: c.chunk_steps, live: &live };
-        let report = backfill(&self.source, store.as_ref(), &c.layout(), &plan, |through, r| {
+        let source = with_scaled_objects(self.source.clone(), c).await?;
+        let report = backfill(&source, store.as_ref(), &c.layout(), &plan, |through, r| {
             tracing::info!(
                 through = %through.to_rfc3339(),
                 rows = r.rows_written,

@@ -119,9 +119,18 @@ impl Collector {
     /// Collects step `t` live, then fills or gives up old gaps.
     async fn step(&self, spool: &mut Spool, t: DateTime<Utc>, services: &mut Vec<ServiceId>) -> Result<(), SpoolError> {
         let started = Instant::now();
-        let rows = match self.source.services_at(t).await {
-            Ok(found) => {
-                *services = found;
+        let rows = match self.source.inventory_at(t).await {
+            Ok(inventory) => {
+                self.metrics.services.set(inventory.entries.len() as i64);
+                self.metrics.services_refused.set((inventory.refused.len() + inventory.invalid) as i64);
+                if !inventory.refused.is_empty() {
+                    tracing::warn!(
+                        refused = inventory.refused.len(),
+                        max = self.config.services.max,
+                        "more services than services.max; the last ones by name are not collected"
+                    );
+                }
+                *services = inventory.ids();
                 self.source.rows_at(t, services).await
             }
             Err(e) => Err(e),

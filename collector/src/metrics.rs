@@ -47,6 +47,11 @@ pub struct Metrics {
     pub last_step: Gauge<f64, AtomicU64>,
     /// Rows dropped unflushed because the spool reached its bound.
     pub spool_dropped_rows: Counter,
+    /// Services in the inventory at the last step.
+    pub services: Gauge,
+    /// Services refused at the last step: over `services.max`, or ScaledObjects with bad
+    /// metadata.
+    pub services_refused: Gauge,
     ready: Arc<AtomicBool>,
     store_down: Arc<AtomicBool>,
     registry: Arc<Registry>,
@@ -74,7 +79,15 @@ impl Metrics {
         let gap_steps = Gauge::default();
         let last_step = Gauge::<f64, AtomicU64>::default();
         let spool_dropped_rows = Counter::default();
+        let services = Gauge::default();
+        let services_refused = Gauge::default();
         registry.register("steps", "Steps by outcome", steps.clone());
+        registry.register("services", "Services in the inventory at the last step", services.clone());
+        registry.register(
+            "services_refused",
+            "Services refused at the last step: over services.max, or ScaledObjects with bad metadata",
+            services_refused.clone(),
+        );
         registry.register(
             "spool_dropped_rows",
             "Rows dropped unflushed because the spool reached its bound (spool_max_bytes, spool_max_age)",
@@ -107,6 +120,8 @@ impl Metrics {
             gap_steps,
             last_step,
             spool_dropped_rows,
+            services,
+            services_refused,
             ready: Arc::new(AtomicBool::new(false)),
             store_down: Arc::new(AtomicBool::new(false)),
             registry: Arc::new(registry),

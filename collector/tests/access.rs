@@ -35,7 +35,7 @@ fn catalog() -> Catalog {
 }
 
 fn source(config: PrometheusConfig) -> Result<Source, String> {
-    let services = ServicesConfig { list: vec!["shop/a".into()], discover: None };
+    let services = ServicesConfig { list: vec!["shop/a".into()], ..Default::default() };
     Source::new(PrometheusConfig { retries: 0, ..config }, catalog(), services, Counter::default())
         .map_err(|e| e.to_string())
 }

@@ -51,7 +51,7 @@ fn source(url: &str, max_points: usize) -> Source {
     })
     .unwrap();
     let config = PrometheusConfig { url: url.to_owned(), max_points, ..Default::default() };
-    let services = ServicesConfig { list: vec!["shop/a".into()], discover: None };
+    let services = ServicesConfig { list: vec!["shop/a".into()], ..Default::default() };
     Source::new(config, catalog, services, Counter::default()).unwrap()
 }
 

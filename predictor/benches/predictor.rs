@@ -162,7 +162,7 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
     let source = Source::new(
         PrometheusConfig { url: prometheus.url(), timeout: Duration::from_secs(30), ..Default::default() },
         catalog,
-        ServicesConfig { list: services.iter().map(|s| s.to_string()).collect(), discover: None },
+        ServicesConfig { list: services.iter().map(|s| s.to_string()).collect(), ..Default::default() },
         Default::default(),
     )
     .unwrap();

@@ -23,11 +23,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use prescale_core::config::{FieldError, StoreConfig, TelemetryConfig};
+use prescale_core::inventory::Overrides;
 use prescale_core::prometheus::catalog::{Catalog, CatalogConfig};
-use prescale_core::prometheus::source::PrometheusConfig;
+use prescale_core::prometheus::source::{PrometheusConfig, ScaledObjectsConfig, ServicesConfig};
 use prescale_core::store::S3Options;
 use prescale_core::{Location, ServiceId, StepGrid};
 use prescale_policy::PolicySettings;
+use prescale_policy::settings::Quantile;
 use serde::{Deserialize, Serialize};
 
 use crate::run::Predictor;
@@ -81,8 +83,16 @@ pub struct PredictorConfig {
     /// Policy defaults for every service.
     #[serde(default)]
     pub policy: PolicySettings,
-    /// The services to forecast.
+    /// Services to forecast, with settings that win over their ScaledObject's.
+    #[serde(default)]
     pub services: Vec<ServiceEntry>,
+    /// Forecast every service a KEDA ScaledObject pointing at this predictor declares,
+    /// with the settings of its trigger metadata; followed without restarts.
+    #[serde(default)]
+    pub scaled_objects: Option<ScaledObjectsConfig>,
+    /// The most services forecast at once; past it, services are refused and counted.
+    #[serde(default = "default_max_services")]
+    pub max_services: usize,
     /// Logging.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -121,6 +131,9 @@ pub struct ServiceEntry {
     pub max_replicas: Option<u32>,
 }
 
+fn default_max_services() -> usize {
+    10_000
+}
 fn default_query_delay() -> Duration {
     Duration::from_secs(2)
 }
@@ -167,8 +180,18 @@ impl PredictorConfig {
         if !catalog.features().any(|f| f == prescale_core::Feature::RequestsPerSecond) {
             return Err(bad("catalog", "requests_per_second is what the models forecast; the catalog must give it"));
         }
-        if self.services.is_empty() {
-            return Err(bad("services", "list at least one [[services]] entry"));
+        if self.services.is_empty() && self.scaled_objects.is_none() {
+            return Err(bad(
+                "services",
+                "list at least one [[services]] entry, or follow the ScaledObjects ([scaled_objects])",
+            ));
+        }
+        if self.max_services == 0 {
+            return Err(bad("max_services", "must be at least 1"));
+        }
+        if let Some(so) = &self.scaled_objects {
+            let check = ServicesConfig { scaled_objects: Some(so.clone()), ..Default::default() };
+            check.validate().map_err(|e| bad(e.field.replace("services.", ""), e.reason))?;
         }
         if let Some(token) = &self.admin_token
             && token.trim().len() < MIN_ADMIN_TOKEN
@@ -214,7 +237,67 @@ impl PredictorConfig {
             }
         }
         self.models.s3 = s3_flags.over(&self.models.s3);
-        Ok(Predictor { config: self, catalog, plans })
+        let planner = Planner {
+            step: self.step,
+            policy: self.policy.clone(),
+            models: self.models.location.clone(),
+            entries: self.services.iter().map(|e| (e.service.parse().expect("checked above"), e.clone())).collect(),
+        };
+        Ok(Predictor { config: self, catalog, plans, planner })
+    }
+
+    /// The `[services]` of the predictor's Prometheus source: the listed services and,
+    /// when set, the ScaledObjects, within `max_services`.
+    pub fn services_config(&self) -> ServicesConfig {
+        ServicesConfig {
+            list: self.services.iter().map(|e| e.service.clone()).collect(),
+            discover: None,
+            scaled_objects: self.scaled_objects.clone(),
+            max: self.max_services,
+        }
+    }
+}
+
+/// Turns an inventory entry into a service's plan: `[policy]`, under the ScaledObject's
+/// settings, under the `[[services]]` entry's.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    step: StepGrid,
+    policy: PolicySettings,
+    models: Location,
+    entries: std::collections::BTreeMap<ServiceId, ServiceEntry>,
+}
+
+impl Planner {
+    /// The plan of `id` with the inventory's `overrides`, or why its settings are refused.
+    pub fn plan(&self, id: &ServiceId, overrides: &Overrides) -> Result<ServicePlan, String> {
+        let entry = self.entries.get(id);
+        let d = &self.policy;
+        let quantile = match overrides.quantile.as_deref() {
+            None => d.quantile,
+            Some("p50") => Quantile::P50,
+            Some("p90") => Quantile::P90,
+            Some(q) => return Err(format!("quantile {q:?} is not p50 or p90")),
+        };
+        let policy = PolicySettings {
+            capacity: entry.and_then(|e| e.capacity).or(overrides.capacity).unwrap_or(d.capacity),
+            min_replicas: entry.and_then(|e| e.min_replicas).or(overrides.min_replicas).unwrap_or(d.min_replicas),
+            max_replicas: entry.and_then(|e| e.max_replicas).or(overrides.max_replicas).unwrap_or(d.max_replicas),
+            startup: overrides.startup.unwrap_or(d.startup),
+            lookahead: overrides.lookahead.unwrap_or(d.lookahead),
+            quantile,
+            headroom: overrides.headroom.unwrap_or(d.headroom),
+            floor_utilisation: overrides.floor_utilisation.unwrap_or(d.floor_utilisation),
+            scale_down_window: overrides.scale_down_window.unwrap_or(d.scale_down_window),
+            max_change: overrides.max_change.or(d.max_change),
+            burst_quantile: overrides.burst_quantile.or(d.burst_quantile),
+            burst_span: overrides.burst_span.unwrap_or(d.burst_span),
+        };
+        policy.validate(self.step).map_err(|e| e.to_string())?;
+        let models = entry
+            .and_then(|e| e.models.clone())
+            .unwrap_or_else(|| self.models.join(&format!("{}/{}", id.namespace(), id.name())));
+        Ok(ServicePlan { id: id.clone(), models, policy })
     }
 }
 

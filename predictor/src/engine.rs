@@ -20,7 +20,7 @@ use prescale_models::burst::BurstProfile;
 use prescale_models::dataset;
 use prescale_policy::{Decision, ForecastView, Policy, PolicyError, Present, Reason, replicas_for};
 
-use crate::config::ServicePlan;
+use crate::config::{Planner, ServicePlan};
 use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
 use crate::model::{Loaded, Models};
 use crate::state::{Served, Shared};
@@ -36,6 +36,50 @@ struct ServiceRun {
     pending: VecDeque<(DateTime<Utc>, f64)>,
     labels: ServiceLabels,
     last_model: Option<String>,
+    /// Forecast points exported (per quantile), to take them out of `/metrics` when the
+    /// service goes.
+    exported_points: usize,
+}
+
+/// Takes a gone service's series out of `/metrics`.
+fn forget(run: &ServiceRun, grid: StepGrid, m: &crate::metrics::Metrics) {
+    let (namespace, service) = (run.labels.namespace.clone(), run.labels.service.clone());
+    m.forget(&run.labels);
+    for r in Reason::ALL {
+        m.reason.remove(&ReasonLabels { namespace: namespace.clone(), service: service.clone(), reason: r.label() });
+    }
+    if let Some(version) = &run.last_model {
+        m.model_info.remove(&ModelLabels {
+            namespace: namespace.clone(),
+            service: service.clone(),
+            version: version.clone(),
+        });
+    }
+    for k in 1..=run.exported_points {
+        let horizon_seconds = (k as f64 * grid.seconds()).round() as u32;
+        for quantile in ["p50", "p90"] {
+            m.forecast.remove(&ForecastLabels {
+                namespace: namespace.clone(),
+                service: service.clone(),
+                quantile,
+                horizon_seconds,
+            });
+        }
+    }
+}
+
+fn new_run(plan: ServicePlan, grid: StepGrid) -> Result<ServiceRun, PolicyError> {
+    let policy = Policy::new(plan.policy.clone(), grid)?;
+    let labels = ServiceLabels { namespace: plan.id.namespace().to_owned(), service: plan.id.name().to_owned() };
+    Ok(ServiceRun {
+        plan,
+        policy,
+        rows: Vec::new(),
+        pending: VecDeque::new(),
+        labels,
+        last_model: None,
+        exported_points: 0,
+    })
 }
 
 /// The live loop's state.
@@ -48,6 +92,8 @@ pub struct Engine {
     shared: Arc<Shared>,
     runs: Vec<ServiceRun>,
     last_step: Option<DateTime<Utc>>,
+    /// When set, the services follow the inventory each step (ScaledObjects come and go).
+    planner: Option<Planner>,
 }
 
 impl Engine {
@@ -60,22 +106,96 @@ impl Engine {
         shared: Arc<Shared>,
         plans: Vec<ServicePlan>,
     ) -> Result<Self, PolicyError> {
-        let runs = plans
-            .into_iter()
-            .map(|plan| {
-                let policy = Policy::new(plan.policy.clone(), grid)?;
-                let labels =
-                    ServiceLabels { namespace: plan.id.namespace().to_owned(), service: plan.id.name().to_owned() };
-                Ok(ServiceRun { plan, policy, rows: Vec::new(), pending: VecDeque::new(), labels, last_model: None })
-            })
-            .collect::<Result<Vec<_>, PolicyError>>()?;
-        Ok(Self { grid, history_steps: history_steps.max(2), source, models, shared, runs, last_step: None })
+        let runs = plans.into_iter().map(|plan| new_run(plan, grid)).collect::<Result<Vec<_>, PolicyError>>()?;
+        Ok(Self {
+            grid,
+            history_steps: history_steps.max(2),
+            source,
+            models,
+            shared,
+            runs,
+            last_step: None,
+            planner: None,
+        })
+    }
+
+    /// The engine, its services following the source's inventory at every step through
+    /// `planner` (instead of the services it was built with).
+    pub fn following(self, planner: Planner) -> Self {
+        Self { planner: Some(planner), ..self }
+    }
+
+    /// Brings the services in line with the inventory at `t`: new ones get a run (and a
+    /// model folder), gone ones are dropped, changed settings rebuild the policy (the
+    /// window is kept). A service whose settings are refused is logged and left out.
+    async fn follow_inventory(&mut self, t: DateTime<Utc>) -> Result<(), QueryError> {
+        let Some(planner) = &self.planner else { return Ok(()) };
+        let inventory = self.source.inventory_at(t).await?;
+        let m = &self.shared.metrics;
+        let mut refused = inventory.refused.len() + inventory.invalid;
+        let mut plans = Vec::with_capacity(inventory.entries.len());
+        for entry in &inventory.entries {
+            match planner.plan(&entry.id, &entry.overrides) {
+                Ok(plan) => plans.push(plan),
+                Err(reason) => {
+                    refused += 1;
+                    tracing::warn!(service = %entry.id, reason, "settings refused; the service is not forecast");
+                }
+            }
+        }
+        let mut old: std::collections::HashMap<ServiceId, ServiceRun> =
+            std::mem::take(&mut self.runs).into_iter().map(|r| (r.plan.id.clone(), r)).collect();
+        for plan in plans {
+            let run = match old.remove(&plan.id) {
+                Some(run) if run.plan == plan => run,
+                Some(mut run) => match Policy::new(plan.policy.clone(), self.grid) {
+                    Ok(policy) => {
+                        run.policy = policy;
+                        run.plan = plan;
+                        run
+                    }
+                    Err(e) => {
+                        refused += 1;
+                        tracing::warn!(service = %plan.id, error = %e, "settings refused; the service is not forecast");
+                        continue;
+                    }
+                },
+                None => match new_run(plan, self.grid) {
+                    Ok(run) => run,
+                    Err(e) => {
+                        refused += 1;
+                        tracing::warn!(error = %e, "settings refused; the service is not forecast");
+                        continue;
+                    }
+                },
+            };
+            self.runs.push(run);
+        }
+        for (gone, run) in &old {
+            tracing::info!(service = %gone, "no longer in the inventory; not forecast any more");
+            forget(run, self.grid, m);
+        }
+        let locations: Vec<_> = self.runs.iter().map(|r| (r.plan.id.clone(), r.plan.models.clone())).collect();
+        match self.models.sync(&locations).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(opened = n, "model folders of new services opened; loaded at the next reload"),
+            Err(e) => tracing::warn!(error = %e, "opening model folders failed; retried next step"),
+        }
+        self.shared.set_services(self.runs.iter().map(|r| r.plan.id.clone()));
+        m.services.set(self.runs.len() as i64);
+        m.services_refused.set(refused as i64);
+        Ok(())
     }
 
     /// Computes and publishes the decisions of step `t`. On error (Prometheus
     /// unreachable) nothing is published.
     pub async fn step(&mut self, t: DateTime<Utc>) -> Result<(), QueryError> {
         let started = Instant::now();
+        if let Err(e) = self.follow_inventory(t).await {
+            self.shared.metrics.fallback("prometheus_unreachable");
+            tracing::warn!(step = %t, error = %e, "Prometheus unreachable; serving the last decisions until they go stale");
+            return Err(e);
+        }
         let ids: Vec<ServiceId> = self.runs.iter().map(|r| r.plan.id.clone()).collect();
         let oldest = t - self.grid.delta() * (self.history_steps as i32 - 1);
         let rows = match self.last_step {
@@ -95,8 +215,12 @@ impl Engine {
                 return Err(e);
             }
         };
+        // Rows come back in the order of `ids` (step by step for a range): place them by
+        // index, not by searching the runs for each one.
+        let at: std::collections::HashMap<&ServiceId, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
         for row in rows {
-            if let Some(run) = self.runs.iter_mut().find(|r| r.plan.id == row.service)
+            if let Some(&i) = at.get(&row.service)
+                && let Some(run) = self.runs.get_mut(i)
                 && run.rows.last().is_none_or(|last| last.timestamp < row.timestamp)
             {
                 run.rows.push(row);
@@ -172,6 +296,7 @@ fn decide(
         if let Some(last) = f.p50.last() {
             run.pending.push_back((t + grid.delta() * f.p50.len() as i32, *last));
         }
+        run.exported_points = run.exported_points.max(f.p50.len());
         for (k, (p50, p90)) in f.p50.iter().zip(&f.p90).enumerate() {
             let horizon_seconds = ((k + 1) as f64 * grid.seconds()).round() as u32;
             for (quantile, v) in [("p50", p50), ("p90", p90)] {

@@ -21,12 +21,10 @@ use crate::proto::{
     ScaledObjectRef,
 };
 use crate::state::{Served, Shared, Unavailable};
+use prescale_core::inventory::scaled_object::known_key;
 
 /// The metric name KEDA sees (no `/`, `%` or `.`).
 pub const METRIC_NAME: &str = "ml_predicted_replicas";
-
-/// Metadata keys this scaler reads; KEDA also passes the trigger's own.
-const KNOWN_KEYS: [&str; 5] = ["service", "namespace", "activationReplicas", "scalerAddress", "enableTLS"];
 
 /// The gRPC service over the shared state.
 #[derive(Debug, Clone)]
@@ -54,11 +52,13 @@ impl Scaler {
 
     fn target(&self, r: &ScaledObjectRef) -> Result<Target, Status> {
         let meta: &HashMap<String, String> = &r.scaler_metadata;
-        let mut unknown: Vec<&str> = meta.keys().map(String::as_str).filter(|k| !KNOWN_KEYS.contains(k)).collect();
+        // The trigger's whole metadata arrives: Prescale's keys (the settings the
+        // inventory reads from the ScaledObject among them) and KEDA's own.
+        let mut unknown: Vec<&str> = meta.keys().map(String::as_str).filter(|k| !known_key(k)).collect();
         if !unknown.is_empty() {
             unknown.sort_unstable();
             return Err(Status::invalid_argument(format!(
-                "unknown scalerMetadata key(s) {}; this scaler reads service, namespace and activationReplicas",
+                "unknown scalerMetadata key(s) {}; this scaler reads service, namespace and activationReplicas (and the inventory's settings: capacity, startup, ...)",
                 unknown.join(", ")
             )));
         }

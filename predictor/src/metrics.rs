@@ -97,6 +97,11 @@ pub struct Metrics {
     pub last_step: Gauge<f64, AtomicU64>,
     /// Times the model reloader ended unexpectedly (and was restarted).
     pub reloader_failures: Counter,
+    /// Services forecast at the last step.
+    pub services: Gauge,
+    /// Services refused at the last step: over `max_services`, ScaledObjects with bad
+    /// metadata, or settings the policy refused.
+    pub services_refused: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -127,6 +132,8 @@ impl Metrics {
             shadow: Gauge::default(),
             last_step: Gauge::default(),
             reloader_failures: Counter::default(),
+            services: Gauge::default(),
+            services_refused: Gauge::default(),
             registry: Arc::new(Registry::default()),
         };
         r.register("ml_predicted_replicas", "Replicas served to KEDA", m.predicted_replicas.clone());
@@ -162,7 +169,25 @@ impl Metrics {
             "Times the model reloader ended unexpectedly and was restarted",
             m.reloader_failures.clone(),
         );
+        p.register("services", "Services forecast at the last step", m.services.clone());
+        p.register(
+            "services_refused",
+            "Services refused at the last step: over max_services, ScaledObjects with bad metadata, or refused settings",
+            m.services_refused.clone(),
+        );
         Self { registry: Arc::new(r), ..m }
+    }
+
+    /// Drops the per-service series of a service no longer forecast, so dashboards and
+    /// KEDA's `prometheus` trigger do not read a gone service's last values forever.
+    pub fn forget(&self, service: &ServiceLabels) {
+        self.predicted_replicas.remove(service);
+        self.decided_replicas.remove(service);
+        self.observed.remove(service);
+        self.ready_replicas.remove(service);
+        self.reactive_replicas.remove(service);
+        self.forecast_error.remove(service);
+        self.model_age.remove(service);
     }
 
     /// Counts a fallback.

@@ -75,7 +75,9 @@ struct Slot {
 #[derive(Debug)]
 pub struct Models {
     grid: StepGrid,
-    slots: BTreeMap<ServiceId, Slot>,
+    s3: S3Options,
+    /// Behind a lock: services come and go with the inventory.
+    slots: RwLock<BTreeMap<ServiceId, (Location, Arc<Slot>)>>,
 }
 
 impl Models {
@@ -85,24 +87,52 @@ impl Models {
         locations: &[(ServiceId, Location)],
         s3: &S3Options,
     ) -> Result<Self, store::StoreError> {
-        let mut slots = BTreeMap::new();
+        let models = Self { grid, s3: s3.clone(), slots: RwLock::new(BTreeMap::new()) };
+        models.sync(locations).await?;
+        Ok(models)
+    }
+
+    /// Follows the inventory: opens the folder of each new service (or of a service whose
+    /// folder moved; its model is loaded at the next reload) and forgets services gone.
+    /// Returns how many were opened.
+    pub async fn sync(&self, locations: &[(ServiceId, Location)]) -> Result<usize, store::StoreError> {
+        let current: BTreeMap<ServiceId, Location> = match self.slots.read() {
+            Ok(slots) => slots.iter().map(|(id, (l, _))| (id.clone(), l.clone())).collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        let mut opened = Vec::new();
         for (id, location) in locations {
-            let store = store::open(location, s3).await?;
-            slots.insert(id.clone(), Slot { store, current: RwLock::new(None) });
+            if current.get(id) != Some(location) {
+                let store = store::open(location, &self.s3).await?;
+                opened.push((id.clone(), location.clone(), Arc::new(Slot { store, current: RwLock::new(None) })));
+            }
         }
-        Ok(Self { grid, slots })
+        let wanted: std::collections::BTreeSet<&ServiceId> = locations.iter().map(|(id, _)| id).collect();
+        let n = opened.len();
+        if let Ok(mut slots) = self.slots.write() {
+            slots.retain(|id, _| wanted.contains(id));
+            for (id, location, slot) in opened {
+                slots.insert(id, (location, slot));
+            }
+        }
+        Ok(n)
     }
 
     /// The model in use for a service.
     pub fn get(&self, id: &ServiceId) -> Option<Arc<Loaded>> {
-        self.slots.get(id).and_then(|s| s.current.read().ok().and_then(|c| c.clone()))
+        let slot = self.slots.read().ok()?.get(id).map(|(_, s)| s.clone())?;
+        slot.current.read().ok().and_then(|c| c.clone())
     }
 
     /// Checks every service's `latest` pointer and swaps in validated new versions,
     /// counting each outcome in `metrics`.
     pub async fn reload(&self, metrics: &Metrics) -> Vec<(ServiceId, ReloadOutcome)> {
         let mut out = Vec::new();
-        for (id, slot) in &self.slots {
+        let slots: Vec<(ServiceId, Arc<Slot>)> = match self.slots.read() {
+            Ok(slots) => slots.iter().map(|(id, (_, s))| (id.clone(), s.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        for (id, slot) in &slots {
             let outcome = self.reload_one(id, slot).await;
             match &outcome {
                 ReloadOutcome::Swapped { version } => tracing::info!(service = %id, version, "model swapped in"),

@@ -13,7 +13,6 @@ use prescale_core::clock::StepClock;
 use prescale_core::config::FieldError;
 use prescale_core::prometheus::Source;
 use prescale_core::prometheus::catalog::Catalog;
-use prescale_core::prometheus::source::ServicesConfig;
 use prescale_core::store::StoreError;
 use prescale_policy::PolicyError;
 use tokio::sync::Notify;
@@ -54,6 +53,9 @@ pub enum RunError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[source] crate::grpc::ServeError),
+    /// The Kubernetes API could not be reached to watch the ScaledObjects.
+    #[error("scaled_objects: connecting to Kubernetes: {0}")]
+    Kube(#[source] kube::Error),
     /// A server task panicked or was cancelled.
     #[error("a server task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -159,8 +161,10 @@ pub struct Predictor {
     pub config: PredictorConfig,
     /// The feature catalog the window is read with.
     pub catalog: Catalog,
-    /// Every service resolved.
+    /// Every listed service resolved.
     pub plans: Vec<ServicePlan>,
+    /// Plans the inventory's services (ScaledObjects come and go).
+    pub planner: crate::config::Planner,
 }
 
 impl Predictor {
@@ -170,11 +174,15 @@ impl Predictor {
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RunError> {
-        let Predictor { config, catalog, plans } = self;
+        let Predictor { config, catalog, plans, planner } = self;
         let metrics = Metrics::new();
         let errors = metrics.fallbacks.get_or_create(&KindLabels { kind: "query_error" }).clone();
-        let services = ServicesConfig { list: plans.iter().map(|p| p.id.to_string()).collect(), discover: None };
-        let source = Source::new(config.prometheus.clone(), catalog, services, errors)?;
+        let mut source = Source::new(config.prometheus.clone(), catalog, config.services_config(), errors)?;
+        if let Some(so) = &config.scaled_objects {
+            let wait = Duration::from_secs(30);
+            source = source
+                .with_declared(prescale_core::inventory::watch::declared(so, wait).await.map_err(RunError::Kube)?);
+        }
         let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
         let models = Arc::new(Models::open(config.step, &locations, &config.models.s3).await?);
         let shared = Arc::new(Shared::new(
@@ -184,7 +192,8 @@ impl Predictor {
             metrics,
         ));
         let history_steps = config.step.steps_in(config.history);
-        let mut engine = Engine::new(config.step, history_steps, source, models.clone(), shared.clone(), plans)?;
+        let mut engine =
+            Engine::new(config.step, history_steps, source, models.clone(), shared.clone(), plans)?.following(planner);
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {

@@ -1,7 +1,7 @@
 //! What the predictor serves: the latest decision per service, shared by the step loop
 //! (writer) and the gRPC and HTTP servers (readers).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -39,7 +39,8 @@ pub enum Unavailable {
 /// The shared state.
 #[derive(Debug)]
 pub struct Shared {
-    services: Vec<ServiceId>,
+    /// The services forecast now (the inventory's, updated each step).
+    services: RwLock<BTreeSet<ServiceId>>,
     latest: RwLock<BTreeMap<ServiceId, Served>>,
     shadow: AtomicBool,
     staleness: Duration,
@@ -55,7 +56,7 @@ impl Shared {
     pub fn new(services: Vec<ServiceId>, shadow: bool, staleness: Duration, metrics: Metrics) -> Self {
         metrics.shadow.set(i64::from(shadow));
         Self {
-            services,
+            services: RwLock::new(services.into_iter().collect()),
             latest: RwLock::new(BTreeMap::new()),
             shadow: AtomicBool::new(shadow),
             staleness,
@@ -70,18 +71,35 @@ impl Shared {
         self.reloader_down.store(down, Ordering::SeqCst);
     }
 
-    /// The configured services.
-    pub fn services(&self) -> &[ServiceId] {
-        &self.services
+    /// The services forecast now, sorted.
+    pub fn services(&self) -> Vec<ServiceId> {
+        self.services.read().map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// Finds a configured service by `namespace/name`, or by name when unique.
+    /// Replaces the services forecast (the inventory changed): a service gone is no longer
+    /// served, and its last decision is dropped.
+    pub fn set_services(&self, services: impl IntoIterator<Item = ServiceId>) {
+        let now: BTreeSet<ServiceId> = services.into_iter().collect();
+        if let Ok(mut latest) = self.latest.write() {
+            latest.retain(|id, _| now.contains(id));
+        }
+        if let Ok(mut s) = self.services.write() {
+            *s = now;
+        }
+    }
+
+    /// Finds a service by `namespace/name`, or by name when unique.
     pub fn resolve(&self, namespace: Option<&str>, name: &str) -> Result<ServiceId, Unavailable> {
-        let matches: Vec<&ServiceId> =
-            self.services.iter().filter(|s| s.name() == name && namespace.is_none_or(|n| s.namespace() == n)).collect();
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            _ => Err(Unavailable::UnknownService(namespace.map_or(name.to_owned(), |n| format!("{n}/{name}")))),
+        let unknown = || Unavailable::UnknownService(namespace.map_or(name.to_owned(), |n| format!("{n}/{name}")));
+        let services = self.services.read().map_err(|_| unknown())?;
+        if let Some(ns) = namespace {
+            let id = ServiceId::new(ns, name).map_err(|_| unknown())?;
+            return if services.contains(&id) { Ok(id) } else { Err(unknown()) };
+        }
+        let mut matches = services.iter().filter(|s| s.name() == name);
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(one.clone()),
+            _ => Err(unknown()),
         }
     }
 
@@ -117,7 +135,7 @@ impl Shared {
 
     /// What to serve for a service now, unless it is unknown, undecided or stale.
     pub fn served(&self, id: &ServiceId) -> Result<Served, Unavailable> {
-        if !self.services.contains(id) {
+        if !self.services.read().is_ok_and(|s| s.contains(id)) {
             return Err(Unavailable::UnknownService(id.to_string()));
         }
         let latest = self.latest.read().map_err(|_| Unavailable::NoDecisionYet(id.to_string()))?;

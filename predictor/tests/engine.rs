@@ -147,7 +147,7 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     let source = Source::new(
         PrometheusConfig { url: prometheus.url(), retries: 0, timeout: Duration::from_secs(2), ..Default::default() },
         catalog,
-        ServicesConfig { list: vec![order.to_string(), cart.to_string()], discover: None },
+        ServicesConfig { list: vec![order.to_string(), cart.to_string()], ..Default::default() },
         Default::default(),
     )
     .unwrap();
@@ -393,4 +393,87 @@ async fn a_reloader_that_dies_is_restarted_and_readiness_says_so_meanwhile() {
     }
     let _ = stop_tx.send(true);
     tokio::time::timeout(Duration::from_secs(10), supervisor).await.expect("stops with the predictor").unwrap();
+}
+
+/// The services follow the inventory at every step, as ScaledObjects are added, changed,
+/// refused and deleted: new services are decided with their own settings, gone ones stop
+/// being served and leave `/metrics`, refusals are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_follow_the_scaled_objects_without_restarts() {
+    use prescale_core::inventory::Overrides;
+    use prescale_core::prometheus::source::DeclaredNow;
+    use prescale_predictor::state::Unavailable;
+    let dir = tempfile::tempdir().unwrap();
+    // Prometheus scraping nothing: every feature missing, so decisions are the bounds'.
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&dir.path().join("prometheus"), "15s", ""));
+    let toml = format!(
+        r#"step = "30s"
+[catalog]
+base = "storefront"
+window = "60s"
+[models]
+location = {:?}
+[policy]
+startup = "60s"
+lookahead = "120s"
+[scaled_objects]
+predictor = "predictor.prescale.svc.cluster.local"
+"#,
+        dir.path().join("models").display().to_string()
+    );
+    let config: prescale_predictor::config::PredictorConfig = prescale_core::config::from_toml_str(&toml).unwrap();
+    let predictor = config.build(&S3Options::default()).unwrap();
+    assert!(predictor.plans.is_empty());
+    let declared = Arc::new(std::sync::Mutex::new(DeclaredNow::default()));
+    let now = declared.clone();
+    let source = Source::new(
+        PrometheusConfig { url: prometheus.url(), retries: 0, timeout: Duration::from_secs(2), ..Default::default() },
+        predictor.catalog.clone(),
+        predictor.config.services_config(),
+        Default::default(),
+    )
+    .unwrap()
+    .with_declared(Arc::new(move || now.lock().unwrap().clone()));
+    let grid = StepGrid::from_secs(30).unwrap();
+    let models = Arc::new(Models::open(grid, &[], &S3Options::default()).await.unwrap());
+    let metrics = Metrics::new();
+    let shared = Arc::new(Shared::new(Vec::new(), false, Duration::from_secs(3600), metrics.clone()));
+    let mut engine =
+        Engine::new(grid, 10, source, models, shared.clone(), Vec::new()).unwrap().following(predictor.planner);
+    let (order, cart, bad): (ServiceId, ServiceId, ServiceId) =
+        ("shop/order".parse().unwrap(), "shop/cart".parse().unwrap(), "shop/bad".parse().unwrap());
+    let set = |services: Vec<(ServiceId, Overrides)>, refused: usize| {
+        *declared.lock().unwrap() = DeclaredNow { services, refused };
+    };
+    let bounds =
+        |min: u32, max: u32| Overrides { min_replicas: Some(min), max_replicas: Some(max), ..Default::default() };
+    let mut t = grid.floor(Utc::now()) - chrono::Duration::minutes(10);
+    let mut step = async || {
+        t += chrono::Duration::seconds(30);
+        engine.step(t).await.unwrap();
+    };
+
+    set(vec![(order.clone(), bounds(3, 10))], 0);
+    step().await;
+    assert_eq!(shared.services(), vec![order.clone()]);
+    assert_eq!(shared.served(&order).unwrap().replicas, 3);
+
+    // Cart added, order's bounds changed, one ScaledObject refused by the inventory and
+    // one whose settings the policy refuses (min above max).
+    set(vec![(bad.clone(), bounds(9, 2)), (cart.clone(), bounds(2, 4)), (order.clone(), bounds(5, 10))], 1);
+    step().await;
+    assert_eq!(shared.services(), vec![cart.clone(), order.clone()]);
+    assert_eq!(shared.served(&order).unwrap().replicas, 5, "the new bounds apply without a restart");
+    assert_eq!(shared.served(&cart).unwrap().replicas, 2);
+    let text = metrics.encode();
+    assert!(text.contains("prescale_predictor_services 2\n"), "{text}");
+    assert!(text.contains("prescale_predictor_services_refused 2\n"), "{text}");
+
+    // Order deleted: no longer served, and its series leave /metrics.
+    set(vec![(cart.clone(), bounds(2, 4))], 0);
+    step().await;
+    assert!(matches!(shared.served(&order), Err(Unavailable::UnknownService(_))));
+    let text = metrics.encode();
+    assert!(!text.contains(r#"service="order""#), "{text}");
+    assert!(text.contains(r#"ml_predicted_replicas{namespace="shop",service="cart"} 2"#), "{text}");
 }

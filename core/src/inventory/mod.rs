@@ -114,6 +114,8 @@ pub struct Inventory {
     pub entries: Vec<Entry>,
     /// Services left out because the bound was reached (the last ones by id).
     pub refused: Vec<ServiceId>,
+    /// ScaledObjects on the predictor refused for bad metadata.
+    pub invalid: usize,
 }
 
 impl Inventory {
@@ -145,7 +147,7 @@ impl Inventory {
         } else {
             Vec::new()
         };
-        Self { entries, refused }
+        Self { entries, refused, invalid: 0 }
     }
 
     /// The ids, sorted.

@@ -129,3 +129,37 @@ impl ScaledObjects {
         snap
     }
 }
+
+/// Watches the ScaledObjects `[services.scaled_objects]` names through the cluster's
+/// API (in-cluster service account, or the local kubeconfig), spawning the watch on the
+/// current runtime, and returns what [`crate::prometheus::source::Source::with_declared`]
+/// takes. Waits up to `wait` for the first list, so the first step sees the services;
+/// past it, the services appear as soon as the list arrives.
+#[cfg(feature = "prometheus")]
+pub async fn declared(
+    config: &crate::prometheus::source::ScaledObjectsConfig,
+    wait: std::time::Duration,
+) -> Result<crate::prometheus::source::Declared, kube::Error> {
+    install_tls_provider();
+    let client = kube::Client::try_default().await?;
+    Ok(declared_with(client, config, wait).await)
+}
+
+/// [`declared`] through a given client.
+#[cfg(feature = "prometheus")]
+pub async fn declared_with(
+    client: kube::Client,
+    config: &crate::prometheus::source::ScaledObjectsConfig,
+    wait: std::time::Duration,
+) -> crate::prometheus::source::Declared {
+    let at = PredictorAt { host: config.predictor.clone() };
+    let (objects, driver) = ScaledObjects::watch(client, config.namespace.as_deref(), at);
+    tokio::spawn(driver);
+    if tokio::time::timeout(wait, objects.ready()).await.is_err() {
+        tracing::warn!(?wait, "the ScaledObjects are not listed yet; their services appear once they are");
+    }
+    Arc::new(move || {
+        let snap = objects.snapshot();
+        crate::prometheus::source::DeclaredNow { services: snap.services, refused: snap.refused.len() }
+    })
+}

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{Access, BasicAuth, TlsConfig};
 use super::catalog::{Catalog, SERVICE_LABELS};
 use crate::config::FieldError;
+use crate::inventory::{Inventory, Overrides};
 
 /// The `[prometheus]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,14 +78,37 @@ impl Default for PrometheusConfig {
     }
 }
 
-/// The `[services]` section: which services get a row each step.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The `[services]` section: which services get a row each step (the inventory's
+/// sources: a static list, a discovery query, the ScaledObjects on the predictor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServicesConfig {
     /// Services always sampled, as `namespace/name`.
     pub list: Vec<String>,
-    /// Services found by a PromQL query, re-evaluated every step.
+    /// Services found by a PromQL query.
     pub discover: Option<Discovery>,
+    /// Services declared by KEDA ScaledObjects pointing at the predictor.
+    pub scaled_objects: Option<ScaledObjectsConfig>,
+    /// The most services the inventory holds; past it, services are refused and counted.
+    pub max: usize,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self { list: Vec::new(), discover: None, scaled_objects: None, max: 10_000 }
+    }
+}
+
+/// `[services.scaled_objects]`: the ScaledObjects to watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaledObjectsConfig {
+    /// The predictor's host as triggers name it (`scalerAddress` of `external` triggers,
+    /// the host of `metrics-api` URLs), such as `predictor.prescale.svc.cluster.local`.
+    pub predictor: String,
+    /// Watch one namespace only; all by default (a ClusterRole to list and watch).
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// Service discovery: every series the query returns names one service.
@@ -100,6 +124,13 @@ pub struct Discovery {
     /// The label holding the service name.
     #[serde(default = "default_service_label")]
     pub service_label: String,
+    /// How often the query is re-evaluated (services appear within this long).
+    #[serde(default = "default_discover_every", with = "humantime_serde")]
+    pub every: Duration,
+}
+
+fn default_discover_every() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_namespace_label() -> String {
@@ -124,10 +155,25 @@ impl ServicesConfig {
             promql_parser::parser::parse(&d.query)
                 .map_err(|e| FieldError::new("services.discover.query", format!("does not parse as PromQL: {e}")))?;
         }
-        if self.list.is_empty() && self.discover.is_none() {
+        if let Some(so) = &self.scaled_objects {
+            if so.predictor.trim().is_empty() || so.predictor.contains(['/', ':']) {
+                return Err(FieldError::new(
+                    "services.scaled_objects.predictor",
+                    format!("{:?} must be the predictor's host name, without scheme or port", so.predictor),
+                ));
+            }
+            if let Some(ns) = &so.namespace {
+                crate::service::validate_label("namespace", ns)
+                    .map_err(|e| FieldError::new("services.scaled_objects.namespace", e))?;
+            }
+        }
+        if self.max == 0 {
+            return Err(FieldError::new("services.max", "must be at least 1"));
+        }
+        if self.list.is_empty() && self.discover.is_none() && self.scaled_objects.is_none() {
             return Err(FieldError::new(
                 "services",
-                "list some services (services.list) or discover them (services.discover)",
+                "list some services (services.list), discover them (services.discover) or follow the ScaledObjects (services.scaled_objects)",
             ));
         }
         Ok(())
@@ -216,6 +262,26 @@ pub struct Source {
     services: ServicesConfig,
     listed: Vec<ServiceId>,
     errors: Counter,
+    /// The last discovery answer and when it was asked, reused for `discover.every`.
+    discovered: std::sync::Arc<std::sync::Mutex<Option<Discovered>>>,
+    /// The ScaledObjects' services, when watched.
+    declared: Option<Declared>,
+}
+
+/// A discovery answer and when it was asked.
+type Discovered = (tokio::time::Instant, Vec<ServiceId>);
+
+/// Where the ScaledObjects' services come from: a snapshot function (the reflector's, in
+/// a cluster; a fixed list in tests).
+pub type Declared = std::sync::Arc<dyn Fn() -> DeclaredNow + Send + Sync>;
+
+/// What the ScaledObjects declare now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeclaredNow {
+    /// Services and their settings.
+    pub services: Vec<(ServiceId, Overrides)>,
+    /// ScaledObjects on the predictor that were refused (bad metadata).
+    pub refused: usize,
 }
 
 impl std::fmt::Debug for Source {
@@ -237,12 +303,27 @@ impl Source {
         let client = Client::from(http, &config.url)
             .map_err(|e| FieldError::new("prometheus.url", format!("{:?} is not a URL: {e}", config.url)))?;
         let listed = services.listed()?;
-        Ok(Self { client, access, config, catalog, services, listed, errors })
+        Ok(Self {
+            client,
+            access,
+            config,
+            catalog,
+            services,
+            listed,
+            errors,
+            discovered: Default::default(),
+            declared: None,
+        })
     }
 
     /// The catalog in use.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// Adds the services ScaledObjects declare (`declared` returns them now).
+    pub fn with_declared(self, declared: Declared) -> Self {
+        Self { declared: Some(declared), ..self }
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or the retries are spent.
@@ -299,18 +380,42 @@ impl Source {
         .await
     }
 
-    /// Listed and discovered services at instant `t`, sorted.
-    pub async fn services_at(&self, t: DateTime<Utc>) -> Result<Vec<ServiceId>, QueryError> {
-        let mut all: BTreeSet<ServiceId> = self.listed.iter().cloned().collect();
+    /// The inventory at instant `t`: listed, declared and discovered services (discovery
+    /// re-asked at most every `discover.every`), within `services.max`.
+    pub async fn inventory_at(&self, t: DateTime<Utc>) -> Result<Inventory, QueryError> {
+        let mut discovered = Vec::new();
         if let Some(d) = &self.services.discover {
-            let labels = match self.instant(&d.query, t).await? {
-                Data::Vector(v) => v.into_iter().map(|s| s.into_inner().0).collect(),
-                Data::Matrix(m) => m.into_iter().map(|s| s.into_inner().0).collect(),
-                Data::Scalar(_) => Vec::new(),
+            let cached = self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            discovered = match cached {
+                Some((at, ids)) if at.elapsed() < d.every => ids,
+                _ => {
+                    let labels = match self.instant(&d.query, t).await? {
+                        Data::Vector(v) => v.into_iter().map(|s| s.into_inner().0).collect(),
+                        Data::Matrix(m) => m.into_iter().map(|s| s.into_inner().0).collect(),
+                        Data::Scalar(_) => Vec::new(),
+                    };
+                    let ids = discovered_ids(d, labels);
+                    *self.discovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((tokio::time::Instant::now(), ids.clone()));
+                    ids
+                }
             };
-            all.extend(discovered(d, labels));
         }
-        Ok(all.into_iter().collect())
+        Ok(self.merge(discovered))
+    }
+
+    fn merge(&self, discovered: Vec<ServiceId>) -> Inventory {
+        let listed: Vec<(ServiceId, Overrides)> =
+            self.listed.iter().map(|id| (id.clone(), Overrides::default())).collect();
+        let declared = self.declared.as_ref().map(|f| f()).unwrap_or_default();
+        let mut inventory = Inventory::merge(&listed, &declared.services, &discovered, self.services.max);
+        inventory.invalid = declared.refused;
+        inventory
+    }
+
+    /// The services of [`Source::inventory_at`], sorted.
+    pub async fn services_at(&self, t: DateTime<Utc>) -> Result<Vec<ServiceId>, QueryError> {
+        Ok(self.inventory_at(t).await?.ids())
     }
 
     /// Listed services and every service discovered at some step of `[from, to]`.
@@ -320,16 +425,16 @@ impl Source {
         to: DateTime<Utc>,
         grid: StepGrid,
     ) -> Result<Vec<ServiceId>, QueryError> {
-        let mut all: BTreeSet<ServiceId> = self.listed.iter().cloned().collect();
+        let mut discovered = Vec::new();
         if let Some(d) = &self.services.discover {
             let labels = match self.range(&d.query, from, to, grid.seconds()).await? {
                 Data::Matrix(m) => m.into_iter().map(|s| s.into_inner().0).collect(),
                 Data::Vector(v) => v.into_iter().map(|s| s.into_inner().0).collect(),
                 Data::Scalar(_) => Vec::new(),
             };
-            all.extend(discovered(d, labels));
+            discovered = discovered_ids(d, labels);
         }
-        Ok(all.into_iter().collect())
+        Ok(self.merge(discovered).ids())
     }
 
     /// One row per service at step `t`: one instant query per feature. Fails only when
@@ -513,7 +618,7 @@ fn not_grouped(query: &str, data: &Data) -> QueryError {
     QueryError::NotGrouped { query: query.to_owned(), what }
 }
 
-fn discovered(d: &Discovery, labels: Vec<HashMap<String, String>>) -> Vec<ServiceId> {
+fn discovered_ids(d: &Discovery, labels: Vec<HashMap<String, String>>) -> Vec<ServiceId> {
     let mut out = Vec::new();
     for l in labels {
         let (Some(ns), Some(name)) = (l.get(&d.namespace_label), l.get(&d.service_label)) else {
