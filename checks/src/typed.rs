@@ -52,6 +52,8 @@ pub fn check(o: &Value) -> Result<(), TypeError> {
         "PodDisruptionBudget" => strict::<policy::v1::PodDisruptionBudget>(o),
         "Role" => strict::<rbac::v1::Role>(o),
         "RoleBinding" => strict::<rbac::v1::RoleBinding>(o),
+        "ClusterRole" => strict::<rbac::v1::ClusterRole>(o),
+        "ClusterRoleBinding" => strict::<rbac::v1::ClusterRoleBinding>(o),
         _ => Err(TypeError::UnknownKind(describe(o))),
     }
 }

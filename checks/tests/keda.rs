@@ -45,6 +45,24 @@ fn prod() -> Vec<Value> {
     build(&repo().join("deploy/overlays/prod")).unwrap()
 }
 
+/// The services the shipped ScaledObjects declare, read as the predictor's inventory
+/// reads them: every one points at the predictor and is accepted, with its settings.
+fn declared(config: &PredictorConfig) -> BTreeMap<String, prescale_core::inventory::Overrides> {
+    use prescale_core::inventory::scaled_object::{PredictorAt, read};
+    let host = config.scaled_objects.as_ref().expect("the predictor follows the ScaledObjects").predictor.clone();
+    let objects = build(&repo().join("keda")).unwrap_or_else(|e| panic!("keda/: {e}"));
+    let mut out = BTreeMap::new();
+    for o in objects.iter().filter(|o| o["kind"] == "ScaledObject") {
+        let (id, overrides) = read(o, &PredictorAt { host: host.clone() })
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("{}: no trigger on the predictor {host}", o["metadata"]["name"]));
+        assert_eq!(id.name(), o["spec"]["scaleTargetRef"]["name"], "the service is the scale target");
+        assert!(overrides.capacity.is_some(), "{id}: its capacity is declared with it");
+        out.insert(id.to_string(), overrides);
+    }
+    out
+}
+
 fn predictor_config(objects: &[Value]) -> PredictorConfig {
     let cm = objects.iter().find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "predictor-config").unwrap();
     prescale_core::config::from_toml_str(cm["data"]["predictor.toml"].as_str().unwrap()).unwrap()
@@ -81,7 +99,8 @@ fn every_way_is_shipped_and_points_at_what_deploy_creates() {
     assert_eq!(ways, BTreeSet::from(["external", "external-push", "metrics-api", "prometheus"]));
     let objects = prod();
     let config = predictor_config(&objects);
-    let served: BTreeSet<String> = config.services.iter().map(|s| s.service.clone()).collect();
+    let served: BTreeSet<String> = declared(&config).into_keys().collect();
+    assert!(config.services.is_empty(), "the services are declared once, in the ScaledObjects");
     let mut targets = BTreeSet::new();
     for so in &scaled {
         let ns = so.metadata.namespace.as_deref().expect("a namespace");
@@ -158,7 +177,7 @@ fn decision(id: &ServiceId, replicas: u32) -> (ServiceId, Served) {
 async fn the_predictor_accepts_every_triggers_metadata() {
     let (scaled, _) = resources();
     let config = predictor_config(&prod());
-    let ids: Vec<ServiceId> = config.services.iter().map(|s| s.service.parse::<ServiceId>().unwrap()).collect();
+    let ids: Vec<ServiceId> = declared(&config).keys().map(|s| s.parse::<ServiceId>().unwrap()).collect();
     let shared = Arc::new(Shared::new(ids.clone(), false, Duration::from_secs(300), Metrics::new()));
     let expected: BTreeMap<String, u32> =
         ids.iter().enumerate().map(|(i, id)| (id.to_string(), 3 + i as u32)).collect();

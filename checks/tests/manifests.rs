@@ -39,7 +39,8 @@ fn every_object_of_both_overlays_is_a_valid_kubernetes_object() {
             let key =
                 (o["kind"].to_string(), o["metadata"]["namespace"].to_string(), o["metadata"]["name"].to_string());
             assert!(seen.insert(key), "overlay {name}: {} twice", describe(o));
-            if o["kind"] != "Namespace" {
+            // Cluster-scoped: namespaces, and the inventory's read-only ClusterRole.
+            if !matches!(o["kind"].as_str(), Some("Namespace" | "ClusterRole" | "ClusterRoleBinding")) {
                 let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
                 assert!(ns == "prescale" || ns == "storefront", "overlay {name}: {} has namespace {ns:?}", describe(o));
             }
@@ -218,9 +219,20 @@ fn the_settings_in_the_config_maps_load_with_the_components_types() {
             .unwrap()
             .to_owned();
         assert!(script.contains("--services \"$SERVICES\""), "{script}");
-        for s in &predictor.services {
-            let id: prescale_core::ServiceId = s.service.parse().unwrap();
-            assert!(id.matches(&selector), "the trainer's {selector:?} leaves out {id}, which the predictor serves");
+        let keda = build(&repo().join("keda")).unwrap();
+        let host =
+            predictor.scaled_objects.as_ref().expect("the predictor follows the ScaledObjects").predictor.clone();
+        let at = prescale_core::inventory::scaled_object::PredictorAt { host };
+        let mut scaled = 0;
+        for o in keda.iter().filter(|o| o["kind"] == "ScaledObject") {
+            let (id, _) = prescale_core::inventory::scaled_object::read(o, &at).unwrap().unwrap();
+            assert!(id.matches(&selector), "the trainer's {selector:?} leaves out {id}, which a ScaledObject declares");
+            scaled += 1;
         }
+        assert!(scaled >= 4, "every ScaledObject is read");
+        // The collector follows the same ScaledObjects: nothing to list twice.
+        let so = collector.services.scaled_objects.as_ref().expect("the collector follows the ScaledObjects");
+        assert_eq!(so.predictor, at.host);
+        assert!(collector.services.list.is_empty(), "the services are declared once");
     }
 }
