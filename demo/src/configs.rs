@@ -95,9 +95,12 @@ location = {store:?}
 base = "storefront"
 window = "{window}"
 
-[services.discover]
-query = 'group by (namespace, service) (up{{job="storefront"}})'
+# The demo's services, from the one list the predictor's settings come from too (in a
+# cluster: the ScaledObjects). No discovery query: a step costs one query per feature.
+[services]
+list = [{list}]
 "#,
+        list = SERVICES.iter().map(|(name, _)| format!("\"storefront/{name}\"")).collect::<Vec<_>>().join(", "),
         step = s.step_secs,
         delay = scrape_interval(s),
         flush = s.step_secs * 12,

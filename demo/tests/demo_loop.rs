@@ -46,6 +46,27 @@ fn free_run(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
+/// Query requests Prometheus has answered (instant and range), from its own `/metrics`
+/// (read after a pause: it counts a request once its answer is sent).
+async fn query_requests(prom: &str) -> f64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = reqwest::get(format!("{prom}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("prometheus_http_requests_total{"))
+        .filter(|l| l.contains(r#"handler="/api/v1/query""#) || l.contains(r#"handler="/api/v1/query_range""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The predictor's last step, Unix seconds.
+async fn last_step(predictor: &str) -> f64 {
+    let text = reqwest::get(format!("{predictor}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("prescale_predictor_last_step_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the predictor exports its last step")
+}
+
 async fn get(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
@@ -102,8 +123,24 @@ async fn the_demo_reaches_live_forecasts_and_feeds_every_dashboard() {
     let page = reqwest::get(format!("{}/", demo.predictor_url())).await.unwrap().text().await.unwrap();
     assert!(page.contains("Prescale: live predictions"));
 
-    // One horizon later the forecasts are scored; then every dashboard query has data.
+    // Queries per step: Prometheus' own count of answered query requests, over a minute in
+    // which only the collector and the predictor query it, is at most twice the features
+    // (one grouped query per feature each), whatever the number of services.
     let prom = demo.prometheus_url();
+    let (q0, s0) = (query_requests(&prom).await, last_step(&demo.predictor_url()).await);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (q1, s1) = (query_requests(&prom).await, last_step(&demo.predictor_url()).await);
+    let steps = ((s1 - s0) / settings.step_secs as f64).round();
+    let features = 7.0;
+    println!(
+        "Prometheus answered {} queries in {steps} steps: {:.2} per step for {features} features and 7 services",
+        q1 - q0,
+        (q1 - q0) / steps
+    );
+    assert!(steps >= 10.0, "the predictor stepped {steps} times in a minute");
+    assert!(q1 - q0 <= 2.0 * features * (steps + 1.0), "{} queries in {steps} steps", q1 - q0);
+
+    // One horizon later the forecasts are scored; then every dashboard query has data.
     let deadline = Instant::now() + Duration::from_secs(780);
     loop {
         let r = get(&format!("{prom}/api/v1/query?query=count(prescale_predictor_forecast_error_requests_per_second)"))
