@@ -1,16 +1,22 @@
-//! `make bench`: the collector at 1,000 services with every feature.
+//! `make bench`: the collector at 100, 1,000 and 10,000 services with every feature
+//! (`BENCH_SERVICES=100,1000` for other sizes).
 //!
-//! A synthetic exporter in this process exposes, for 1,000 services, the series the
+//! A synthetic exporter in this process exposes, for N services, the series the
 //! `kubernetes` catalog reads (NGINX ingress counters and latency histogram, cAdvisor CPU
-//! and memory, kube-state-metrics requests, limits and replicas: about 18,000 series); a
-//! real Prometheus scrapes it every 5 s. Printed:
-//! - the wall time of one step (11,000 instant queries) through the collector's source;
+//! and memory, kube-state-metrics requests, limits and replicas: 18 series a service); a
+//! real Prometheus scrapes it every 5 s. Printed for each N:
+//! - the wall time of one step through the collector's source, and the queries it cost
+//!   (Prometheus' own count of answered queries: one per feature, whatever N);
 //! - Parquet bytes per row for the rows of consecutive steps in one file;
-//! - the peak resident memory of the `prescale-collector` binary collecting live (5 s
-//!   steps, 10 s flushes to a local folder) for 40 s.
+//! - the `prescale-collector` binary collecting live (5 s steps, 10 s flushes to a local
+//!   folder) for 40 s: its mean step time and peak resident memory.
+//!
+//! Then a table of the curve.
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -23,16 +29,22 @@ use prescale_testkit::prometheus::Prometheus;
 use prescale_testkit::tools::free_port;
 use prometheus_client::metrics::counter::Counter;
 
-const SERVICES: usize = 1000;
+/// The sizes measured: `BENCH_SERVICES`, or 100, 1,000 and 10,000.
+fn sizes() -> Vec<usize> {
+    std::env::var("BENCH_SERVICES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100, 1000, 10_000])
+}
 
-fn exposition(started: Instant) -> String {
+fn exposition(started: Instant, services: usize) -> String {
     let s = started.elapsed().as_secs_f64();
-    let mut out = String::with_capacity(4 << 20);
-    for i in 0..SERVICES {
-        let svc = format!("svc-{i:04}");
+    let mut out = String::with_capacity(services * 2200);
+    for i in 0..services {
+        let svc = format!("svc-{i:05}");
         let rate = 5.0 + (i % 50) as f64;
         let ing = format!(r#"namespace="bench",service="{svc}""#);
-        let pod = format!(r#"namespace="bench",pod="{svc}-6d5f7c8b9-x{i:04}",container="app""#);
+        let pod = format!(r#"namespace="bench",pod="{svc}-6d5f7c8b9-x{i:05}",container="app""#);
         let _ = writeln!(out, "nginx_ingress_controller_requests{{{ing},status=\"200\"}} {}", rate * s);
         let _ = writeln!(out, "nginx_ingress_controller_requests{{{ing},status=\"503\"}} {}", 0.01 * rate * s);
         let total = 1.01 * rate * s;
@@ -71,32 +83,74 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Prometheus' own count of answered queries (instant and range).
+async fn answered(prometheus: &str) -> f64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = reqwest::get(format!("{prometheus}/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("prometheus_http_requests_total{") && l.contains(r#"code="200""#))
+        .filter(|l| l.contains(r#"handler="/api/v1/query""#) || l.contains(r#"handler="/api/v1/query_range""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One size's figures.
+struct Figures {
+    services: usize,
+    step_p50: f64,
+    step_max: f64,
+    queries_per_step: f64,
+    live_step: f64,
+    peak_mib: f64,
+    bytes_per_row: f64,
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let exporter_port = free_port();
     let started = Instant::now();
+    let size = Arc::new(AtomicUsize::new(0));
+    let served = size.clone();
     rt.spawn(async move {
-        let app = Router::new().route("/metrics", get(move || async move { exposition(started) }));
+        let app = Router::new()
+            .route("/metrics", get(move || async move { exposition(started, served.load(Ordering::Relaxed)) }));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", exporter_port)).await.unwrap();
         axum::serve(listener, app).await.unwrap();
     });
-    let scrape =
-        format!("  - job_name: synthetic\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n");
-    // `honor_labels` keeps the exporter's own `namespace` and `service` labels.
-    let scrape = scrape.replace("    static_configs", "    honor_labels: true\n    static_configs");
+    let scrape = format!(
+        "  - job_name: synthetic\n    honor_labels: true\n    scrape_timeout: 5s\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n"
+    );
     let prometheus = Prometheus::start(&dir.path().join("prometheus"), "5s", &scrape);
-    println!("collector bench: {SERVICES} services, every feature (kubernetes catalog), Prometheus scraping every 5 s");
-    std::thread::sleep(Duration::from_secs(50));
+    let mut table = Vec::new();
+    for n in sizes() {
+        size.store(n, Ordering::Relaxed);
+        println!("collector bench: {n} services, every feature (kubernetes catalog), Prometheus scraping every 5 s");
+        // Two scrapes of the new size before the rate window (20 s) is full.
+        std::thread::sleep(Duration::from_secs(30));
+        table.push(measure(&rt, dir.path(), &prometheus.url(), n));
+    }
+    println!(
+        "\n  | services | step p50 (s) | step max (s) | queries/step | live step (s) | peak RSS (MiB) | Parquet bytes/row |"
+    );
+    println!("  |---:|---:|---:|---:|---:|---:|---:|");
+    for f in &table {
+        println!(
+            "  | {} | {:.3} | {:.3} | {:.1} | {:.3} | {:.0} | {:.1} |",
+            f.services, f.step_p50, f.step_max, f.queries_per_step, f.live_step, f.peak_mib, f.bytes_per_row
+        );
+    }
+}
 
-    let list: Vec<String> = (0..SERVICES).map(|i| format!("bench/svc-{i:04}")).collect();
+fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str, n: usize) -> Figures {
+    let list: Vec<String> = (0..n).map(|i| format!("bench/svc-{i:05}")).collect();
     let catalog = Catalog::from_config(&CatalogConfig {
         base: CatalogName::Kubernetes,
         window: Duration::from_secs(20),
         features: Default::default(),
     })
     .unwrap();
-    let prom = PrometheusConfig { url: prometheus.url(), timeout: Duration::from_secs(30), ..Default::default() };
+    let prom = PrometheusConfig { url: prometheus.to_owned(), timeout: Duration::from_secs(30), ..Default::default() };
     let services = ServicesConfig { list: list.clone(), ..Default::default() };
     let errors = Counter::default();
     let source = Source::new(prom.clone(), catalog, services.clone(), errors.clone()).unwrap();
@@ -106,6 +160,7 @@ fn main() {
     let last = grid.floor(Utc::now()) - grid.delta();
     let mut times = Vec::new();
     let mut rows = Vec::new();
+    let before = rt.block_on(answered(prometheus));
     for k in (0..5).rev() {
         let t = last - grid.delta() * k;
         let begun = Instant::now();
@@ -113,37 +168,32 @@ fn main() {
         times.push(begun.elapsed().as_secs_f64());
         rows.extend(step);
     }
+    let queries_per_step = (rt.block_on(answered(prometheus)) - before) / 5.0;
     let filled = rows.iter().filter(|r| r.values.iter().all(Option::is_some)).count();
+    let (step_p50, step_max) = (percentile(times.clone(), 0.5), percentile(times, 1.0));
     println!(
-        "  one step, {} queries (concurrency {}): p50 {:.2} s, max {:.2} s over {} steps; {} of {} rows have every feature; {} query errors",
-        11,
+        "  one step: {queries_per_step:.1} queries (concurrency {}), p50 {step_p50:.3} s, max {step_max:.3} s over 5 steps; {filled} of {} rows have every feature; {} query errors",
         prom.concurrency,
-        percentile(times.clone(), 0.5),
-        percentile(times, 1.0),
-        5,
-        filled,
         rows.len(),
         errors.get()
     );
     let bytes = table::to_parquet(&rows).unwrap();
-    println!(
-        "  Parquet: {} rows in one file, {} bytes, {:.1} bytes/row (zstd)",
-        rows.len(),
-        bytes.len(),
-        bytes.len() as f64 / rows.len() as f64
-    );
+    let bytes_per_row = bytes.len() as f64 / rows.len() as f64;
+    println!("  Parquet: {} rows in one file, {} bytes, {bytes_per_row:.1} bytes/row (zstd)", rows.len(), bytes.len());
 
-    // The binary collecting live: its peak memory.
-    let config = dir.path().join("collector.toml");
+    // The binary collecting live: its step time and peak memory.
+    let run = dir.join(format!("live-{n}"));
+    std::fs::create_dir_all(&run).unwrap();
+    let config = run.join("collector.toml");
     let metrics_port = free_port();
     std::fs::write(
         &config,
         format!(
             "step = \"5s\"\nquery_delay = \"1s\"\nflush_interval = \"10s\"\nspool_dir = {:?}\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [prometheus]\nurl = {:?}\ntimeout = \"30s\"\n[store]\nlocation = {:?}\n[catalog]\nwindow = \"20s\"\n[services]\nlist = {:?}\n",
-            dir.path().join("spool").display().to_string(),
-            prometheus.url(),
-            dir.path().join("store").display().to_string(),
+            run.join("spool").display().to_string(),
+            prometheus,
+            run.join("store").display().to_string(),
             list
         ),
     )
@@ -157,7 +207,7 @@ fn main() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(40));
-    let peak = peak_rss_mb(child.id());
+    let peak_mib = peak_rss_mb(child.id()).unwrap_or(f64::NAN);
     let metrics = rt.block_on(async {
         reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.ok()?.text().await.ok()
     });
@@ -176,11 +226,10 @@ fn main() {
         value("prescale_collector_step_duration_seconds_sum"),
         value("prescale_collector_step_duration_seconds_count"),
     );
+    let live_step = sum / count;
     println!(
-        "  live binary, 40 s: peak RSS {:.0} MiB, {} steps collected (mean step {:.2} s), {} rows flushed",
-        peak.unwrap_or(f64::NAN),
-        count,
-        sum / count,
+        "  live binary, 40 s: peak RSS {peak_mib:.0} MiB, {count} steps collected (mean step {live_step:.3} s), {} rows flushed",
         value("prescale_collector_rows_flushed_total")
     );
+    Figures { services: n, step_p50, step_max, queries_per_step, live_step, peak_mib, bytes_per_row }
 }

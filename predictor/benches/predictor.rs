@@ -1,11 +1,12 @@
 //! `make bench`: the predictor's serving latency and step time.
 //!
-//! - `GetMetrics` through a real gRPC client on loopback, offered at 1,000 calls/s for
-//!   10 s (each call on its own task, so a slow call does not slow the offered rate):
-//!   p50, p99 and max latency.
-//! - One step for 100 services against a real Prometheus holding six hours of their
-//!   metrics, each with a small trained transformer: the first step (two hours read with
-//!   range queries) and the steady steps (one instant query per feature and service).
+//! - `GetMetrics` through a real gRPC client on loopback with 10,000 services registered,
+//!   offered at 1,000 calls/s for 10 s (each call on its own task, so a slow call does not
+//!   slow the offered rate): p50, p99 and max latency.
+//! - One step for 100 and 1,000 services (`BENCH_PREDICTOR_SERVICES`) against a real
+//!   Prometheus holding six hours of their metrics, each with a small trained transformer:
+//!   the first step (two hours read with range queries) and the steady steps (one grouped
+//!   instant query per feature for all services, then a forecast per service).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +34,18 @@ use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-const SERVICES: usize = 100;
 const STEP: i64 = 30;
+
+/// Services registered for the gRPC latency.
+const GRPC_SERVICES: usize = 10_000;
+
+/// The sizes of the step measurement: `BENCH_PREDICTOR_SERVICES`, or 100 and 1,000.
+fn sizes() -> Vec<usize> {
+    std::env::var("BENCH_PREDICTOR_SERVICES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100, 1000])
+}
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -91,7 +102,8 @@ async fn grpc_latency(rt_services: &[ServiceId]) {
     }
     let mut latencies: Vec<f64> = tasks.join_all().await;
     println!(
-        "  GetMetrics at {rate} calls/s for {seconds} s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} calls)",
+        "  GetMetrics at {rate} calls/s for {seconds} s, {} services registered: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} calls)",
+        rt_services.len(),
         percentile(&mut latencies, 0.5),
         percentile(&mut latencies, 0.99),
         percentile(&mut latencies, 1.0),
@@ -100,6 +112,7 @@ async fn grpc_latency(rt_services: &[ServiceId]) {
 }
 
 async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
+    let n = services.len();
     let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
     let start = end.timestamp() - 6 * 3600;
     let mut om = String::new();
@@ -184,7 +197,7 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
     }
     let forecasts = services.iter().filter(|s| shared.served(s).is_ok_and(|d| d.decision.forecast.is_some())).count();
     println!(
-        "  one step for {SERVICES} services (storefront catalog, 7 features each, a model each): first step {:.2} s (2 h of history by range queries), then p50 {:.3} s, max {:.3} s over 10 steps; {forecasts} of {SERVICES} decisions from forecasts",
+        "  one step for {n} services (storefront catalog, 7 features each, a model each): first step {:.2} s (2 h of history by range queries), then p50 {:.3} s, max {:.3} s over 10 steps; {forecasts} of {n} decisions from forecasts",
         first,
         percentile(&mut steady.clone(), 0.5),
         percentile(&mut steady, 1.0)
@@ -194,9 +207,12 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let services: Vec<ServiceId> =
-        (0..SERVICES).map(|i| ServiceId::new("bench", format!("svc-{i:03}")).unwrap()).collect();
+    let ids = |n: usize| -> Vec<ServiceId> {
+        (0..n).map(|i| ServiceId::new("bench", format!("svc-{i:05}")).unwrap()).collect()
+    };
     println!("predictor bench");
-    rt.block_on(grpc_latency(&services));
-    rt.block_on(step_time(dir.path(), &services));
+    rt.block_on(grpc_latency(&ids(GRPC_SERVICES)));
+    for n in sizes() {
+        rt.block_on(step_time(&dir.path().join(n.to_string()), &ids(n)));
+    }
 }

@@ -62,6 +62,11 @@ impl Scaler {
                 unknown.join(", ")
             )));
         }
+        let sorted: std::collections::BTreeMap<String, String> =
+            meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Err((key, why)) = prescale_core::inventory::scaled_object::settings(&sorted) {
+            return Err(Status::invalid_argument(format!("scalerMetadata key `{key}`: {why}")));
+        }
         let service = meta.get("service").filter(|s| !s.is_empty()).ok_or_else(|| {
             Status::invalid_argument("scalerMetadata key `service` is missing: name the service to scale")
         })?;

@@ -103,6 +103,52 @@ impl PredictorAt {
     }
 }
 
+/// The settings trigger metadata carries (bounds aside), each value checked; an error
+/// names the key and what is wrong with its value. The gRPC scaler checks the metadata
+/// KEDA sends with it too, so a bad value is refused there as well.
+pub fn settings(meta: &BTreeMap<String, String>) -> Result<Overrides, (&'static str, String)> {
+    fn get<'a>(meta: &'a BTreeMap<String, String>, k: &'static str) -> Option<(&'static str, &'a str)> {
+        meta.get(k).map(|v| (k, v.trim()))
+    }
+    let number = |k: &'static str| -> Result<Option<f64>, (&'static str, String)> {
+        get(meta, k)
+            .map(|(k, v)| v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or((k, format!("{v:?} is not a number"))))
+            .transpose()
+    };
+    let whole = |k: &'static str| -> Result<Option<u32>, (&'static str, String)> {
+        get(meta, k).map(|(k, v)| v.parse::<u32>().map_err(|_| (k, format!("{v:?} is not a whole number")))).transpose()
+    };
+    let duration = |k: &'static str| -> Result<Option<Duration>, (&'static str, String)> {
+        get(meta, k)
+            .map(|(k, v)| humantime::parse_duration(v).map_err(|e| (k, format!("{v:?} is not a duration ({e})"))))
+            .transpose()
+    };
+    let quantile = match get(meta, "quantile").map(|(_, q)| q.to_ascii_lowercase()) {
+        None => None,
+        Some(q) if q == "p50" || q == "p90" => Some(q),
+        Some(q) => return Err(("quantile", format!("{q:?} is not p50 or p90"))),
+    };
+    whole("activationReplicas")?;
+    let overrides = Overrides {
+        capacity: number("capacity")?,
+        min_replicas: None,
+        max_replicas: None,
+        startup: duration("startup")?,
+        lookahead: duration("lookahead")?,
+        quantile,
+        headroom: number("headroom")?,
+        floor_utilisation: number("floorUtilisation")?,
+        scale_down_window: duration("scaleDownWindow")?,
+        max_change: whole("maxChange")?,
+        burst_quantile: number("burstQuantile")?,
+        burst_span: duration("burstSpan")?,
+    };
+    if overrides.capacity.is_some_and(|c| c <= 0.0) {
+        return Err(("capacity", "must be a positive number of requests/s".into()));
+    }
+    Ok(overrides)
+}
+
 /// The service and settings of a ScaledObject (its JSON as the API server sends it), or
 /// `None` when none of its triggers points at the predictor.
 pub fn read(object: &Value, at: &PredictorAt) -> Result<Option<(ServiceId, Overrides)>, Refused> {
@@ -149,30 +195,6 @@ pub fn read(object: &Value, at: &PredictorAt) -> Result<Option<(ServiceId, Overr
         None => ServiceId::new(meta.get("namespace").cloned().unwrap_or_else(|| namespace.clone()), service),
     }
     .map_err(|e| refuse(format!("{}: {e}", key("service"))))?;
-    let number = |k: &str| -> Result<Option<f64>, Refused> {
-        meta.get(k)
-            .map(|v| {
-                v.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| refuse(format!("{}: {v:?} is not a number", key(k))))
-            })
-            .transpose()
-    };
-    let whole = |k: &str| -> Result<Option<u32>, Refused> {
-        meta.get(k)
-            .map(|v| v.trim().parse::<u32>().map_err(|_| refuse(format!("{}: {v:?} is not a whole number", key(k)))))
-            .transpose()
-    };
-    let duration = |k: &str| -> Result<Option<Duration>, Refused> {
-        meta.get(k)
-            .map(|v| {
-                humantime::parse_duration(v.trim())
-                    .map_err(|e| refuse(format!("{}: {v:?} is not a duration ({e})", key(k))))
-            })
-            .transpose()
-    };
     let bound = |field: &str| -> Result<Option<u32>, Refused> {
         match &spec[field] {
             Value::Null => Ok(None),
@@ -183,29 +205,9 @@ pub fn read(object: &Value, at: &PredictorAt) -> Result<Option<(ServiceId, Overr
                 .ok_or_else(|| refuse(format!("spec.{field}: {v} is not a replica count"))),
         }
     };
-    let quantile = match meta.get("quantile").map(|q| q.trim().to_ascii_lowercase()) {
-        None => None,
-        Some(q) if q == "p50" || q == "p90" => Some(q),
-        Some(q) => return Err(refuse(format!("{}: {q:?} is not p50 or p90", key("quantile")))),
-    };
-    whole("activationReplicas")?;
-    let overrides = Overrides {
-        capacity: number("capacity")?,
-        min_replicas: bound("minReplicaCount")?,
-        max_replicas: bound("maxReplicaCount")?,
-        startup: duration("startup")?,
-        lookahead: duration("lookahead")?,
-        quantile,
-        headroom: number("headroom")?,
-        floor_utilisation: number("floorUtilisation")?,
-        scale_down_window: duration("scaleDownWindow")?,
-        max_change: whole("maxChange")?,
-        burst_quantile: number("burstQuantile")?,
-        burst_span: duration("burstSpan")?,
-    };
-    if overrides.capacity.is_some_and(|c| c <= 0.0) {
-        return Err(refuse(format!("{}: must be a positive number of requests/s", key("capacity"))));
-    }
+    let settings = settings(&meta).map_err(|(k, why)| refuse(format!("{}: {why}", key(k))))?;
+    let overrides =
+        Overrides { min_replicas: bound("minReplicaCount")?, max_replicas: bound("maxReplicaCount")?, ..settings };
     if let (Some(lo), Some(hi)) = (overrides.min_replicas, overrides.max_replicas)
         && lo > hi
     {
