@@ -34,6 +34,14 @@ fn catalog() -> Catalog {
     .unwrap()
 }
 
+/// Ten minutes of `shop/a` in flight, 3 + step % 4, as OpenMetrics.
+fn history() -> String {
+    (0..=40)
+        .map(|j| format!("inflight{{namespace=\"shop\",service=\"a\"}} {} {}\n", 3 + j % 4, START + j * 15))
+        .chain(std::iter::once("# EOF\n".to_owned()))
+        .collect()
+}
+
 fn source(config: PrometheusConfig) -> Result<Source, String> {
     let services = ServicesConfig { list: vec!["shop/a".into()], ..Default::default() };
     Source::new(PrometheusConfig { retries: 0, ..config }, catalog(), services, Counter::default())
@@ -48,11 +56,7 @@ fn shop_a() -> Vec<ServiceId> {
 fn basic_auth_over_tls_with_right_wrong_and_corrected_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let prom_dir = dir.path().join("prometheus");
-    let history: String = (0..=40)
-        .map(|j| format!("inflight{{namespace=\"shop\",service=\"a\"}} {} {}\n", 3 + j % 4, START + j * 15))
-        .chain(std::iter::once("# EOF\n".to_owned()))
-        .collect();
-    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history);
+    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history());
     let (prometheus, secured) = Prometheus::start_secured(&prom_dir, "15s", "");
     assert!(prometheus.url().starts_with("https://"));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -213,11 +217,7 @@ async fn the_collector_binary_backfills_through_basic_auth_over_tls() {
     use prescale_testkit::s3::S3Server;
     let dir = tempfile::tempdir().unwrap();
     let prom_dir = dir.path().join("prometheus");
-    let history: String = (0..=40)
-        .map(|j| format!("inflight{{namespace=\"shop\",service=\"a\"}} {} {}\n", 3 + j % 4, START + j * 15))
-        .chain(std::iter::once("# EOF\n".to_owned()))
-        .collect();
-    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history);
+    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history());
     let (prometheus, secured) = tokio::task::block_in_place(|| Prometheus::start_secured(&prom_dir, "15s", ""));
     std::fs::create_dir_all(dir.path().join("s3")).unwrap();
     let server = S3Server::start(&dir.path().join("s3")).await.unwrap();
