@@ -206,26 +206,21 @@ impl PredictorConfig {
         if self.history < self.step.duration() * 2 {
             return Err(bad("history", format!("{:?} must cover at least two steps", self.history)));
         }
+        let mut entries = std::collections::BTreeMap::new();
+        for (i, entry) in self.services.iter().enumerate() {
+            let id: ServiceId = entry.service.parse().map_err(|e| bad(format!("services[{i}].service"), e))?;
+            if entries.insert(id.clone(), entry.clone()).is_some() {
+                return Err(bad(format!("services[{i}].service"), format!("{id} is listed twice")));
+            }
+        }
+        // The listed services are planned as the inventory's are at every step.
+        let planner =
+            Planner { step: self.step, policy: self.policy.clone(), models: self.models.location.clone(), entries };
         let mut plans = Vec::new();
         for (i, entry) in self.services.iter().enumerate() {
-            let field = |name: &str| format!("services[{i}].{name}");
-            let id: ServiceId = entry.service.parse().map_err(|e| bad(field("service"), e))?;
-            if plans.iter().any(|p: &ServicePlan| p.id == id) {
-                return Err(bad(field("service"), format!("{id} is listed twice")));
-            }
-            let d = &self.policy;
-            let policy = PolicySettings {
-                capacity: entry.capacity.unwrap_or(d.capacity),
-                min_replicas: entry.min_replicas.unwrap_or(d.min_replicas),
-                max_replicas: entry.max_replicas.unwrap_or(d.max_replicas),
-                ..d.clone()
-            };
-            policy.validate(self.step).map_err(|e| bad(format!("services[{i}] ({id})"), e))?;
-            let models = entry
-                .models
-                .clone()
-                .unwrap_or_else(|| self.models.location.join(&format!("{}/{}", id.namespace(), id.name())));
-            plans.push(ServicePlan { id, models, policy });
+            let id: ServiceId = entry.service.parse().expect("checked above");
+            let plan = planner.plan(&id, &Overrides::default()).map_err(|e| bad(format!("services[{i}] ({id})"), e))?;
+            plans.push(plan);
         }
         if let Some(tls) = &self.tls {
             for (what, path) in
@@ -237,12 +232,6 @@ impl PredictorConfig {
             }
         }
         self.models.s3 = s3_flags.over(&self.models.s3);
-        let planner = Planner {
-            step: self.step,
-            policy: self.policy.clone(),
-            models: self.models.location.clone(),
-            entries: self.services.iter().map(|e| (e.service.parse().expect("checked above"), e.clone())).collect(),
-        };
         Ok(Predictor { config: self, catalog, plans, planner })
     }
 
