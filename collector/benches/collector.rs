@@ -11,7 +11,8 @@
 //! - the `prescale-collector` binary collecting live (5 s steps, 10 s flushes to a local
 //!   folder) for 40 s: its mean step time and peak resident memory.
 //!
-//! Then a table of the curve.
+//! Then a table of the curve, recorded with the predictor's in
+//! `target-bench/fleet-scale.{csv,svg}` (see `prescale_testkit::curve`).
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -25,6 +26,7 @@ use chrono::Utc;
 use prescale_core::prometheus::catalog::{Catalog, CatalogConfig, CatalogName};
 use prescale_core::prometheus::source::{PrometheusConfig, ServicesConfig, Source};
 use prescale_core::table;
+use prescale_testkit::curve;
 use prescale_testkit::prometheus::Prometheus;
 use prescale_testkit::tools::free_port;
 use prometheus_client::metrics::counter::Counter;
@@ -139,6 +141,19 @@ fn main() {
             "  | {} | {:.3} | {:.3} | {:.1} | {:.3} | {:.0} | {:.1} |",
             f.services, f.step_p50, f.step_max, f.queries_per_step, f.live_step, f.peak_mib, f.bytes_per_row
         );
+    }
+    let points: Vec<curve::Point> = table
+        .iter()
+        .map(|f| curve::Point {
+            component: "collector".into(),
+            services: f.services,
+            step_seconds: f.live_step,
+            memory_mib: f.peak_mib,
+        })
+        .collect();
+    match curve::record(&curve::folder(), "collector", &points) {
+        Ok(svg) => println!("  the curve (live step, peak RSS): {}", svg.display()),
+        Err(e) => println!("  the curve was not drawn: {e}"),
     }
 }
 

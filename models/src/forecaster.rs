@@ -8,11 +8,11 @@ use tch::nn;
 use tch::{Device, Kind};
 
 use crate::base::Base;
-use crate::preprocess::{Preprocess, PreprocessError};
+use crate::preprocess::{Covariates, Preprocess, PreprocessError};
 use crate::scores::Forecasts;
 use crate::series::Series;
 use crate::transformer::{Inputs, Net, NetConfig};
-use crate::window::{WindowConfig, Windows};
+use crate::window::{Batch, WindowConfig, Windows};
 
 /// Why a model could not be trained or used.
 #[derive(Debug, thiserror::Error)]
@@ -236,19 +236,12 @@ impl TransformerModel {
         let mut p50 = Array2::zeros((origins.len(), h));
         let mut p90 = Array2::zeros((origins.len(), h));
         let mut units = Vec::with_capacity(origins.len());
-        let device = self.vs.device();
         for (c, chunk) in origins.chunks(FORECAST_BATCH).enumerate() {
             let batch = windows.batch(chunk);
-            let input = Inputs::from_batch(&batch, 1.0, device);
-            let out = tch::no_grad(|| self.net.forward(&input, false));
-            let a50 = to_array(&out.p50);
-            let a90 = to_array(&out.p90);
+            let (a50, a90) = self.forward(&batch);
             for row in 0..chunk.len() {
                 let level = batch.level[row] as f64;
-                units.push(match p.p90_unit {
-                    P90Unit::Level => level,
-                    P90Unit::Volatility => batch.volatility[row] as f64,
-                });
+                units.push(self.unit(&batch, row));
                 for k in 0..h {
                     p50[[c * FORECAST_BATCH + row, k]] = (a50[[row, k]] * level).max(0.0);
                     p90[[c * FORECAST_BATCH + row, k]] = a90[[row, k]] * level;
@@ -256,6 +249,82 @@ impl TransformerModel {
             }
         }
         Ok((Forecasts { origins: origins.to_vec(), p50, p90 }, units))
+    }
+
+    /// One forward pass: the normalised p50 and p90 of each window of the batch.
+    fn forward(&self, batch: &Batch) -> (Array2<f64>, Array2<f64>) {
+        let input = Inputs::from_batch(batch, 1.0, self.vs.device());
+        let out = tch::no_grad(|| self.net.forward(&input, false));
+        (to_array(&out.p50), to_array(&out.p90))
+    }
+
+    /// The p90 unit of row `row` of a batch.
+    fn unit(&self, batch: &Batch, row: usize) -> f64 {
+        match self.params.p90_unit {
+            P90Unit::Level => batch.level[row] as f64,
+            P90Unit::Volatility => batch.volatility[row] as f64,
+        }
+    }
+
+    /// Calibrated forecasts at the last step of each input, as [`Self::forecast`] makes
+    /// them, but with the windows of many series side by side: one forward pass per
+    /// [`FORECAST_BATCH`] series instead of one per series, the batch arrays reused from
+    /// `scratch` between calls. One result per input, in order; an input fails alone (a
+    /// model fitted on covariates the input lacks).
+    pub fn forecast_last(&self, inputs: &[Live<'_>], scratch: &mut Scratch) -> Vec<Result<Forecasts, ModelError>> {
+        let p = &self.params;
+        let (context, h) = (p.window.context, p.window.horizon);
+        let mut results: Vec<Option<Result<Forecasts, ModelError>>> = inputs.iter().map(|_| None).collect();
+        let mut ready = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let exog = match (p.preprocess.as_ref(), input.covariates) {
+                (None, _) => None,
+                (Some(pre), Some(cov)) => match pre.transform(cov) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        results[i] = Some(Err(e.into()));
+                        continue;
+                    }
+                },
+                (Some(pre), None) => {
+                    results[i] = Some(Err(PreprocessError::new(format!(
+                        "{}: the model was trained on covariates ({}) and this data has none",
+                        input.series.name,
+                        pre.columns.join(", ")
+                    ))
+                    .into()));
+                    continue;
+                }
+            };
+            let windows = Windows::new(input.series, p.window, p.level_floor, &p.holidays)
+                .with_exog(exog)
+                .with_base(p.base.as_ref());
+            ready.push((i, windows));
+        }
+        for (c, chunk) in ready.chunks(FORECAST_BATCH).enumerate() {
+            let Some((_, first)) = chunk.first() else { continue };
+            let shapes = ((context, first.context_features()), (h, first.horizon_features()));
+            let batch = scratch.batch(c, chunk.len(), shapes);
+            for (row, (_, windows)) in chunk.iter().enumerate() {
+                windows.fill(&[windows.series().len() - 1], batch, row);
+            }
+            let (a50, a90) = self.forward(batch);
+            for (row, (i, windows)) in chunk.iter().enumerate() {
+                let (level, unit) = (batch.level[row] as f64, self.unit(batch, row));
+                let mut f = Forecasts {
+                    origins: vec![windows.series().len() - 1],
+                    p50: Array2::zeros((1, h)),
+                    p90: Array2::zeros((1, h)),
+                };
+                for (k, shift) in p.p90_shift.iter().enumerate() {
+                    let p50 = (a50[[row, k]] * level).max(0.0);
+                    f.p50[[0, k]] = p50;
+                    f.p90[[0, k]] = (a90[[row, k]] * level + shift * unit).max(p50);
+                }
+                results[*i] = Some(Ok(f));
+            }
+        }
+        results.into_iter().map(|r| r.expect("every input answered")).collect()
     }
 
     /// Calibrated forecasts at each origin (origins must have some observed context; see
@@ -270,6 +339,53 @@ impl TransformerModel {
             }
         }
         Ok(f)
+    }
+}
+
+/// One series to forecast at its last step, for [`TransformerModel::forecast_last`].
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a> {
+    /// The values up to the origin (its covariates, if any, are not read).
+    pub series: &'a Series,
+    /// The other features of the series' last steps (at least the model's context), for a
+    /// model fitted on covariates: a live window keeps no more of them.
+    pub covariates: Option<&'a Covariates>,
+}
+
+/// Batch arrays kept between [`TransformerModel::forecast_last`] calls: the same fleet
+/// forecast every step fills the same shapes, so nothing is allocated for them again.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    batches: Vec<Batch>,
+}
+
+impl Scratch {
+    /// The `chunk`th batch with `rows` windows of these shapes, reused when it fits.
+    fn batch(&mut self, chunk: usize, rows: usize, shapes: ((usize, usize), (usize, usize))) -> &mut Batch {
+        if self.batches.len() <= chunk {
+            self.batches.resize_with(chunk + 1, || Batch::zeros(0, (0, 0), (0, 0)));
+        }
+        let batch = &mut self.batches[chunk];
+        if !batch.fits(rows, shapes.0, shapes.1) {
+            *batch = Batch::zeros(rows, shapes.0, shapes.1);
+        }
+        batch
+    }
+
+    /// Bytes its arrays hold.
+    pub fn bytes(&self) -> usize {
+        self.batches
+            .iter()
+            .map(|b| {
+                4 * (b.context.len()
+                    + b.horizon.len()
+                    + b.anchor.len()
+                    + b.target.len()
+                    + b.target_mask.len()
+                    + b.level.len()
+                    + b.volatility.len())
+            })
+            .sum()
     }
 }
 
@@ -312,6 +428,75 @@ mod tests {
             preprocess: None,
             base: None,
         }
+    }
+
+    /// A series of `len` 1-minute steps with two varying covariates, and an untrained
+    /// (randomly initialised) model fitted to its shapes with a preprocessing of them.
+    fn series_and_model(len: usize, seed: f64) -> (Series, TransformerModel) {
+        use prescale_core::StepGrid;
+        let start = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().to_utc();
+        let values = (0..len).map(|i| (i % 17 != 5).then(|| 50.0 + seed * (i as f64 / 7.0).sin() * 8.0)).collect();
+        let cov =
+            Array2::from_shape_fn((len, 2), |(i, j)| if i % 23 == 3 { f64::NAN } else { (i * (j + 2)) as f64 % 11.0 });
+        let covariates = Covariates { names: vec!["a".into(), "b".into()], values: cov };
+        let series = Series::new(format!("s{seed}"), StepGrid::from_secs(60).unwrap(), start, values)
+            .unwrap()
+            .with_covariates(covariates.clone())
+            .unwrap();
+        let preprocess = Preprocess::fit(&covariates, 0, len, 0.99).unwrap().expect("two varying covariates");
+        let window = WindowConfig { context: 24, horizon: 5, day: 60, hour_phase: false };
+        let net = NetConfig {
+            context: 24,
+            horizon: 5,
+            context_features: crate::window::CONTEXT_FEATURES + preprocess.width(),
+            horizon_features: crate::window::HORIZON_FEATURES,
+            d_model: 8,
+            heads: 2,
+            layers: 1,
+            ff: 16,
+            dropout: 0.0,
+        };
+        let mut p = params(net, window, vec![0.5; 5], 1.0);
+        p.preprocess = Some(preprocess);
+        tch::manual_seed(7);
+        (series, TransformerModel::empty(p, Device::Cpu))
+    }
+
+    #[test]
+    fn batched_forecasts_of_many_series_equal_one_at_a_time() {
+        let (_, model) = series_and_model(200, 1.0);
+        let all: Vec<Series> = (0..5).map(|k| series_and_model(150 + 10 * k, k as f64 + 1.0).0).collect();
+        // Each live input keeps only the covariates of its last 30 steps (the context is 24).
+        let tails: Vec<Covariates> = all
+            .iter()
+            .map(|s| {
+                let c = s.covariates.as_ref().unwrap();
+                Covariates {
+                    names: c.names.clone(),
+                    values: c.values.slice(ndarray::s![s.len() - 30.., ..]).to_owned(),
+                }
+            })
+            .collect();
+        let bare: Vec<Series> = all.iter().map(|s| Series { covariates: None, ..s.clone() }).collect();
+        let mut inputs: Vec<Live> =
+            bare.iter().zip(&tails).map(|(series, c)| Live { series, covariates: Some(c) }).collect();
+        inputs.push(Live { series: &bare[0], covariates: None });
+        let mut scratch = Scratch::default();
+        for _ in 0..2 {
+            // Twice: the second pass reuses the arrays the first one left.
+            let batched = model.forecast_last(&inputs, &mut scratch);
+            for (series, got) in all.iter().zip(&batched) {
+                let want = model.forecast(series, &[series.len() - 1]).unwrap();
+                let got = got.as_ref().unwrap();
+                assert_eq!(got.origins, want.origins);
+                for (a, b) in got.p50.iter().chain(got.p90.iter()).zip(want.p50.iter().chain(want.p90.iter())) {
+                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b} for {}", series.name);
+                }
+            }
+            let err = batched[5].as_ref().unwrap_err().to_string();
+            assert!(err.contains("trained on covariates"), "{err}");
+        }
+        assert!(scratch.bytes() > 0);
     }
 
     proptest! {

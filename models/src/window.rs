@@ -116,7 +116,8 @@ pub struct Windows<'a> {
     config: WindowConfig,
     level_floor: f64,
     holidays: &'a [NaiveDate],
-    /// Per-step exogenous context features (`[steps, width]`), if any.
+    /// Exogenous context features of the last `exog.nrows()` steps (`[steps, width]`), if
+    /// any; earlier steps have none (zeros, as before the series starts).
     exog: Option<Array2<f32>>,
     /// The base forecast the network refines, if any.
     base: Option<&'a Base>,
@@ -129,13 +130,20 @@ impl<'a> Windows<'a> {
         Self { series, config, level_floor, holidays, exog: None, base: None }
     }
 
-    /// Adds per-step exogenous context features, `[series.len(), width]`.
+    /// Adds exogenous context features, one row per step of the series' last
+    /// `exog.nrows()` steps (`[steps, width]`): all of them when training; at least the
+    /// context for a live forecast at the last step, which keeps only that much.
     pub fn with_exog(mut self, exog: Option<Array2<f32>>) -> Self {
         if let Some(e) = &exog {
-            assert_eq!(e.nrows(), self.series.len(), "one row of exogenous features per step");
+            assert!(e.nrows() <= self.series.len(), "at most one row of exogenous features per step");
         }
         self.exog = exog;
         self
+    }
+
+    /// The series the windows are cut from.
+    pub fn series(&self) -> &'a Series {
+        self.series
     }
 
     /// Adds a base forecast for the network to refine.
@@ -184,22 +192,32 @@ impl<'a> Windows<'a> {
 
     /// The windows of the given origins (each must be usable).
     pub fn batch(&self, origins: &[usize]) -> Batch {
+        let mut out = Batch::zeros(
+            origins.len(),
+            (self.config.context, self.context_features()),
+            (self.config.horizon, self.horizon_features()),
+        );
+        self.fill(origins, &mut out, 0);
+        out
+    }
+
+    /// Writes the windows of the given origins (each must be usable) into rows `at..` of
+    /// `out`, which must have this builder's shapes: windows of several series share one
+    /// batch, and a batch's arrays are reused from one forward pass to the next.
+    pub fn fill(&self, origins: &[usize], out: &mut Batch, at: usize) {
         let WindowConfig { context, horizon, day, .. } = self.config;
         let hour = self.config.hour_features();
-        let b = origins.len();
-        let mut out = Batch {
-            context: Array3::zeros((b, context, self.context_features())),
-            horizon: Array3::zeros((b, horizon, self.horizon_features())),
-            anchor: Array2::zeros((b, horizon)),
-            target: Array2::zeros((b, horizon)),
-            target_mask: Array2::zeros((b, horizon)),
-            level: Array1::zeros(b),
-            volatility: Array1::zeros(b),
-        };
+        assert_eq!(out.context.shape()[1..], [context, self.context_features()], "context shape");
+        assert_eq!(out.horizon.shape()[1..], [horizon, self.horizon_features()], "horizon shape");
         let s = self.series;
+        let exog_from = self.exog.as_ref().map_or(0, |e| (s.len() - e.nrows()) as isize);
         let base = self.base.map(|r| r.p50(s, origins, horizon));
         let norm = |v: Option<f64>, level: f64| v.map_or((0.0, 0.0), |x| ((x / level) as f32, 1.0));
-        for (row, &o) in origins.iter().enumerate() {
+        for (i, &o) in origins.iter().enumerate() {
+            let row = at + i;
+            // A reused batch holds the last pass's numbers: what is not written is zero.
+            out.context.slice_mut(ndarray::s![row, .., ..]).fill(0.0);
+            out.horizon.slice_mut(ndarray::s![row, .., ..]).fill(0.0);
             let level = self.level(o).unwrap_or(self.level_floor);
             out.level[row] = level as f32;
             out.volatility[row] = self.volatility(o).unwrap_or(level) as f32;
@@ -223,8 +241,8 @@ impl<'a> Windows<'a> {
                         f[CONTEXT_FEATURES + j] = *c;
                     }
                 }
-                if let (Some(exog), true) = (&self.exog, t >= 0) {
-                    for (j, v) in exog.row(t as usize).iter().enumerate() {
+                if let (Some(exog), true) = (&self.exog, t >= exog_from) {
+                    for (j, v) in exog.row((t - exog_from) as usize).iter().enumerate() {
                         f[CONTEXT_FEATURES + hour + j] = *v;
                     }
                 }
@@ -249,7 +267,7 @@ impl<'a> Windows<'a> {
                     }
                 }
                 if let Some(base) = &base {
-                    let b = (base[[row, h - 1]] / level) as f32;
+                    let b = (base[[i, h - 1]] / level) as f32;
                     out.anchor[[row, h - 1]] = b;
                     f[HORIZON_FEATURES + hour] = b;
                 }
@@ -258,7 +276,31 @@ impl<'a> Windows<'a> {
                 out.target_mask[[row, h - 1]] = ym;
             }
         }
-        out
+    }
+}
+
+impl Batch {
+    /// A batch of `rows` zero windows of `(steps, features)` context and horizon shapes.
+    pub fn zeros(rows: usize, context: (usize, usize), horizon: (usize, usize)) -> Self {
+        Self {
+            context: Array3::zeros((rows, context.0, context.1)),
+            horizon: Array3::zeros((rows, horizon.0, horizon.1)),
+            anchor: Array2::zeros((rows, horizon.0)),
+            target: Array2::zeros((rows, horizon.0)),
+            target_mask: Array2::zeros((rows, horizon.0)),
+            level: Array1::zeros(rows),
+            volatility: Array1::zeros(rows),
+        }
+    }
+
+    /// Windows in the batch.
+    pub fn rows(&self) -> usize {
+        self.level.len()
+    }
+
+    /// Whether it has `rows` windows of these shapes (and can be reused for them).
+    pub fn fits(&self, rows: usize, context: (usize, usize), horizon: (usize, usize)) -> bool {
+        self.context.dim() == (rows, context.0, context.1) && self.horizon.dim() == (rows, horizon.0, horizon.1)
     }
 }
 

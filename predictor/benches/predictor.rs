@@ -3,10 +3,14 @@
 //! - `GetMetrics` through a real gRPC client on loopback with 10,000 services registered,
 //!   offered at 1,000 calls/s for 10 s (each call on its own task, so a slow call does not
 //!   slow the offered rate): p50, p99 and max latency.
-//! - One step for 100 and 1,000 services (`BENCH_PREDICTOR_SERVICES`) against a real
-//!   Prometheus holding six hours of their metrics, each with a small trained transformer:
-//!   the first step (two hours read with range queries) and the steady steps (one grouped
-//!   instant query per feature for all services, then a forecast per service).
+//! - One step for 100, 1,000 and 10,000 services (`BENCH_PREDICTOR_SERVICES`) against a
+//!   real Prometheus holding six hours of their metrics, every service forecast by a small
+//!   trained transformer: the first step (two hours read with range queries) and the
+//!   steady steps (one grouped instant query per feature for all services, then the
+//!   forecasts, batched per model). The model is one folder all services name, as a fleet
+//!   model is (`BENCH_PREDICTOR_MODEL=each`: a copy per service, so one forward pass
+//!   each). Memory per service: the predictor's own count of its windows and buffers
+//!   (`prescale_predictor_window_bytes`) and the process's resident growth.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +33,7 @@ use prescale_predictor::model::Models;
 use prescale_predictor::proto::external_scaler_client::ExternalScalerClient;
 use prescale_predictor::proto::{GetMetricsRequest, ScaledObjectRef};
 use prescale_predictor::state::{Served, Shared};
+use prescale_testkit::curve;
 use prescale_testkit::prometheus::{Prometheus, load_openmetrics};
 
 #[path = "../tests/common/mod.rs"]
@@ -44,7 +49,22 @@ fn sizes() -> Vec<usize> {
     std::env::var("BENCH_PREDICTOR_SERVICES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![100, 1000])
+        .unwrap_or_else(|| vec![100, 1000, 10_000])
+}
+
+/// Whether every service has a copy of the model in a folder of its own.
+fn model_each() -> bool {
+    std::env::var("BENCH_PREDICTOR_MODEL").is_ok_and(|v| v == "each")
+}
+
+/// The process's resident memory now, bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
@@ -111,7 +131,7 @@ async fn grpc_latency(rt_services: &[ServiceId]) {
     );
 }
 
-async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
+async fn step_time(dir: &std::path::Path, services: &[ServiceId]) -> curve::Point {
     let n = services.len();
     let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
     let start = end.timestamp() - 6 * 3600;
@@ -143,10 +163,18 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
     let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some(120)) };
     let (model, _) = TransformerModel::train(&series, Split::of(series.len()), 20, &config, &mut Quiet).unwrap();
     let mut plans = Vec::new();
+    let shared_folder = dir.join("models").join("fleet");
+    if !model_each() {
+        common::publish(&LocalStore::new(&shared_folder), &model, "v1", STEP as f64).await;
+    }
     for id in services {
-        let folder = dir.join("models").join(id.namespace()).join(id.name());
-        let store = LocalStore::new(&folder);
-        common::publish(&store, &model, "v1", STEP as f64).await;
+        let folder = if model_each() {
+            let folder = dir.join("models").join(id.namespace()).join(id.name());
+            common::publish(&LocalStore::new(&folder), &model, "v1", STEP as f64).await;
+            folder
+        } else {
+            shared_folder.clone()
+        };
         plans.push(ServicePlan {
             id: id.clone(),
             models: folder.to_str().unwrap().parse().unwrap(),
@@ -179,6 +207,8 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
         Default::default(),
     )
     .unwrap();
+    drop(model);
+    let rss_before = rss();
     let metrics = Metrics::new();
     let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
     let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
@@ -196,12 +226,24 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) {
         steady.push(began.elapsed().as_secs_f64());
     }
     let forecasts = services.iter().filter(|s| shared.served(s).is_ok_and(|d| d.decision.forecast.is_some())).count();
+    let window_bytes = shared.metrics.window_bytes.get() as f64;
+    let grown = rss().saturating_sub(rss_before) as f64;
+    let models = if model_each() { "a model folder each" } else { "one model folder for all" };
     println!(
-        "  one step for {n} services (storefront catalog, 7 features each, a model each): first step {:.2} s (2 h of history by range queries), then p50 {:.3} s, max {:.3} s over 10 steps; {forecasts} of {n} decisions from forecasts",
+        "  one step for {n} services (storefront catalog, 7 features each, {models}): first step {:.2} s (2 h of history by range queries), then p50 {:.3} s, max {:.3} s over 10 steps; {forecasts} of {n} decisions from forecasts; windows and buffers {:.1} KiB per service, resident memory grown {:.1} KiB per service ({:.0} MiB)",
         first,
         percentile(&mut steady.clone(), 0.5),
-        percentile(&mut steady, 1.0)
+        percentile(&mut steady, 1.0),
+        window_bytes / n as f64 / 1024.0,
+        grown / n as f64 / 1024.0,
+        grown / 1048576.0,
     );
+    curve::Point {
+        component: "predictor".into(),
+        services: n,
+        step_seconds: percentile(&mut steady, 0.5),
+        memory_mib: grown / 1048576.0,
+    }
 }
 
 fn main() {
@@ -212,7 +254,14 @@ fn main() {
     };
     println!("predictor bench");
     rt.block_on(grpc_latency(&ids(GRPC_SERVICES)));
+    let mut points = Vec::new();
     for n in sizes() {
-        rt.block_on(step_time(&dir.path().join(n.to_string()), &ids(n)));
+        points.push(rt.block_on(step_time(&dir.path().join(n.to_string()), &ids(n))));
+    }
+    if !model_each() {
+        match curve::record(&curve::folder(), "predictor", &points) {
+            Ok(svg) => println!("  the curve (steady step p50, resident growth): {}", svg.display()),
+            Err(e) => println!("  the curve was not drawn: {e}"),
+        }
     }
 }

@@ -1,37 +1,47 @@
 //! The step loop: read the window, forecast, decide, publish.
 //!
-//! Each service keeps its recent rows (the collector's feature rows, from the same
-//! catalog the training data came from) in memory: at start, and after any step
+//! Each service keeps its recent steps (the collector's features, from the same catalog
+//! the training data came from) in a small [`Window`]: at start, and after any step
 //! Prometheus could not answer, the missing stretch is read with range queries; otherwise
-//! one instant query per feature and service adds the new step. The rows become the
-//! model's input series exactly as the trainer builds it from the collector's Parquet.
+//! one instant query per feature, for every service at once, adds the new step. The
+//! window becomes the model's input series as the trainer builds it from the collector's
+//! Parquet. Services served by the same model are forecast together, a forward pass per
+//! [`LIVE_BATCH`] of them, into buffers reused from step to step.
 //! Without a model, or with too little history for its context, the decision is
 //! reactive (current demand); if Prometheus is unreachable nothing is published, and the
 //! last decision is served until it goes stale.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use prescale_core::prometheus::source::{QueryError, Source};
-use prescale_core::{Feature, FeatureRow, ServiceId, StepGrid};
+use prescale_core::{Feature, ServiceId, StepGrid};
 use prescale_models::burst::BurstProfile;
-use prescale_models::dataset;
+use prescale_models::forecaster::Live;
+use prescale_models::preprocess::Covariates;
+use prescale_models::series::Series;
 use prescale_policy::{Decision, ForecastView, Policy, PolicyError, Present, Reason, replicas_for};
 
 use crate::config::{Planner, ServicePlan};
 use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
 use crate::model::{Loaded, Models};
 use crate::state::{Served, Shared};
+use crate::window::Window;
+
+/// Services forecast in one forward pass. Their input series are built for one batch at a
+/// time, so the step's transient memory is that of one batch, whatever the fleet's size.
+pub const LIVE_BATCH: usize = 256;
 
 #[derive(Debug)]
 struct ServiceRun {
     plan: ServicePlan,
     policy: Policy,
-    /// The window, oldest first: only steps after the last one are ever added, so it
-    /// stays sorted and is handed to the series builder as a slice, without copies.
-    rows: Vec<FeatureRow>,
+    /// The recent steps.
+    window: Window,
+    /// `namespace/name`, the model input's name.
+    name: String,
     /// (target step, p50 forecast for it) of forecasts not yet due, for the error gauge.
     pending: VecDeque<(DateTime<Utc>, f64)>,
     labels: ServiceLabels,
@@ -68,13 +78,14 @@ fn forget(run: &ServiceRun, grid: StepGrid, m: &crate::metrics::Metrics) {
     }
 }
 
-fn new_run(plan: ServicePlan, grid: StepGrid) -> Result<ServiceRun, PolicyError> {
+fn new_run(plan: ServicePlan, grid: StepGrid, history_steps: usize) -> Result<ServiceRun, PolicyError> {
     let policy = Policy::new(plan.policy.clone(), grid)?;
     let labels = ServiceLabels { namespace: plan.id.namespace().to_owned(), service: plan.id.name().to_owned() };
     Ok(ServiceRun {
+        name: plan.id.to_string(),
         plan,
         policy,
-        rows: Vec::new(),
+        window: Window::new(grid, history_steps),
         pending: VecDeque::new(),
         labels,
         last_model: None,
@@ -94,6 +105,8 @@ pub struct Engine {
     last_step: Option<DateTime<Utc>>,
     /// When set, the services follow the inventory each step (ScaledObjects come and go).
     planner: Option<Planner>,
+    /// Input series and covariates of one batch, refilled for every batch of every step.
+    inputs: Vec<(Series, Covariates)>,
 }
 
 impl Engine {
@@ -106,16 +119,21 @@ impl Engine {
         shared: Arc<Shared>,
         plans: Vec<ServicePlan>,
     ) -> Result<Self, PolicyError> {
-        let runs = plans.into_iter().map(|plan| new_run(plan, grid)).collect::<Result<Vec<_>, PolicyError>>()?;
+        let history_steps = history_steps.max(2);
+        let runs = plans
+            .into_iter()
+            .map(|plan| new_run(plan, grid, history_steps))
+            .collect::<Result<Vec<_>, PolicyError>>()?;
         Ok(Self {
             grid,
-            history_steps: history_steps.max(2),
+            history_steps,
             source,
             models,
             shared,
             runs,
             last_step: None,
             planner: None,
+            inputs: Vec::new(),
         })
     }
 
@@ -143,7 +161,7 @@ impl Engine {
                 }
             }
         }
-        let mut old: std::collections::HashMap<ServiceId, ServiceRun> =
+        let mut old: HashMap<ServiceId, ServiceRun> =
             std::mem::take(&mut self.runs).into_iter().map(|r| (r.plan.id.clone(), r)).collect();
         for plan in plans {
             let run = match old.remove(&plan.id) {
@@ -160,7 +178,7 @@ impl Engine {
                         continue;
                     }
                 },
-                None => match new_run(plan, self.grid) {
+                None => match new_run(plan, self.grid, self.history_steps) {
                     Ok(run) => run,
                     Err(e) => {
                         refused += 1;
@@ -215,47 +233,150 @@ impl Engine {
                 return Err(e);
             }
         };
-        // Rows come back in the order of `ids` (step by step for a range): place them by
-        // index, not by searching the runs for each one.
-        let at: std::collections::HashMap<&ServiceId, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
-        for row in rows {
-            if let Some(&i) = at.get(&row.service)
-                && let Some(run) = self.runs.get_mut(i)
-                && run.rows.last().is_none_or(|last| last.timestamp < row.timestamp)
-            {
-                run.rows.push(row);
+        // One look-up of the model in use per service and step: the forecast and the burst
+        // profile come from the same version even if a reload swaps it meanwhile. The
+        // window keeps the other features as far back as the model's context.
+        let loaded: Vec<Option<Arc<Loaded>>> = self.runs.iter().map(|r| self.models.get(&r.plan.id)).collect();
+        for (run, model) in self.runs.iter_mut().zip(&loaded) {
+            if let Some(model) = model {
+                run.window.keep_covariates(model.manifest.params.window.context);
             }
         }
+        // Rows come back in the order of `ids` (step by step for a range): place them by
+        // index, not by searching the runs for each one.
+        let at: HashMap<&ServiceId, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+        for row in rows.iter().filter(|r| r.timestamp >= oldest) {
+            if let Some(&i) = at.get(&row.service)
+                && let Some(run) = self.runs.get_mut(i)
+            {
+                run.window.push(row);
+            }
+        }
+        drop(rows);
+        let forecasts = self.forecast_all(&loaded, t);
         let shadow = self.shared.shadow();
         let mut served = Vec::with_capacity(self.runs.len());
-        for run in &mut self.runs {
-            let stale = run.rows.partition_point(|r| r.timestamp < oldest);
-            run.rows.drain(..stale);
-            let s = decide(run, &self.models, &self.shared, self.grid, t, shadow);
+        for ((run, model), forecast) in self.runs.iter_mut().zip(&loaded).zip(forecasts) {
+            let s = decide(run, model.as_deref(), forecast, &self.shared, self.grid, t, shadow);
             served.push((run.plan.id.clone(), s));
         }
         self.shared.publish(served);
         self.last_step = Some(t);
         let m = &self.shared.metrics;
+        let windows: usize = self.runs.iter().map(|r| r.window.bytes()).sum();
+        let inputs: usize =
+            self.inputs.iter().map(|(s, c)| s.values.capacity() * 16 + c.values.len() * 8 + s.name.capacity()).sum();
+        m.window_bytes.set((windows + inputs) as i64);
         m.step_seconds.observe(started.elapsed().as_secs_f64());
         m.last_step.set(t.timestamp_millis() as f64 / 1000.0);
         Ok(())
+    }
+
+    /// Every service's forecast at `t`, or `None` (counted as a fallback) when it has no
+    /// model, too little history or its forecast failed. Services served by the same
+    /// model are forecast together, [`LIVE_BATCH`] per forward pass.
+    fn forecast_all(&mut self, loaded: &[Option<Arc<Loaded>>], t: DateTime<Utc>) -> Vec<Option<ForecastView>> {
+        let m = &self.shared.metrics;
+        let mut out: Vec<Option<ForecastView>> = vec![None; self.runs.len()];
+        let mut groups: HashMap<usize, (Arc<Loaded>, Vec<usize>)> = HashMap::new();
+        for (i, (run, model)) in self.runs.iter_mut().zip(loaded).enumerate() {
+            let Some(model) = model else {
+                m.fallback("no_model");
+                continue;
+            };
+            note_model(run, model, m);
+            let w = &run.window;
+            let context = model.manifest.params.window.context;
+            if w.end() != Some(t) || w.len() < context || w.at(t, Feature::RequestsPerSecond).is_none() {
+                m.fallback("short_history");
+                continue;
+            }
+            groups.entry(Arc::as_ptr(model) as usize).or_insert_with(|| (model.clone(), Vec::new())).1.push(i);
+        }
+        for (model, members) in groups.into_values() {
+            let forecasts = self.forecast_group(&model, &members);
+            for (i, f) in members.into_iter().zip(forecasts) {
+                out[i] = f;
+            }
+        }
+        out
+    }
+
+    /// The forecasts of the services `members` (indices into the runs), all served by
+    /// `model`.
+    fn forecast_group(&mut self, model: &Loaded, members: &[usize]) -> Vec<Option<ForecastView>> {
+        let m = &self.shared.metrics;
+        let params = &model.manifest.params;
+        let context = params.window.context;
+        let covariates = params.preprocess.is_some();
+        let (net, scratch) = match (model.model.lock(), model.scratch.lock()) {
+            (Ok(net), Ok(scratch)) => (net, scratch),
+            _ => {
+                tracing::warn!(model = %model.manifest.version, "the model's lock is poisoned; reactive decisions");
+                members.iter().for_each(|_| m.fallback("forecast_failed"));
+                return vec![None; members.len()];
+            }
+        };
+        let mut scratch = scratch;
+        let mut out = Vec::with_capacity(members.len());
+        let blank = || {
+            let series = Series {
+                name: String::new(),
+                grid: self.grid,
+                start: DateTime::UNIX_EPOCH,
+                values: Vec::new(),
+                covariates: None,
+            };
+            (series, Covariates { names: Vec::new(), values: ndarray::Array2::zeros((0, 0)) })
+        };
+        for chunk in members.chunks(LIVE_BATCH) {
+            while self.inputs.len() < chunk.len() {
+                self.inputs.push(blank());
+            }
+            for (&i, (series, cov)) in chunk.iter().zip(self.inputs.iter_mut()) {
+                let run = &self.runs[i];
+                run.window.fill_series(&run.name, series);
+                if covariates {
+                    run.window.fill_covariates(context, cov);
+                }
+            }
+            let inputs: Vec<Live> = self.inputs[..chunk.len()]
+                .iter()
+                .map(|(series, cov)| Live { series, covariates: covariates.then_some(cov) })
+                .collect();
+            for (&i, result) in chunk.iter().zip(net.forecast_last(&inputs, &mut scratch)) {
+                out.push(match result {
+                    Ok(f) => Some(ForecastView {
+                        step_seconds: self.grid.seconds(),
+                        p50: f.p50.row(0).to_vec(),
+                        p90: f.p90.row(0).to_vec(),
+                        model_version: model.manifest.version.clone(),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(service = %self.runs[i].plan.id, error = %e, "forecast failed; reactive decision");
+                        m.fallback("forecast_failed");
+                        None
+                    }
+                });
+            }
+        }
+        out
     }
 }
 
 /// One service's decision at `t`, with every metric it moves.
 fn decide(
     run: &mut ServiceRun,
-    models: &Models,
+    loaded: Option<&Loaded>,
+    forecast: Option<ForecastView>,
     shared: &Shared,
     grid: StepGrid,
     t: DateTime<Utc>,
     shadow: bool,
 ) -> Served {
     let m = &shared.metrics;
-    let now_row = run.rows.last().filter(|r| r.timestamp == t);
-    let demand_now = now_row.and_then(|r| r.get(Feature::RequestsPerSecond));
-    let ready_now = now_row.and_then(|r| r.get(Feature::ReplicasReady)).map(|r| r.round().max(0.0) as u32);
+    let demand_now = run.window.at(t, Feature::RequestsPerSecond);
+    let ready_now = run.window.at(t, Feature::ReplicasReady).map(|r| r.round().max(0.0) as u32);
     if let Some(d) = demand_now {
         m.observed.get_or_create(&run.labels).set(d);
     }
@@ -269,17 +390,13 @@ fn decide(
         m.forecast_error.get_or_create(&run.labels).set((p50 - d).abs());
     }
 
-    // One look-up of the model in use per step: the forecast and the burst profile come
-    // from the same version even if a reload swaps it meanwhile.
-    let loaded = models.get(&run.plan.id);
-    let forecast = forecast(run, loaded.as_deref(), shared, grid, t);
     let present = Present {
         time: t,
         forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
         demand_now,
         replicas_now: ready_now.unwrap_or(run.plan.policy.min_replicas),
     };
-    let profile = loaded.as_ref().and_then(|l| l.manifest.burst.as_ref());
+    let profile = loaded.and_then(|l| l.manifest.burst.as_ref());
     // A profile without ratios for this quantile costs the burst term only; an input the
     // policy refuses otherwise costs the forecast (a reactive decision).
     let decided = run.policy.decide_at(present, profile).or_else(|e| {
@@ -341,22 +458,11 @@ fn decide(
     Served { decision, replicas, shadow, stale: false }
 }
 
-/// The model's forecast from the window, or `None` (counted as a fallback) when there is
-/// no model or too little history.
-fn forecast(
-    run: &mut ServiceRun,
-    loaded: Option<&Loaded>,
-    shared: &Shared,
-    grid: StepGrid,
-    t: DateTime<Utc>,
-) -> Option<ForecastView> {
-    let m = &shared.metrics;
-    let Some(loaded) = loaded else {
-        m.fallback("no_model");
-        return None;
-    };
-    let version = loaded.manifest.version.clone();
-    if run.last_model.as_ref() != Some(&version) {
+/// Exports which model version serves the service (and warns once per version about a
+/// burst setting the model cannot honour).
+fn note_model(run: &mut ServiceRun, loaded: &Loaded, m: &crate::metrics::Metrics) {
+    let version = &loaded.manifest.version;
+    if run.last_model.as_ref() != Some(version) {
         if let Some(old) = run.last_model.take() {
             let labels = ModelLabels {
                 namespace: run.labels.namespace.clone(),
@@ -384,32 +490,4 @@ fn forecast(
     m.model_age
         .get_or_create(&run.labels)
         .set((Utc::now() - loaded.manifest.created).num_milliseconds() as f64 / 1000.0);
-
-    let context = loaded.manifest.params.window.context;
-    let series = match dataset::service_series(&run.rows, &run.plan.id.to_string()) {
-        Ok(s) if s.time(s.len() - 1) == t && s.len() >= context && s.values[s.len() - 1].is_some() => s,
-        _ => {
-            m.fallback("short_history");
-            return None;
-        }
-    };
-    debug_assert_eq!(series.grid, grid);
-    let result = loaded
-        .model
-        .lock()
-        .map_err(|e| e.to_string())
-        .and_then(|model| model.forecast(&series, &[series.len() - 1]).map_err(|e| e.to_string()));
-    match result {
-        Ok(f) => Some(ForecastView {
-            step_seconds: grid.seconds(),
-            p50: f.p50.row(0).to_vec(),
-            p90: f.p90.row(0).to_vec(),
-            model_version: version,
-        }),
-        Err(e) => {
-            tracing::warn!(service = %run.plan.id, error = %e, "forecast failed; reactive decision");
-            m.fallback("forecast_failed");
-            None
-        }
-    }
 }

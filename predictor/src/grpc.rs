@@ -20,8 +20,8 @@ use crate::proto::{
     GetMetricSpecResponse, GetMetricsRequest, GetMetricsResponse, IsActiveResponse, MetricSpec, MetricValue,
     ScaledObjectRef,
 };
-use crate::state::{Served, Shared, Unavailable};
-use prescale_core::inventory::scaled_object::known_key;
+use crate::state::{Shared, Unavailable};
+use prescale_core::inventory::scaled_object::{known_key, settings_in};
 
 /// The metric name KEDA sees (no `/`, `%` or `.`).
 pub const METRIC_NAME: &str = "ml_predicted_replicas";
@@ -62,9 +62,7 @@ impl Scaler {
                 unknown.join(", ")
             )));
         }
-        let sorted: std::collections::BTreeMap<String, String> =
-            meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if let Err((key, why)) = prescale_core::inventory::scaled_object::settings(&sorted) {
+        if let Err((key, why)) = settings_in(|k| meta.get(k).map(String::as_str)) {
             return Err(Status::invalid_argument(format!("scalerMetadata key `{key}`: {why}")));
         }
         let service = meta.get("service").filter(|s| !s.is_empty()).ok_or_else(|| {
@@ -92,8 +90,9 @@ impl Scaler {
         Ok(Target { id, activation })
     }
 
-    fn served(&self, target: &Target) -> Result<Served, Status> {
-        self.shared.served(&target.id).map_err(|e| match e {
+    /// The replicas to serve the target now (without copying its decision).
+    fn replicas(&self, target: &Target) -> Result<u32, Status> {
+        self.shared.replicas(&target.id).map_err(|e| match e {
             Unavailable::UnknownService(_) => Status::invalid_argument(e.to_string()),
             _ => Status::unavailable(e.to_string()),
         })
@@ -107,15 +106,14 @@ type SpecStream = Pin<Box<dyn Stream<Item = Result<GetMetricSpecResponse, Status
 impl ExternalScaler for Scaler {
     async fn is_active(&self, request: Request<ScaledObjectRef>) -> Result<Response<IsActiveResponse>, Status> {
         let target = self.target(request.get_ref())?;
-        let served = self.served(&target)?;
-        Ok(Response::new(IsActiveResponse { result: served.replicas >= target.activation }))
+        Ok(Response::new(IsActiveResponse { result: self.replicas(&target)? >= target.activation }))
     }
 
     type StreamIsActiveStream = IsActiveStream;
 
     async fn stream_is_active(&self, request: Request<ScaledObjectRef>) -> Result<Response<IsActiveStream>, Status> {
         let target = self.target(request.get_ref())?;
-        let first = self.served(&target)?.replicas >= target.activation;
+        let first = self.replicas(&target)? >= target.activation;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut steps = self.shared.subscribe();
         let me = self.clone();
@@ -131,9 +129,9 @@ impl ExternalScaler for Scaler {
                     () = tx.closed() => return,
                     changed = steps.changed() => if changed.is_err() { return },
                 }
-                match me.served(&target) {
-                    Ok(s) => {
-                        let active = s.replicas >= target.activation;
+                match me.replicas(&target) {
+                    Ok(replicas) => {
+                        let active = replicas >= target.activation;
                         if active != last {
                             last = active;
                             if tx.send(Ok(IsActiveResponse { result: active })).await.is_err() {
@@ -170,7 +168,7 @@ impl ExternalScaler for Scaler {
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("scaledObjectRef is missing"))?;
         let target = self.target(r)?;
-        let replicas = self.served(&target)?.replicas;
+        let replicas = self.replicas(&target)?;
         #[allow(deprecated)]
         let value = MetricValue {
             metric_name: METRIC_NAME.into(),

@@ -8,7 +8,10 @@
 //! - [`config`]: the settings file; services, their model folders and policies.
 //! - [`engine`]: the step: window (through core's [`prescale_core::prometheus::Source`],
 //!   the same catalog the training data came from), forecast, policy, publish.
-//! - [`model`]: the models in use and their validated hot reload.
+//! - [`window`]: each service's recent history, kept small (demand for the history,
+//!   other features for the model's context).
+//! - [`model`]: the models in use (one per model folder, shared by the services that
+//!   name it) and their validated hot reload.
 //! - [`state`]: the latest decisions, shared by the loop and the servers, with staleness.
 //! - [`grpc`]: KEDA's external scaler (`tonic`, optional mutual TLS).
 //! - [`http`]: the JSON API, `/metrics`, health, OpenAPI and admin endpoints (`axum`).
@@ -23,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod run;
 pub mod state;
+pub mod window;
 
 /// KEDA's external-scaler messages and services, generated from
 /// `proto/externalscaler.proto`.

@@ -102,6 +102,9 @@ pub struct Metrics {
     /// Services refused at the last step: over `max_services`, ScaledObjects with bad
     /// metadata, or settings the policy refused.
     pub services_refused: Gauge,
+    /// Bytes the services' recent history and the step's input buffers hold: the
+    /// predictor's memory that grows with the number of services (models aside).
+    pub window_bytes: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -134,6 +137,7 @@ impl Metrics {
             reloader_failures: Counter::default(),
             services: Gauge::default(),
             services_refused: Gauge::default(),
+            window_bytes: Gauge::default(),
             registry: Arc::new(Registry::default()),
         };
         r.register("ml_predicted_replicas", "Replicas served to KEDA", m.predicted_replicas.clone());
@@ -174,6 +178,11 @@ impl Metrics {
             "services_refused",
             "Services refused at the last step: over max_services, ScaledObjects with bad metadata, or refused settings",
             m.services_refused.clone(),
+        );
+        p.register(
+            "window_bytes",
+            "Bytes of the services' recent history and the step's input buffers (models aside)",
+            m.window_bytes.clone(),
         );
         Self { registry: Arc::new(r), ..m }
     }

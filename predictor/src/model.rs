@@ -15,7 +15,7 @@ use ndarray::Array2;
 use prescale_core::store::{self, ObjectStore, S3Options};
 use prescale_core::{Location, ServiceId, StepGrid};
 use prescale_models::artifact::{self, Manifest};
-use prescale_models::forecaster::{ModelError, TransformerModel};
+use prescale_models::forecaster::{ModelError, Scratch, TransformerModel};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::{DataError, Series};
 
@@ -28,6 +28,8 @@ pub struct Loaded {
     pub manifest: Manifest,
     /// The network. `tch` modules are not `Sync`; a forecast takes the lock briefly.
     pub model: Mutex<TransformerModel>,
+    /// The batch arrays of its last forward passes, reused at the next step.
+    pub scratch: Mutex<Scratch>,
     /// When it was loaded here.
     pub loaded_at: DateTime<Utc>,
 }
@@ -100,11 +102,25 @@ impl Models {
             Ok(slots) => slots.iter().map(|(id, (l, _))| (id.clone(), l.clone())).collect(),
             Err(_) => BTreeMap::new(),
         };
+        // One slot per folder: services naming the same folder share its model (one copy
+        // in memory, forecast in one batch).
+        let mut by_location: std::collections::HashMap<Location, Arc<Slot>> = match self.slots.read() {
+            Ok(slots) => slots.values().map(|(l, s)| (l.clone(), s.clone())).collect(),
+            Err(_) => std::collections::HashMap::new(),
+        };
         let mut opened = Vec::new();
         for (id, location) in locations {
             if current.get(id) != Some(location) {
-                let store = store::open(location, &self.s3).await?;
-                opened.push((id.clone(), location.clone(), Arc::new(Slot { store, current: RwLock::new(None) })));
+                let slot = match by_location.get(location) {
+                    Some(slot) => slot.clone(),
+                    None => {
+                        let store = store::open(location, &self.s3).await?;
+                        let slot = Arc::new(Slot { store, current: RwLock::new(None) });
+                        by_location.insert(location.clone(), slot.clone());
+                        slot
+                    }
+                };
+                opened.push((id.clone(), location.clone(), slot));
             }
         }
         let wanted: std::collections::BTreeSet<&ServiceId> = locations.iter().map(|(id, _)| id).collect();
@@ -132,8 +148,16 @@ impl Models {
             Ok(slots) => slots.iter().map(|(id, (_, s))| (id.clone(), s.clone())).collect(),
             Err(_) => Vec::new(),
         };
+        // A folder shared by several services is checked once; each of them gets its outcome.
+        // Keyed by the slot's address (a `usize`, so the future stays `Send`).
+        let mut checked: std::collections::HashMap<usize, ReloadOutcome> = std::collections::HashMap::new();
         for (id, slot) in &slots {
+            if let Some(outcome) = checked.get(&(Arc::as_ptr(slot) as usize)) {
+                out.push((id.clone(), outcome.clone()));
+                continue;
+            }
             let outcome = self.reload_one(id, slot).await;
+            checked.insert(Arc::as_ptr(slot) as usize, outcome.clone());
             match &outcome {
                 ReloadOutcome::Swapped { version } => tracing::info!(service = %id, version, "model swapped in"),
                 ReloadOutcome::Rejected { version, reason } => {
@@ -165,7 +189,12 @@ impl Models {
             return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason: unfit.to_string() };
         }
         let version = manifest.version.clone();
-        let loaded = Arc::new(Loaded { manifest, model: Mutex::new(model), loaded_at: Utc::now() });
+        let loaded = Arc::new(Loaded {
+            manifest,
+            model: Mutex::new(model),
+            scratch: Mutex::new(Scratch::default()),
+            loaded_at: Utc::now(),
+        });
         if let Ok(mut current) = slot.current.write() {
             *current = Some(loaded);
         }

@@ -135,11 +135,21 @@ impl Shared {
 
     /// What to serve for a service now, unless it is unknown, undecided or stale.
     pub fn served(&self, id: &ServiceId) -> Result<Served, Unavailable> {
+        self.fresh(id, Served::clone)
+    }
+
+    /// The replicas to serve for a service now, unless it is unknown, undecided or stale:
+    /// what KEDA's calls need, read without copying the decision.
+    pub fn replicas(&self, id: &ServiceId) -> Result<u32, Unavailable> {
+        self.fresh(id, |s| s.replicas)
+    }
+
+    fn fresh<T>(&self, id: &ServiceId, read: impl FnOnce(&Served) -> T) -> Result<T, Unavailable> {
         if !self.services.read().is_ok_and(|s| s.contains(id)) {
             return Err(Unavailable::UnknownService(id.to_string()));
         }
         let latest = self.latest.read().map_err(|_| Unavailable::NoDecisionYet(id.to_string()))?;
-        let served = latest.get(id).cloned().ok_or_else(|| Unavailable::NoDecisionYet(id.to_string()))?;
+        let served = latest.get(id).ok_or_else(|| Unavailable::NoDecisionYet(id.to_string()))?;
         let age_ms = (Utc::now() - served.decision.time).num_milliseconds();
         if age_ms > self.staleness.as_millis() as i64 {
             let age = age_ms / 1000;
@@ -150,7 +160,7 @@ impl Shared {
                 limit_seconds: self.staleness.as_secs(),
             });
         }
-        Ok(served)
+        Ok(read(served))
     }
 
     /// Every service's latest decision, fresh or not (for people and the JSON API), each
@@ -183,6 +193,7 @@ impl prescale_core::ops::Probe for Shared {
         if self.reloader_down.load(Ordering::SeqCst) {
             return Some("the model reloader failed and is restarting");
         }
-        self.all().is_empty().then_some("no decision yet")
+        // Not `all()`: that copies every decision, and probes come every few seconds.
+        self.latest.read().map_or(true, |l| l.is_empty()).then_some("no decision yet")
     }
 }

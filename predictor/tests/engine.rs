@@ -477,3 +477,67 @@ predictor = "predictor.prescale.svc.cluster.local"
     assert!(!text.contains(r#"service="order""#), "{text}");
     assert!(text.contains(r#"ml_predicted_replicas{namespace="shop",service="cart"} 2"#), "{text}");
 }
+
+/// Services whose plans name one model folder (as a fleet model's do) share one loaded
+/// model, checked once per reload, and are forecast together in one batch; the memory
+/// their windows hold is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_naming_one_model_folder_share_it_and_are_forecast_in_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
+    let prom_dir = dir.path().join("prometheus");
+    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history(end.timestamp()));
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "15s", ""));
+    let fleet = dir.path().join("models/fleet");
+    publish_model(&LocalStore::new(&fleet)).await;
+
+    let grid = StepGrid::from_secs(STEP as u64).unwrap();
+    let ids = [ServiceId::new("storefront", "order").unwrap(), ServiceId::new("storefront", "cart").unwrap()];
+    let plans: Vec<ServicePlan> = ids
+        .iter()
+        .map(|id| ServicePlan { id: id.clone(), models: fleet.to_str().unwrap().parse().unwrap(), policy: policy() })
+        .collect();
+    let catalog = Catalog::from_config(&CatalogConfig {
+        base: CatalogName::Storefront,
+        window: Duration::from_secs(60),
+        features: Default::default(),
+    })
+    .unwrap();
+    let metrics = Metrics::new();
+    let source = Source::new(
+        PrometheusConfig { url: prometheus.url(), retries: 0, timeout: Duration::from_secs(2), ..Default::default() },
+        catalog,
+        ServicesConfig { list: ids.iter().map(ToString::to_string).collect(), ..Default::default() },
+        Default::default(),
+    )
+    .unwrap();
+    let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
+    let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
+    let reloads = models.reload(&metrics).await;
+    let swapped = ReloadOutcome::Swapped { version: "v1".into() };
+    assert_eq!(reloads, vec![(ids[1].clone(), swapped.clone()), (ids[0].clone(), swapped)]);
+    // One check of the folder for both services, one model in memory.
+    assert!(metrics.encode().contains(r#"prescale_predictor_model_reloads_total{kind="swapped"} 1"#));
+    let (a, b) = (models.get(&ids[0]).unwrap(), models.get(&ids[1]).unwrap());
+    assert!(Arc::ptr_eq(&a, &b), "one loaded model for the folder");
+
+    let shared = Arc::new(Shared::new(ids.to_vec(), false, Duration::from_secs(3600), metrics.clone()));
+    let mut engine = Engine::new(grid, 240, source, models.clone(), shared.clone(), plans).unwrap();
+    let t0 = end - chrono::Duration::minutes(20);
+    for k in 0..3 {
+        engine.step(t0 + chrono::Duration::seconds(STEP * k)).await.unwrap();
+    }
+    let forecasts: Vec<_> = ids.iter().map(|id| shared.served(id).unwrap().decision.forecast.unwrap()).collect();
+    assert!(forecasts.iter().all(|f| f.model_version == "v1" && f.p50.len() == 20));
+    // Each service's own window went into the batch: a wave and a flat line differ.
+    assert_ne!(forecasts[0].p50, forecasts[1].p50);
+    let cart = &forecasts[1];
+    assert!(
+        cart.p50.iter().all(|v| (v - CART_RATE).abs() < CART_RATE),
+        "cart forecasts near its flat rate: {:?}",
+        cart.p50
+    );
+    // Two services' windows of 240 steps: a few KiB each, not a copy of every row.
+    let bytes = shared.metrics.window_bytes.get();
+    assert!(bytes > 0 && bytes < 2 * 64 * 1024, "{bytes} bytes of windows and buffers for two services");
+}

@@ -6,10 +6,12 @@
 //!   that a test can stop and restart.
 //! - [`certs`]: a throwaway CA with server and client certificates, for TLS tests.
 //! - [`postgres`]: a real PostgreSQL on loopback, a fresh cluster per test.
+//! - [`curve`]: the fleet-scale figures `make bench` records and plots.
 //! - [`tools`]: k6, found where `make setup` installs it, and free ports.
 //! - [`traces`]: where the shared real traces are, and a loud message when they are not.
 
 pub mod certs;
+pub mod curve;
 pub mod postgres;
 pub mod prometheus;
 pub mod props;

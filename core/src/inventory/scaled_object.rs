@@ -107,23 +107,27 @@ impl PredictorAt {
 /// names the key and what is wrong with its value. The gRPC scaler checks the metadata
 /// KEDA sends with it too, so a bad value is refused there as well.
 pub fn settings(meta: &BTreeMap<String, String>) -> Result<Overrides, (&'static str, String)> {
-    fn get<'a>(meta: &'a BTreeMap<String, String>, k: &'static str) -> Option<(&'static str, &'a str)> {
-        meta.get(k).map(|v| (k, v.trim()))
-    }
+    settings_in(|k| meta.get(k).map(String::as_str))
+}
+
+/// [`settings`] of metadata in any map, read through `lookup` (the gRPC scaler checks the
+/// map KEDA sends on every call without copying it).
+pub fn settings_in<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Result<Overrides, (&'static str, String)> {
+    let get = |k: &'static str| -> Option<(&'static str, &'a str)> { lookup(k).map(|v| (k, v.trim())) };
     let number = |k: &'static str| -> Result<Option<f64>, (&'static str, String)> {
-        get(meta, k)
+        get(k)
             .map(|(k, v)| v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or((k, format!("{v:?} is not a number"))))
             .transpose()
     };
     let whole = |k: &'static str| -> Result<Option<u32>, (&'static str, String)> {
-        get(meta, k).map(|(k, v)| v.parse::<u32>().map_err(|_| (k, format!("{v:?} is not a whole number")))).transpose()
+        get(k).map(|(k, v)| v.parse::<u32>().map_err(|_| (k, format!("{v:?} is not a whole number")))).transpose()
     };
     let duration = |k: &'static str| -> Result<Option<Duration>, (&'static str, String)> {
-        get(meta, k)
+        get(k)
             .map(|(k, v)| humantime::parse_duration(v).map_err(|e| (k, format!("{v:?} is not a duration ({e})"))))
             .transpose()
     };
-    let quantile = match get(meta, "quantile").map(|(_, q)| q.to_ascii_lowercase()) {
+    let quantile = match get("quantile").map(|(_, q)| q.to_ascii_lowercase()) {
         None => None,
         Some(q) if q == "p50" || q == "p90" => Some(q),
         Some(q) => return Err(("quantile", format!("{q:?} is not p50 or p90"))),
