@@ -228,9 +228,14 @@ pub async fn serve(
         }
         builder = builder.tls_config(config)?;
     }
-    builder
-        .add_service(Scaler::new(shared).service())
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
-        .await?;
+    // Small answers on a long-lived connection: without TCP_NODELAY each could wait on
+    // Nagle's algorithm for the client's delayed acknowledgement (tonic sets it only on
+    // listeners it binds itself).
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+        s.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
+    builder.add_service(Scaler::new(shared).service()).serve_with_incoming_shutdown(incoming, shutdown).await?;
     Ok(())
 }
