@@ -157,6 +157,47 @@ fn main() {
     }
 }
 
+fn catalog_for_timing() -> Catalog {
+    Catalog::from_config(&CatalogConfig {
+        base: CatalogName::Kubernetes,
+        window: Duration::from_secs(20),
+        features: Default::default(),
+    })
+    .unwrap()
+}
+
+/// Where a step's time goes: each feature's query sent alone, with Prometheus' own
+/// evaluation time (`stats=all`) beside the wall time of the answer, body read, not parsed.
+fn prometheus_time(rt: &tokio::runtime::Runtime, prometheus: &str, t: chrono::DateTime<Utc>, catalog: &Catalog) {
+    let client = reqwest::Client::new();
+    let (mut eval, mut wall, mut slowest) = (0.0, 0.0, (String::new(), 0.0f64));
+    for feature in catalog.features() {
+        let query = catalog.render(feature, &["bench"]).unwrap();
+        let began = Instant::now();
+        let body = rt.block_on(async {
+            let url = format!("{prometheus}/api/v1/query");
+            let time = t.timestamp().to_string();
+            let form = [("query", query.as_str()), ("time", time.as_str()), ("stats", "all")];
+            client.post(url).form(&form).send().await.ok()?.text().await.ok()
+        });
+        let took = began.elapsed().as_secs_f64();
+        let evaluated = body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .and_then(|v| v["data"]["stats"]["timings"]["evalTotalTime"].as_f64())
+            .unwrap_or(f64::NAN);
+        eval += evaluated;
+        wall += took;
+        if evaluated > slowest.1 {
+            slowest = (feature.name().to_owned(), evaluated);
+        }
+    }
+    println!(
+        "  each feature's query alone: Prometheus evaluated them in {eval:.3} s in all (slowest {} {:.3} s), {wall:.3} s wall with the answers' transfer",
+        slowest.0, slowest.1
+    );
+}
+
 fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str, n: usize) -> Figures {
     let list: Vec<String> = (0..n).map(|i| format!("bench/svc-{i:05}")).collect();
     let catalog = Catalog::from_config(&CatalogConfig {
@@ -184,6 +225,7 @@ fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str
         rows.extend(step);
     }
     let queries_per_step = (rt.block_on(answered(prometheus)) - before) / 5.0;
+    prometheus_time(rt, prometheus, last, &catalog_for_timing());
     let filled = rows.iter().filter(|r| r.values.iter().all(Option::is_some)).count();
     let (step_p50, step_max) = (percentile(times.clone(), 0.5), percentile(times, 1.0));
     println!(
