@@ -81,6 +81,23 @@ async fn publish_model(store: &dyn ObjectStore) {
     common::publish(store, &model, "v1", STEP as f64).await;
 }
 
+/// The storefront catalog's source over `prometheus` for `services`, failing fast.
+fn source(prometheus: &Prometheus, services: &[&ServiceId]) -> Source {
+    let catalog = Catalog::from_config(&CatalogConfig {
+        base: CatalogName::Storefront,
+        window: Duration::from_secs(60),
+        features: Default::default(),
+    })
+    .unwrap();
+    Source::new(
+        PrometheusConfig { url: prometheus.url(), retries: 0, timeout: Duration::from_secs(2), ..Default::default() },
+        catalog,
+        ServicesConfig { list: services.iter().map(ToString::to_string).collect(), ..Default::default() },
+        Default::default(),
+    )
+    .unwrap()
+}
+
 fn steps(n: u64) -> Duration {
     Duration::from_secs(n * STEP as u64)
 }
@@ -137,20 +154,8 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
             policy: PolicySettings { burst_quantile: (*id == &order).then_some(0.9), ..policy() },
         })
         .collect();
-    let catalog = Catalog::from_config(&CatalogConfig {
-        base: CatalogName::Storefront,
-        window: Duration::from_secs(60),
-        features: Default::default(),
-    })
-    .unwrap();
     let metrics = Metrics::new();
-    let source = Source::new(
-        PrometheusConfig { url: prometheus.url(), retries: 0, timeout: Duration::from_secs(2), ..Default::default() },
-        catalog,
-        ServicesConfig { list: vec![order.to_string(), cart.to_string()], ..Default::default() },
-        Default::default(),
-    )
-    .unwrap();
+    let source = source(&prometheus, &[&order, &cart]);
     let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
     let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
     let reloads = models.reload(&metrics).await;
@@ -497,20 +502,8 @@ async fn services_naming_one_model_folder_share_it_and_are_forecast_in_one_batch
         .iter()
         .map(|id| ServicePlan { id: id.clone(), models: fleet.to_str().unwrap().parse().unwrap(), policy: policy() })
         .collect();
-    let catalog = Catalog::from_config(&CatalogConfig {
-        base: CatalogName::Storefront,
-        window: Duration::from_secs(60),
-        features: Default::default(),
-    })
-    .unwrap();
     let metrics = Metrics::new();
-    let source = Source::new(
-        PrometheusConfig { url: prometheus.url(), retries: 0, timeout: Duration::from_secs(2), ..Default::default() },
-        catalog,
-        ServicesConfig { list: ids.iter().map(ToString::to_string).collect(), ..Default::default() },
-        Default::default(),
-    )
-    .unwrap();
+    let source = source(&prometheus, &[&ids[0], &ids[1]]);
     let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
     let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
     let reloads = models.reload(&metrics).await;

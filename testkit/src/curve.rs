@@ -57,47 +57,88 @@ pub fn record(dir: &Path, component: &str, points: &[Point]) -> Result<PathBuf, 
         text.push_str(&format!("{},{},{},{}\n", p.component, p.services, p.step_seconds, p.memory_mib));
     }
     std::fs::write(&csv, text).map_err(|e| format!("writing {}: {e}", csv.display()))?;
+    redraw(dir)
+}
+
+/// Draws the plot again from the CSV in `dir` (`BENCH_REDRAW=1 cargo bench --bench
+/// predictor` does only this); returns the plot's path.
+pub fn redraw(dir: &Path) -> Result<PathBuf, String> {
+    let all = read(&dir.join("fleet-scale.csv"));
     let svg = dir.join("fleet-scale.svg");
     plot(&all, &svg).map_err(|e| format!("drawing {}: {e}", svg.display()))?;
     Ok(svg)
+}
+
+fn services(x: &f64) -> String {
+    let n = x.round() as u64;
+    if n >= 1000 { format!("{},{:03}", n / 1000, n % 1000) } else { n.to_string() }
+}
+
+/// One panel of the plot: what it shows of each point, and its targets.
+struct Panel {
+    caption: &'static str,
+    unit: &'static str,
+    value: fn(&Point) -> f64,
+    /// The label of a component's curve.
+    label: fn(&str) -> String,
+    /// (component whose colour it takes, value, label) of each dashed target line.
+    targets: Vec<(&'static str, f64, String)>,
 }
 
 fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
-    let components = ["collector", "predictor"];
-    let colors = [BLUE, RED];
-    let max_services = points.iter().map(|p| p.services).max().unwrap_or(10_000).max(10_000) as f64;
-    let x = (50.0..max_services * 2.0).log_scale();
-    let y_max = points.iter().map(|p| p.step_seconds).fold(5.0, f64::max) * 1.5;
-    let mut chart = ChartBuilder::on(&left)
-        .caption("Seconds per step", ("sans-serif", 18))
+    let steps = Panel {
+        caption: "Seconds per step",
+        unit: "seconds",
+        value: |p| p.step_seconds,
+        label: |c| format!("{c} step"),
+        targets: TARGETS.iter().map(|(c, t)| (*c, *t, format!("{c} target ({t} s at 10,000)"))).collect(),
+    };
+    let memory = Panel {
+        caption: "Memory (MiB)",
+        unit: "MiB",
+        value: |p| p.memory_mib,
+        label: |c| format!("{c} {}", if c == "collector" { "peak resident" } else { "resident growth" }),
+        targets: vec![("collector", 300.0, "collector target (300 MiB)".into())],
+    };
+    panel(&left, points, &steps)?;
+    panel(&right, points, &memory)?;
+    root.present()?;
+    Ok(())
+}
+
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    points: &[Point],
+    panel: &Panel,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let max_services = points.iter().map(|p| p.services).max().unwrap_or(10_000).max(10_000) as f64 * 2.0;
+    let values = points.iter().map(panel.value).chain(panel.targets.iter().map(|t| t.1));
+    let (lo, hi) = values.fold((f64::MAX, 1e-3f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(55)
-        .build_cartesian_2d(x.clone(), (0.005..y_max).log_scale())?;
-    chart.configure_mesh().x_desc("services").y_desc("seconds").draw()?;
-    for (component, color) in components.iter().zip(colors) {
+        .build_cartesian_2d((50.0..max_services).log_scale(), (lo.min(hi) / 2.0..hi * 2.0).log_scale())?;
+    chart.configure_mesh().x_desc("services").x_label_formatter(&services).y_desc(panel.unit).draw()?;
+    for (component, color) in ["collector", "predictor"].into_iter().zip([BLUE, RED]) {
         let line: Vec<(f64, f64)> =
-            points.iter().filter(|p| p.component == *component).map(|p| (p.services as f64, p.step_seconds)).collect();
-        if line.is_empty() {
-            continue;
-        }
-        chart
-            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
-            .label(format!("{component} step"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
-        if let Some((_, target)) = TARGETS.iter().find(|(c, _)| c == component) {
+            points.iter().filter(|p| p.component == component).map(|p| (p.services as f64, (panel.value)(p))).collect();
+        if !line.is_empty() {
             chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(50.0, *target), (max_services * 2.0, *target)],
-                    6,
-                    4,
-                    color.mix(0.6).stroke_width(1),
-                ))?
-                .label(format!("{component} target ({target} s at 10,000)"))
+                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
+                .label((panel.label)(component))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
+        }
+        for (_, target, label) in panel.targets.iter().filter(|t| t.0 == component) {
+            let dashes = vec![(50.0, *target), (max_services, *target)];
+            chart
+                .draw_series(DashedLineSeries::new(dashes, 6, 4, color.mix(0.6).stroke_width(1)))?
+                .label(label.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.mix(0.6)));
         }
     }
@@ -107,47 +148,6 @@ fn plot(points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Error>>
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
-
-    let m_max = points.iter().map(|p| p.memory_mib).fold(100.0, f64::max) * 1.5;
-    let mut chart = ChartBuilder::on(&right)
-        .caption("Memory (MiB)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(x, (1.0..m_max).log_scale())?;
-    chart.configure_mesh().x_desc("services").y_desc("MiB").draw()?;
-    for (component, color) in components.iter().zip(colors) {
-        let line: Vec<(f64, f64)> = points
-            .iter()
-            .filter(|p| p.component == *component)
-            .map(|p| (p.services as f64, p.memory_mib.max(1.0)))
-            .collect();
-        if line.is_empty() {
-            continue;
-        }
-        let what = if *component == "collector" { "peak resident" } else { "resident growth" };
-        chart
-            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
-            .label(format!("{component} {what}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
-    }
-    chart
-        .draw_series(DashedLineSeries::new(
-            vec![(50.0, 300.0), (max_services * 2.0, 300.0)],
-            6,
-            4,
-            BLUE.mix(0.6).stroke_width(1),
-        ))?
-        .label("collector target (300 MiB)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.mix(0.6)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-    root.present()?;
     Ok(())
 }
 
