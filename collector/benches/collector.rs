@@ -4,12 +4,15 @@
 //! A synthetic exporter in this process exposes, for N services, the series the
 //! `kubernetes` catalog reads (NGINX ingress counters and latency histogram, cAdvisor CPU
 //! and memory, kube-state-metrics requests, limits and replicas: 18 series a service); a
-//! real Prometheus scrapes it every 5 s. Printed for each N:
+//! real Prometheus scrapes it every `BENCH_SCRAPE_SECONDS` (default 15, as
+//! `deploy/prometheus/prometheus.yml` ships; the collector's step and the catalog's rate
+//! window follow: a step of one scrape, a window of four). Printed for each N:
 //! - the wall time of one step through the collector's source, and the queries it cost
 //!   (Prometheus' own count of answered queries: one per feature, whatever N);
 //! - Parquet bytes per row for the rows of consecutive steps in one file;
-//! - the `prescale-collector` binary collecting live (5 s steps, 10 s flushes to a local
-//!   folder) for 40 s: its mean step time and peak resident memory.
+//! - the `prescale-collector` binary collecting live (a step per scrape, flushes every
+//!   two steps, to a local folder) for eight steps: its mean step time and peak resident
+//!   memory.
 //!
 //! Then a table of the curve, recorded with the predictor's in
 //! `target-bench/fleet-scale.{csv,svg}` (see `prescale_testkit::curve`).
@@ -107,6 +110,16 @@ struct Figures {
     bytes_per_row: f64,
 }
 
+/// Prometheus' scrape interval, the collector's step: `BENCH_SCRAPE_SECONDS`, or 15.
+fn scrape_seconds() -> u64 {
+    std::env::var("BENCH_SCRAPE_SECONDS").ok().and_then(|v| v.parse().ok()).filter(|s| *s > 0).unwrap_or(15)
+}
+
+/// The catalog's rate window: four scrapes.
+fn window() -> Duration {
+    Duration::from_secs(4 * scrape_seconds())
+}
+
 fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -120,16 +133,19 @@ fn main() {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", exporter_port)).await.unwrap();
         axum::serve(listener, app).await.unwrap();
     });
+    let every = scrape_seconds();
     let scrape = format!(
-        "  - job_name: synthetic\n    honor_labels: true\n    scrape_timeout: 5s\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n"
+        "  - job_name: synthetic\n    honor_labels: true\n    scrape_timeout: {every}s\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n"
     );
-    let prometheus = Prometheus::start(&dir.path().join("prometheus"), "5s", &scrape);
+    let prometheus = Prometheus::start(&dir.path().join("prometheus"), &format!("{every}s"), &scrape);
     let mut table = Vec::new();
     for n in sizes() {
         size.store(n, Ordering::Relaxed);
-        println!("collector bench: {n} services, every feature (kubernetes catalog), Prometheus scraping every 5 s");
-        // Two scrapes of the new size before the rate window (20 s) is full.
-        std::thread::sleep(Duration::from_secs(30));
+        println!(
+            "collector bench: {n} services, every feature (kubernetes catalog), Prometheus scraping every {every} s"
+        );
+        // The rate window full of scrapes of the new size, and one more.
+        std::thread::sleep(window() + Duration::from_secs(every));
         table.push(measure(&rt, dir.path(), &prometheus.url(), n));
     }
     println!(
@@ -160,7 +176,7 @@ fn main() {
 fn catalog_for_timing() -> Catalog {
     Catalog::from_config(&CatalogConfig {
         base: CatalogName::Kubernetes,
-        window: Duration::from_secs(20),
+        window: window(),
         features: Default::default(),
     })
     .unwrap()
@@ -202,7 +218,7 @@ fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str
     let list: Vec<String> = (0..n).map(|i| format!("bench/svc-{i:05}")).collect();
     let catalog = Catalog::from_config(&CatalogConfig {
         base: CatalogName::Kubernetes,
-        window: Duration::from_secs(20),
+        window: window(),
         features: Default::default(),
     })
     .unwrap();
@@ -212,7 +228,7 @@ fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str
     let source = Source::new(prom.clone(), catalog, services.clone(), errors.clone()).unwrap();
     let ids = services.listed().unwrap();
 
-    let grid = prescale_core::StepGrid::from_secs(5).unwrap();
+    let grid = prescale_core::StepGrid::from_secs(scrape_seconds()).unwrap();
     let last = grid.floor(Utc::now()) - grid.delta();
     let mut times = Vec::new();
     let mut rows = Vec::new();
@@ -239,6 +255,7 @@ fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str
     println!("  Parquet: {} rows in one file, {} bytes, {bytes_per_row:.1} bytes/row (zstd)", rows.len(), bytes.len());
 
     // The binary collecting live: its step time and peak memory.
+    let every = scrape_seconds();
     let run = dir.join(format!("live-{n}"));
     std::fs::create_dir_all(&run).unwrap();
     let config = run.join("collector.toml");
@@ -246,11 +263,13 @@ fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str
     std::fs::write(
         &config,
         format!(
-            "step = \"5s\"\nquery_delay = \"1s\"\nflush_interval = \"10s\"\nspool_dir = {:?}\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-             [prometheus]\nurl = {:?}\ntimeout = \"30s\"\n[store]\nlocation = {:?}\n[catalog]\nwindow = \"20s\"\n[services]\nlist = {:?}\n",
+            "step = \"{every}s\"\nquery_delay = \"1s\"\nflush_interval = \"{}s\"\nspool_dir = {:?}\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [prometheus]\nurl = {:?}\ntimeout = \"30s\"\n[store]\nlocation = {:?}\n[catalog]\nwindow = \"{}s\"\n[services]\nlist = {:?}\n",
+            2 * every,
             run.join("spool").display().to_string(),
             prometheus,
             run.join("store").display().to_string(),
+            window().as_secs(),
             list
         ),
     )
@@ -263,7 +282,7 @@ fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(40));
+    std::thread::sleep(Duration::from_secs(8 * every));
     let peak_mib = peak_rss_mb(child.id()).unwrap_or(f64::NAN);
     let metrics = rt.block_on(async {
         reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.ok()?.text().await.ok()
@@ -285,7 +304,8 @@ fn measure(rt: &tokio::runtime::Runtime, dir: &std::path::Path, prometheus: &str
     );
     let live_step = sum / count;
     println!(
-        "  live binary, 40 s: peak RSS {peak_mib:.0} MiB, {count} steps collected (mean step {live_step:.3} s), {} rows flushed",
+        "  live binary, {} s: peak RSS {peak_mib:.0} MiB, {count} steps collected (mean step {live_step:.3} s), {} rows flushed",
+        8 * every,
         value("prescale_collector_rows_flushed_total")
     );
     Figures { services: n, step_p50, step_max, queries_per_step, live_step, peak_mib, bytes_per_row }

@@ -217,7 +217,7 @@ impl Engine {
         let ids: Vec<ServiceId> = self.runs.iter().map(|r| r.plan.id.clone()).collect();
         let oldest = t - self.grid.delta() * (self.history_steps as i32 - 1);
         let rows = match self.last_step {
-            // In step: one instant query per feature and service.
+            // In step: one instant query per feature, for every service at once.
             Some(last) if last + self.grid.delta() == t => self.source.rows_at(t, &ids).await,
             // Start, or back after a gap: read what is missing with range queries.
             last => {
