@@ -9,6 +9,18 @@
 //! latest                          {"version": ..., "manifest_sha256": ...}
 //! ```
 //!
+//! A fleet model (one transformer for many services, [`crate::fleet`]) also has its
+//! per-service work, written by shards that may run on different machines:
+//!
+//! ```text
+//! <version>/shards/<i>-of-<n>.json  the entries of the services of shard i of n
+//! <version>/services.json          every service's entry, merged at publication
+//! ```
+//!
+//! Publishing a fleet version checks that every shard finished and covers exactly its
+//! services, merges them into `services.json`, records its checksum in the manifest, and
+//! only then moves `latest`: a missing shard blocks publication, naming it.
+//!
 //! A version is written file by file, manifest last; [`publish`] moves `latest` only after
 //! that, so a reader following `latest` never sees a half-written model. Loading checks
 //! every checksum and every tensor's name and shape, and refuses anything that does not
@@ -26,6 +38,8 @@ use tch::Device;
 use prescale_core::{Feature, SCHEMA_VERSION};
 
 use crate::backtest::Backtest;
+use crate::fleet::{MAX_SHARDS, Shard};
+use crate::served::ServiceEntry;
 use crate::burst::BurstProfile;
 use crate::forecaster::{ModelParams, TransformerModel};
 use crate::scores::ModelScores;
@@ -37,6 +51,9 @@ pub const ARTIFACT_FORMAT: u32 = 1;
 const WEIGHTS: &str = "weights.safetensors";
 const MANIFEST: &str = "manifest.json";
 const LATEST: &str = "latest";
+const SERVICES: &str = "services.json";
+/// Most services one fleet model holds.
+pub const MAX_FLEET: usize = 100_000;
 
 /// Why an artifact could not be written, found or trusted.
 #[derive(Debug, thiserror::Error)]
@@ -154,8 +171,34 @@ pub struct Manifest {
     /// trained before profiles existed, and when the step does not divide the hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<BurstProfile>,
+    /// For a fleet model: the services it was trained for and how their work is split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetInfo>,
 }
 
+/// What a fleet model's manifest says of its fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetInfo {
+    /// The selector the services were chosen by (`shop/*`).
+    pub selector: String,
+    /// The services (`namespace/name`), sorted: the shards' work covers exactly these.
+    pub services: Vec<String>,
+    /// How many shards the per-service work is split into.
+    pub shards: u32,
+}
+
+/// The entries one shard wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardResult {
+    /// `index/count`.
+    pub shard: String,
+    /// Entry per service (`namespace/name`).
+    pub services: BTreeMap<String, ServiceEntry>,
+}
+
+fn shard_file(version: &str, shard: Shard) -> String {
+    format!("{version}/shards/{}-of-{}.json", shard.index, shard.count)
+}
 /// The `latest` pointer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Latest {
@@ -200,6 +243,7 @@ impl Manifest {
             }),
             files: BTreeMap::new(),
             tensors: BTreeMap::new(),
+            fleet: None,
             // The steps before validation, as `prescale-trainer simulate` learns it.
             burst: BurstProfile::learn(series, bt.split.valid_start, p.window.horizon).ok(),
         }
@@ -259,7 +303,134 @@ pub fn parse_manifest(version: &str, raw: &[u8]) -> Result<Manifest, ArtifactErr
     if let Some(Err(e)) = manifest.burst.as_ref().map(BurstProfile::validate) {
         return Err(bad(e.to_string()));
     }
+    if let Some(fleet) = &manifest.fleet {
+        if !(1..=MAX_SHARDS).contains(&fleet.shards) {
+            return Err(bad(format!("fleet.shards {} is outside 1..={MAX_SHARDS}", fleet.shards)));
+        }
+        if fleet.services.len() > MAX_FLEET {
+            return Err(bad(format!("fleet.services: {} services, at most {MAX_FLEET}", fleet.services.len())));
+        }
+    }
     Ok(manifest)
+}
+
+/// The services of a fleet version that `shard` covers.
+pub fn shard_services(fleet: &FleetInfo, shard: Shard) -> Vec<String> {
+    fleet.services.iter().filter(|s| shard.holds(s)).cloned().collect()
+}
+
+/// Writes one shard's entries under a fleet version: they must be exactly the services
+/// of the manifest that the shard holds, of the manifest's shard count. A shard rerun
+/// rewrites its file.
+pub async fn write_shard(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+    shard: Shard,
+    services: BTreeMap<String, ServiceEntry>,
+) -> Result<(), ArtifactError> {
+    let version = &manifest.version;
+    let fleet = fleet_of(manifest)?;
+    if shard.count != fleet.shards {
+        return Err(ArtifactError::Gate(format!(
+            "model {version} is split into {} shards, not {} (shard {shard})",
+            fleet.shards, shard.count
+        )));
+    }
+    let wanted = shard_services(fleet, shard);
+    let got: Vec<String> = services.keys().cloned().collect();
+    if wanted != got {
+        return Err(ArtifactError::Gate(format!(
+            "shard {shard} of model {version} holds {} services, its results {}: refusing a partial shard",
+            wanted.len(),
+            got.len()
+        )));
+    }
+    let result = ShardResult { shard: shard.to_string(), services };
+    let json = serde_json::to_vec(&result).map_err(|e| ArtifactError::Weights(e.to_string()))?;
+    store.put(&shard_file(version, shard), Bytes::from(json)).await?;
+    Ok(())
+}
+
+fn fleet_of(manifest: &Manifest) -> Result<&FleetInfo, ArtifactError> {
+    manifest.fleet.as_ref().ok_or_else(|| ArtifactError::BadManifest {
+        version: manifest.version.clone(),
+        reason: "not a fleet model (no `fleet` in its manifest)".into(),
+    })
+}
+
+/// Checks every shard of a fleet version finished and covers exactly its services, then
+/// merges them into `services.json` and records its checksum in the manifest (rewritten
+/// last). Fails naming every missing shard.
+async fn finish_fleet(store: &dyn ObjectStore, mut manifest: Manifest) -> Result<Manifest, ArtifactError> {
+    let version = manifest.version.clone();
+    let fleet = fleet_of(&manifest)?.clone();
+    let horizon = manifest.params.window.horizon;
+    let mut merged = BTreeMap::new();
+    let mut missing = Vec::new();
+    for shard in Shard::all(fleet.shards) {
+        let file = shard_file(&version, shard);
+        let raw = match store.get(&file).await {
+            Ok(raw) => raw,
+            Err(StoreError::NotFound { .. }) => {
+                missing.push(shard.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let corrupt = |reason: String| ArtifactError::Corrupt { version: version.clone(), file: file.clone(), reason };
+        let result: ShardResult = serde_json::from_slice(&raw).map_err(|e| corrupt(e.to_string()))?;
+        let wanted = shard_services(&fleet, shard);
+        if result.services.keys().ne(wanted.iter()) {
+            return Err(corrupt(format!("it holds {} services, the shard {}", result.services.len(), wanted.len())));
+        }
+        for (service, entry) in result.services {
+            entry.validate(horizon).map_err(|e| corrupt(format!("{service}: {e}")))?;
+            merged.insert(service, entry);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ArtifactError::Gate(format!(
+            "model {version}: shard{} {} of {} not finished (no {version}/shards/<i>-of-{}.json); run \
+             `prescale-trainer evaluate --shard <i>/{}` for each, then publish",
+            if missing.len() > 1 { "s" } else { "" },
+            missing.join(", "),
+            fleet.shards,
+            fleet.shards,
+            fleet.shards
+        )));
+    }
+    let json = serde_json::to_vec(&merged).map_err(|e| ArtifactError::Weights(e.to_string()))?;
+    manifest.files.insert(SERVICES.into(), FileEntry { sha256: sha256(&json), bytes: json.len() as u64 });
+    store.put(&format!("{version}/{SERVICES}"), Bytes::from(json)).await?;
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
+    store.put(&format!("{version}/{MANIFEST}"), Bytes::from(json)).await?;
+    Ok(manifest)
+}
+
+/// A published fleet version's per-service entries, checked against the manifest's
+/// checksum and the model's horizon.
+pub async fn load_services(
+    store: &dyn ObjectStore,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, ServiceEntry>, ArtifactError> {
+    let version = manifest.version.as_str();
+    let corrupt =
+        |reason: String| ArtifactError::Corrupt { version: version.into(), file: SERVICES.into(), reason };
+    let entry = manifest
+        .files
+        .get(SERVICES)
+        .ok_or_else(|| corrupt("the manifest lists none: the fleet version was never finished".into()))?;
+    let raw = store.get(&format!("{version}/{SERVICES}")).await?;
+    let actual = sha256(&raw);
+    if actual != entry.sha256 {
+        return Err(corrupt(format!("SHA-256 {actual}, the manifest says {}", entry.sha256)));
+    }
+    let services: BTreeMap<String, ServiceEntry> = serde_json::from_slice(&raw).map_err(|e| corrupt(e.to_string()))?;
+    let horizon = manifest.params.window.horizon;
+    for (service, e) in &services {
+        e.validate(horizon).map_err(|e| corrupt(format!("{service}: {e}")))?;
+    }
+    Ok(services)
 }
 
 /// Checks a safetensors file against the network's variables (`expected`: name to
@@ -324,7 +495,12 @@ pub async fn latest(store: &dyn ObjectStore) -> Result<Option<Latest>, ArtifactE
 /// Publishes a written version: checks it loads, applies the quality gate unless
 /// `force`, then moves `latest` to it. The pointer moves last.
 pub async fn publish(store: &dyn ObjectStore, version: &str, force: bool) -> Result<Manifest, ArtifactError> {
-    let (manifest, _) = load_version(store, version, Device::Cpu).await?;
+    let (mut manifest, _) = load_version(store, version, Device::Cpu).await?;
+    if manifest.fleet.is_some() {
+        // Every service must have its entry: without one there is nothing to serve it
+        // with, so not even `force` publishes a fleet version with a shard missing.
+        manifest = finish_fleet(store, manifest).await?;
+    }
     if !force {
         gate(&manifest)?;
     }
@@ -337,6 +513,15 @@ pub async fn publish(store: &dyn ObjectStore, version: &str, force: bool) -> Res
 /// The quality gate: the transformer's backtest MAE must not be worse than the best
 /// baseline's.
 pub fn gate(manifest: &Manifest) -> Result<(), ArtifactError> {
+    // A fleet model is judged per service: each is served by whichever of the
+    // transformer and the baselines did best on its own validation part.
+    if manifest.fleet.is_some() {
+        return if manifest.files.contains_key(SERVICES) {
+            Ok(())
+        } else {
+            Err(ArtifactError::Gate(format!("fleet model {}: its shards have not been merged", manifest.version)))
+        };
+    }
     let bt = manifest
         .backtest
         .as_ref()

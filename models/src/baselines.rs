@@ -37,7 +37,7 @@ pub fn recent_level(series: &Series, origin: usize, window: usize) -> f64 {
 const LEVEL_WINDOW: usize = 12;
 
 /// Per-horizon 0.9 quantiles of `(actual - p50) / level`, fitted on validation origins.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResidualQuantiles {
     /// One quantile per horizon.
     pub q90: Vec<f64>,
@@ -291,6 +291,11 @@ pub struct Ridge {
 impl Ridge {
     const LAGS: usize = 12;
     const MAX_ROWS: usize = 60_000;
+
+    /// The season its seasonal lags are one and seven of, steps.
+    pub fn period(&self) -> usize {
+        self.period
+    }
 
     /// Checks a stored ridge (as read from a manifest): sizes within bounds, one weight per
     /// design column, finite numbers.

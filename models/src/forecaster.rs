@@ -205,6 +205,31 @@ pub enum P90Unit {
     Volatility,
 }
 
+/// What one service of a fleet model needs of its own: the level floor its windows are
+/// normalised with (a hundredth of its typical demand, so a quiet service's noise is not
+/// blown up while a busy one's detail is kept) and its p90 shift calibrated on its own
+/// validation part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Lowest level a window is normalised by, requests/s.
+    pub level_floor: f64,
+    /// Per-horizon shift of p90, in units of the model's [`P90Unit`].
+    pub p90_shift: Vec<f64>,
+}
+
+impl Calibration {
+    /// Checks a calibration read from a store against its model's horizon.
+    pub fn validate(&self, horizon: usize) -> Result<(), InvalidParams> {
+        if !(self.level_floor.is_finite() && self.level_floor > 0.0) {
+            return Err(invalid("level_floor", format!("{} is not a positive number", self.level_floor)));
+        }
+        if self.p90_shift.len() != horizon {
+            return Err(invalid("p90_shift", format!("{} values for a {horizon}-step horizon", self.p90_shift.len())));
+        }
+        finite("p90_shift", &self.p90_shift)
+    }
+}
+
 /// A trained transformer with its constants.
 #[derive(Debug)]
 pub struct TransformerModel {
@@ -227,9 +252,14 @@ impl TransformerModel {
     }
 
     /// Uncalibrated forecasts and each window's p90 unit.
-    pub(crate) fn raw(&self, series: &Series, origins: &[usize]) -> Result<(Forecasts, Vec<f64>), ModelError> {
+    pub(crate) fn raw(
+        &self,
+        series: &Series,
+        origins: &[usize],
+        level_floor: f64,
+    ) -> Result<(Forecasts, Vec<f64>), ModelError> {
         let p = &self.params;
-        let windows = Windows::new(series, p.window, p.level_floor, &p.holidays)
+        let windows = Windows::new(series, p.window, level_floor, &p.holidays)
             .with_exog(exog(p.preprocess.as_ref(), series)?)
             .with_base(p.base.as_ref());
         let h = p.window.horizon;
@@ -296,9 +326,9 @@ impl TransformerModel {
                     continue;
                 }
             };
-            let windows = Windows::new(input.series, p.window, p.level_floor, &p.holidays)
-                .with_exog(exog)
-                .with_base(p.base.as_ref());
+            let floor = input.calibration.map_or(p.level_floor, |c| c.level_floor);
+            let windows =
+                Windows::new(input.series, p.window, floor, &p.holidays).with_exog(exog).with_base(p.base.as_ref());
             ready.push((i, windows));
         }
         for (c, chunk) in ready.chunks(FORECAST_BATCH).enumerate() {
@@ -316,7 +346,8 @@ impl TransformerModel {
                     p50: Array2::zeros((1, h)),
                     p90: Array2::zeros((1, h)),
                 };
-                for (k, shift) in p.p90_shift.iter().enumerate() {
+                let shifts = inputs[*i].calibration.map_or(p.p90_shift.as_slice(), |c| c.p90_shift.as_slice());
+                for (k, shift) in shifts.iter().enumerate().take(h) {
                     let p50 = (a50[[row, k]] * level).max(0.0);
                     f.p50[[0, k]] = p50;
                     f.p90[[0, k]] = (a90[[row, k]] * level + shift * unit).max(p50);
@@ -331,9 +362,23 @@ impl TransformerModel {
     /// [`Windows::usable_origins`]). Fails only when the model needs covariates the
     /// series lacks.
     pub fn forecast(&self, series: &Series, origins: &[usize]) -> Result<Forecasts, ModelError> {
-        let (mut f, units) = self.raw(series, origins)?;
+        self.forecast_calibrated(series, origins, None)
+    }
+
+    /// [`Self::forecast`] with a service's own calibration (a fleet model's) instead of
+    /// the model's.
+    pub fn forecast_calibrated(
+        &self,
+        series: &Series,
+        origins: &[usize],
+        calibration: Option<&Calibration>,
+    ) -> Result<Forecasts, ModelError> {
+        let p = &self.params;
+        let (floor, shifts) =
+            calibration.map_or((p.level_floor, p.p90_shift.as_slice()), |c| (c.level_floor, c.p90_shift.as_slice()));
+        let (mut f, units) = self.raw(series, origins, floor)?;
         for (row, unit) in units.iter().enumerate() {
-            for (k, shift) in self.params.p90_shift.iter().enumerate() {
+            for (k, shift) in shifts.iter().enumerate().take(f.horizon()) {
                 let p90 = f.p90[[row, k]] + shift * unit;
                 f.p90[[row, k]] = p90.max(f.p50[[row, k]]);
             }
@@ -345,6 +390,9 @@ impl TransformerModel {
 /// One series to forecast at its last step, for [`TransformerModel::forecast_last`].
 #[derive(Debug, Clone, Copy)]
 pub struct Live<'a> {
+    /// The service's own calibration (a fleet model serves services of every size), or
+    /// `None` for the model's.
+    pub calibration: Option<&'a Calibration>,
     /// The values up to the origin (its covariates, if any, are not read).
     pub series: &'a Series,
     /// The other features of the series' last steps (at least the model's context), for a
@@ -479,8 +527,8 @@ mod tests {
             .collect();
         let bare: Vec<Series> = all.iter().map(|s| Series { covariates: None, ..s.clone() }).collect();
         let mut inputs: Vec<Live> =
-            bare.iter().zip(&tails).map(|(series, c)| Live { series, covariates: Some(c) }).collect();
-        inputs.push(Live { series: &bare[0], covariates: None });
+            bare.iter().zip(&tails).map(|(series, c)| Live { series, covariates: Some(c), calibration: None }).collect();
+        inputs.push(Live { series: &bare[0], covariates: None, calibration: None });
         let mut scratch = Scratch::default();
         for _ in 0..2 {
             // Twice: the second pass reuses the arrays the first one left.

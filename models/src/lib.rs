@@ -16,6 +16,9 @@
 //! - [`scores`]: forecast accuracy: MAE, RMSE, MASE, pinball loss and coverage;
 //! - [`backtest`]: all models trained on the same split and scored on the test part, and
 //!   a stored model scored on new data;
+//! - [`fleet`]: one transformer trained across a fleet's services, the per-service work
+//!   around it (calibration, baselines, the choice of forecaster), split into shards;
+//! - [`served`]: what a fleet model keeps per service, and servable baselines;
 //! - [`artifact`]: versioned models in a store, the quality gate and `latest`.
 //!
 //! libtorch is linked dynamically; the crate's build script records its folder in the
@@ -27,9 +30,11 @@ pub mod base;
 pub mod baselines;
 pub mod burst;
 pub mod dataset;
+pub mod fleet;
 pub mod forecaster;
 pub mod preprocess;
 pub mod scores;
+pub mod served;
 pub mod series;
 pub mod train;
 pub mod transformer;

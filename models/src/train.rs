@@ -15,7 +15,7 @@ use crate::baselines::{Persistence, PointForecaster, Ridge, residual_q90, trajec
 use crate::preprocess::Preprocess;
 use crate::series::{Series, Split, mean_observed};
 use crate::transformer::{Inputs, Net, NetConfig, loss};
-use crate::window::{WindowConfig, Windows};
+use crate::window::{Batch, WindowConfig, Windows};
 
 use crate::forecaster::{FORECAST_BATCH, ModelError, ModelParams, P90Unit, TransformerModel, exog};
 
@@ -290,61 +290,9 @@ impl TransformerModel {
             preprocess,
             base: base.clone(),
         };
-        let mut model = Self::empty(params.clone(), device);
-        let mut best = Self::empty(params, device);
-        let mut opt = nn::AdamW::default().wd(1e-4).build(&model.vs, config.learning_rate)?;
-
-        let per_epoch = config.samples_per_epoch.min(fit.len());
-        let steps_per_epoch = per_epoch.div_ceil(config.batch);
-        observer.start(config.max_epochs, steps_per_epoch);
-        let valid_inputs: Vec<Inputs> =
-            valid.chunks(FORECAST_BATCH).map(|c| Inputs::from_batch(&windows.batch(c), weight_scale, device)).collect();
-        let mut summary = TrainSummary {
-            epochs: 0,
-            best_valid_loss: f64::INFINITY,
-            windows_seen: 0,
-            seconds: 0.0,
-            early_stopped: false,
-        };
-        // The untrained network forecasts its anchor exactly (zero head): that is the bar
-        // every epoch must beat on validation, so training never ends worse than its base.
-        summary.best_valid_loss = validation_loss(&model.net, &valid_inputs);
-        best.vs.copy(&model.vs)?;
-        let mut since_best = 0;
-        let mut order = fit.clone();
-        for epoch in 1..=config.max_epochs {
-            order.shuffle(&mut rng);
-            let (mut sum, mut n) = (0.0, 0);
-            for chunk in order[..per_epoch].chunks(config.batch) {
-                let input = Inputs::from_batch(&windows.batch(chunk), weight_scale, device);
-                let l = loss(&model.net.forward(&input, true), &input);
-                opt.backward_step_clip_norm(&l, 1.0);
-                let l = l.double_value(&[]);
-                sum += l;
-                n += 1;
-                summary.windows_seen += chunk.len();
-                observer.step(epoch, l);
-            }
-            let valid_loss = validation_loss(&model.net, &valid_inputs);
-            summary.epochs = epoch;
-            let improved = valid_loss < summary.best_valid_loss;
-            observer.epoch(epoch, sum / n.max(1) as f64, valid_loss, improved);
-            if improved {
-                summary.best_valid_loss = valid_loss;
-                best.vs.copy(&model.vs)?;
-                since_best = 0;
-            } else {
-                since_best += 1;
-                if since_best >= config.patience {
-                    summary.early_stopped = true;
-                    break;
-                }
-            }
-            if started.elapsed().as_secs_f64() > config.max_seconds {
-                break;
-            }
-        }
-        model.vs.copy(&best.vs)?;
+        let mut model = Self::empty(params, device);
+        let sources = [Source { windows, fit, valid: valid.clone(), weight_scale }];
+        let mut summary = fit_network(&mut model, &sources, config, &mut rng, observer, started)?;
         model.params.p90_shift = model.calibrate(series, &valid)?;
         summary.seconds = started.elapsed().as_secs_f64();
         Ok((model, summary))
@@ -353,9 +301,115 @@ impl TransformerModel {
     /// The per-horizon p90 shift that makes 90% of validation actuals fall at or below
     /// p90 (conformalised quantile regression, one-sided).
     fn calibrate(&self, series: &Series, valid: &[usize]) -> Result<Vec<f64>, ModelError> {
-        let (raw, units) = self.raw(series, valid)?;
+        let (raw, units) = self.raw(series, valid, self.params.level_floor)?;
         Ok(residual_q90(series, valid, &raw.p90, &units))
     }
+}
+
+/// One series' windows in a training run: the origins it is fitted on and validated on,
+/// and the typical level its loss weights are relative to.
+pub(crate) struct Source<'a> {
+    /// Its windows.
+    pub windows: Windows<'a>,
+    /// Origins of the fitting part.
+    pub fit: Vec<usize>,
+    /// Origins of the validation part (already thinned).
+    pub valid: Vec<usize>,
+    /// Its windows' typical level: loss weights are levels over it.
+    pub weight_scale: f64,
+}
+
+/// The windows `rows` (source, origin) as model inputs: runs of one source are filled in
+/// one call; loss weights are each window's level over its source's typical level.
+fn inputs_of(sources: &[Source<'_>], rows: &[(usize, usize)], device: Device) -> Inputs {
+    let first = &sources[rows[0].0].windows;
+    let shapes = (
+        (first.config().context, first.context_features()),
+        (first.config().horizon, first.horizon_features()),
+    );
+    let mut batch = Batch::zeros(rows.len(), shapes.0, shapes.1);
+    let mut at = 0;
+    for run in rows.chunk_by(|a, b| a.0 == b.0) {
+        let origins: Vec<usize> = run.iter().map(|r| r.1).collect();
+        sources[run[0].0].windows.fill(&origins, &mut batch, at);
+        at += run.len();
+    }
+    if sources.len() == 1 {
+        return Inputs::from_batch(&batch, sources[0].weight_scale, device);
+    }
+    let weights: Vec<f32> =
+        rows.iter().zip(batch.level.iter()).map(|(r, l)| (f64::from(*l) / sources[r.0].weight_scale) as f32).collect();
+    let mut input = Inputs::from_batch(&batch, 1.0, device);
+    input.weight = tch::Tensor::from_slice(&weights).to_device(device);
+    input
+}
+
+/// Trains `model`'s network on the fitting windows of every source, sampled together,
+/// keeping the weights with the lowest loss over every source's validation windows
+/// (early stopping); returns what training did. One source is a per-service model, many
+/// a fleet model.
+pub(crate) fn fit_network(
+    model: &mut TransformerModel,
+    sources: &[Source<'_>],
+    config: &TrainConfig,
+    rng: &mut SmallRng,
+    observer: &mut dyn Observer,
+    started: std::time::Instant,
+) -> Result<TrainSummary, ModelError> {
+    let device = model.vs.device();
+    let best = TransformerModel::empty(model.params.clone(), device);
+    let mut opt = nn::AdamW::default().wd(1e-4).build(&model.vs, config.learning_rate)?;
+    let mut order: Vec<(usize, usize)> =
+        sources.iter().enumerate().flat_map(|(i, s)| s.fit.iter().map(move |&o| (i, o))).collect();
+    let per_epoch = config.samples_per_epoch.min(order.len());
+    let steps_per_epoch = per_epoch.div_ceil(config.batch);
+    observer.start(config.max_epochs, steps_per_epoch);
+    let valid: Vec<(usize, usize)> =
+        sources.iter().enumerate().flat_map(|(i, s)| s.valid.iter().map(move |&o| (i, o))).collect();
+    let valid_inputs: Vec<Inputs> = valid.chunks(FORECAST_BATCH).map(|c| inputs_of(sources, c, device)).collect();
+    let mut summary =
+        TrainSummary { epochs: 0, best_valid_loss: f64::INFINITY, windows_seen: 0, seconds: 0.0, early_stopped: false };
+    // The untrained network forecasts its anchor exactly (zero head): that is the bar
+    // every epoch must beat on validation, so training never ends worse than its base.
+    summary.best_valid_loss = validation_loss(&model.net, &valid_inputs);
+    let mut best = best;
+    best.vs.copy(&model.vs)?;
+    let mut since_best = 0;
+    for epoch in 1..=config.max_epochs {
+        order.shuffle(rng);
+        let (mut sum, mut n) = (0.0, 0);
+        for chunk in order[..per_epoch].chunks(config.batch) {
+            let input = inputs_of(sources, chunk, device);
+            let l = loss(&model.net.forward(&input, true), &input);
+            opt.backward_step_clip_norm(&l, 1.0);
+            let l = l.double_value(&[]);
+            sum += l;
+            n += 1;
+            summary.windows_seen += chunk.len();
+            observer.step(epoch, l);
+        }
+        let valid_loss = validation_loss(&model.net, &valid_inputs);
+        summary.epochs = epoch;
+        let improved = valid_loss < summary.best_valid_loss;
+        observer.epoch(epoch, sum / n.max(1) as f64, valid_loss, improved);
+        if improved {
+            summary.best_valid_loss = valid_loss;
+            best.vs.copy(&model.vs)?;
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= config.patience {
+                summary.early_stopped = true;
+                break;
+            }
+        }
+        if started.elapsed().as_secs_f64() > config.max_seconds {
+            break;
+        }
+    }
+    model.vs.copy(&best.vs)?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
 }
 
 /// Mean loss over the validation batches, weighted by their sizes.

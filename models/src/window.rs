@@ -141,6 +141,11 @@ impl<'a> Windows<'a> {
         self
     }
 
+    /// The shape of the windows.
+    pub fn config(&self) -> WindowConfig {
+        self.config
+    }
+
     /// The series the windows are cut from.
     pub fn series(&self) -> &'a Series {
         self.series

@@ -342,7 +342,7 @@ impl Engine {
             }
             let inputs: Vec<Live> = self.inputs[..chunk.len()]
                 .iter()
-                .map(|(series, cov)| Live { series, covariates: covariates.then_some(cov) })
+                .map(|(series, cov)| Live { series, covariates: covariates.then_some(cov), calibration: None })
                 .collect();
             for (&i, result) in chunk.iter().zip(net.forecast_last(&inputs, &mut scratch)) {
                 out.push(match result {
