@@ -80,6 +80,12 @@ impl DataArgs {
         Ok(found.into_iter().collect())
     }
 
+    /// The store holding the collector's table and the table's prefix in it.
+    pub async fn table(&self, s3: &S3Options) -> Result<(std::sync::Arc<dyn ObjectStore>, String), InputError> {
+        let Some(location) = &self.data else { return Err(InputError::Missing) };
+        Ok((self.open(location, s3).await?, self.prefix()))
+    }
+
     /// The same data, for one service.
     pub fn for_service(&self, service: &ServiceId) -> Self {
         Self { trace: None, service: Some(service.to_string()), ..self.clone() }

@@ -4,6 +4,8 @@
 //! `../shared/specs/evaluation.md` (`backtest` for forecasts, `simulate` for scaling),
 //! writes their files, and publishes versioned models behind a quality gate.
 //!
+//! - [`fleet`]: one model for every service a selector names, its per-service work split
+//!   into shards, and the table of what serves each service;
 //! - [`input`]: the data (trace CSV or one service of the collector's feature table);
 //! - [`progress`]: progress bars with ETA and loss, fed by the models' training observer;
 //! - [`report`]: the files of the forecast benchmark (`forecasts.csv`, `report.json`);
@@ -12,6 +14,7 @@
 //!   predictive policy tuned on validation, and its files;
 //! - [`output`]: writing those files, with errors that name them.
 
+pub mod fleet;
 pub mod input;
 pub mod output;
 pub mod plot;

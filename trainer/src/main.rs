@@ -14,7 +14,8 @@ use prescale_models::series::Series;
 use prescale_models::train::TrainConfig;
 use prescale_trainer::input::DataArgs;
 use prescale_trainer::simulate::{self, files};
-use prescale_trainer::{output, plot, progress, report};
+use prescale_trainer::{fleet as fleet_cmd, output, plot, progress, report};
+use prescale_models::fleet;
 use tch::Device;
 
 #[derive(Debug, Parser)]
@@ -47,18 +48,26 @@ enum Command {
         out: PathBuf,
     },
     /// Backtest, then store the transformer as a new model version (and optionally
-    /// publish it through the quality gate). With --services, every service of the data
-    /// the selector names, one after the other, each into `<models>/<namespace>/<name>`
-    /// (where the predictor looks); every one is tried even if one fails.
+    /// publish it through the quality gate). With --services, one fleet model for every
+    /// service of the data the selector names: fitted on all of them, then each service's
+    /// own work (calibration, baselines, the choice of its forecaster on its validation
+    /// part, backtest, burst profile) in --shards parts, here or (--no-evaluate) by
+    /// `evaluate --shard i/N` elsewhere.
     Train {
         #[command(flatten)]
         data: DataArgs,
         /// With --data instead of --service: a selector such as `shop/*`, `*/order` or
-        /// `*` (every service in the data).
+        /// `*` (every service in the data). One service is a fleet of one.
         #[arg(long, requires = "data", conflicts_with_all = ["service", "trace"])]
         services: Option<String>,
-        /// Where models are kept (`s3://bucket/prefix`, `file://...` or a path); with
-        /// --services, the root below which each service has its folder.
+        /// With --services: how many shards the per-service work is split into.
+        #[arg(long, requires = "services", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        shards: u32,
+        /// With --services: store the fitted model and stop; the shards are evaluated by
+        /// `evaluate --shard i/N --version V` (a Kubernetes Indexed Job), then `publish`.
+        #[arg(long, requires = "services", conflicts_with = "publish")]
+        no_evaluate: bool,
+        /// Where models are kept (`s3://bucket/prefix`, `file://...` or a path).
         #[arg(long, env = "PRESCALE_MODELS")]
         models: String,
         /// Also write the backtest files here.
@@ -93,16 +102,22 @@ enum Command {
         version: Option<String>,
     },
     /// Score a stored model on the test part (last 20%) of some data, beside persistence
-    /// and seasonal naive.
+    /// and seasonal naive. With --shard i/N: the per-service work of shard i of a fleet
+    /// version (its services' calibration, baselines, choice and backtest), written under
+    /// the version.
     Evaluate {
         #[command(flatten)]
         data: DataArgs,
         /// Where models are kept.
         #[arg(long, env = "PRESCALE_MODELS")]
         models: String,
-        /// The version to score; `latest` by default.
+        /// The version to score; `latest` by default (with --shard: required).
         #[arg(long)]
         version: Option<String>,
+        /// For a fleet version: the shard to evaluate, `INDEX/COUNT` (Kubernetes' Indexed
+        /// Job sets `JOB_COMPLETION_INDEX`; pass `$(JOB_COMPLETION_INDEX)/N`).
+        #[arg(long, requires = "version")]
+        shard: Option<fleet::Shard>,
     },
     /// Move `latest` to a stored version, if it loads and passes the quality gate.
     Publish {
@@ -219,34 +234,41 @@ async fn train(
     Ok(())
 }
 
-/// `train` for every service of the data `selector` names, each into its own folder
-/// below `models` (and its backtest files below `out`); fails if any failed.
-async fn train_each(
+/// One fleet model for every service of the data `selector` names: fitted, then each
+/// shard's per-service work here (unless `no_evaluate`), then published if asked.
+#[allow(clippy::too_many_arguments)]
+async fn train_fleet(
     cli: &Cli,
     data: &DataArgs,
     selector: &str,
     models: &str,
-    out: Option<&Path>,
+    shards: u32,
+    no_evaluate: bool,
     publish: bool,
     force: bool,
 ) -> anyhow::Result<()> {
-    let services = data.services(&cli.s3, selector).await?;
-    anyhow::ensure!(!services.is_empty(), "no service of the data matches {selector:?}");
-    println!("training {} services matching {selector:?}", services.len());
-    let root: prescale_core::Location = models.parse().with_context(|| format!("--models {models:?}"))?;
-    let mut failed = Vec::new();
-    for service in &services {
-        let folder = format!("{}/{}", service.namespace(), service.name());
-        println!("== {service}");
-        let location = root.join(&folder).to_string();
-        let out = out.map(|o| o.join(&folder));
-        if let Err(e) = train(cli, &data.for_service(service), &location, out.as_deref(), publish, force).await {
-            eprintln!("error: {service}: {e:#}");
-            failed.push(service.to_string());
-        }
+    let config = train_config(cli)?;
+    let store = open(cli, models).await?;
+    let mut bars = progress::Bars::new();
+    let manifest = fleet_cmd::fit(data, &cli.s3, selector, &config, store.as_ref(), shards, &mut bars).await?;
+    drop(bars);
+    let version = &manifest.version;
+    if no_evaluate {
+        println!(
+            "next: prescale-trainer evaluate --data ... --models {models} --version {version} --shard <i>/{shards} for i \
+             in 0..{shards}, then prescale-trainer publish --models {models} {version}"
+        );
+        return Ok(());
     }
-    anyhow::ensure!(failed.is_empty(), "{} of {} services failed: {}", failed.len(), services.len(), failed.join(", "));
-    println!("trained {} services", services.len());
+    let mut all = std::collections::BTreeMap::new();
+    for shard in fleet::Shard::all(shards) {
+        all.extend(fleet_cmd::evaluate_shard(data, &cli.s3, store.as_ref(), version, shard).await?);
+    }
+    println!("{}", fleet_cmd::table(&all));
+    if publish {
+        artifact::publish(store.as_ref(), version, force).await?;
+        println!("published {version}: `latest` points to it");
+    }
     Ok(())
 }
 
@@ -312,6 +334,17 @@ async fn list(cli: &Cli, models: &str) -> anyhow::Result<()> {
     for (version, manifest) in versions {
         let mark = if latest.as_deref() == Some(version.as_str()) { "*" } else { " " };
         match manifest {
+            Ok(m) if m.fleet.is_some() => {
+                let fleet = m.fleet.as_ref().expect("a fleet model");
+                println!(
+                    "{mark} {version}  fleet of {} services ({}) trained to {}  {} shards  {}",
+                    fleet.services.len(),
+                    fleet.selector,
+                    m.training.to.to_rfc3339(),
+                    fleet.shards,
+                    if artifact::gate(&m).is_ok() { "published or ready" } else { "shards not merged yet" }
+                );
+            }
             Ok(m) => {
                 let scores = m.backtest.as_ref();
                 let ours = scores.and_then(|b| b.models.get("transformer")).map(|s| s.horizon.mae);
@@ -335,16 +368,22 @@ async fn list(cli: &Cli, models: &str) -> anyhow::Result<()> {
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Backtest { data, out } => run_backtest(cli, data, Some(out)).await.map(drop),
-        Command::Train { data, services: None, models, out, publish, force } => {
+        Command::Train { data, services: None, models, out, publish, force, .. } => {
             train(cli, data, models, out.as_deref(), *publish, *force).await
         }
-        Command::Train { data, services: Some(selector), models, out, publish, force } => {
-            train_each(cli, data, selector, models, out.as_deref(), *publish, *force).await
+        Command::Train { data, services: Some(selector), models, shards, no_evaluate, publish, force, .. } => {
+            train_fleet(cli, data, selector, models, *shards, *no_evaluate, *publish, *force).await
         }
         Command::Simulate { trace, out, capacity, models, version } => {
             simulate_cmd(cli, trace, out, *capacity, models.as_deref(), version.as_deref()).await
         }
-        Command::Evaluate { data, models, version } => evaluate(cli, data, models, version.as_deref()).await,
+        Command::Evaluate { data, models, version: Some(version), shard: Some(shard) } => {
+            let store = open(cli, models).await?;
+            let entries = fleet_cmd::evaluate_shard(data, &cli.s3, store.as_ref(), version, *shard).await?;
+            println!("{}", fleet_cmd::table(&entries));
+            Ok(())
+        }
+        Command::Evaluate { data, models, version, .. } => evaluate(cli, data, models, version.as_deref()).await,
         Command::Publish { models, version, force } => {
             let store = open(cli, models).await?;
             artifact::publish(store.as_ref(), version, *force).await?;

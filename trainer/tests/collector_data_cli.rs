@@ -154,17 +154,28 @@ async fn trains_evaluates_and_publishes_from_collector_parquet_on_s3() {
     assert!(!bad.status.success() && err.contains("shop/cart") && err.contains("shop/order"), "{err}");
 }
 
-/// `--services 'shop/*'` over one cluster's folder: a model per matching service, each in
-/// `<models>/<namespace>/<name>` where the predictor looks, none for the other cluster's.
+/// `--services 'shop/*'` over one cluster's folder: one fleet model for the matching
+/// services (none of the other cluster's), its per-service work split into two shards
+/// run one at a time as Kubernetes' Indexed Job runs them; publication waits for both
+/// and names the one missing; each service is served by what won on its validation part,
+/// and a service with two hours of history is cold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trains_every_service_a_selector_names_in_one_cluster() {
+async fn one_fleet_model_for_every_service_a_selector_names_split_into_shards() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("s3")).unwrap();
     let server = S3Server::start(&dir.path().join("s3")).await.unwrap();
     server.create_bucket("data").unwrap();
     let store = S3Store::new(server.client(), "data", "");
     let east = table::Layout::new("metrics", "collector-0").unwrap().in_cluster("east").unwrap();
-    table::write_rows(&store, &east, rows()).await.unwrap();
+    let mut east_rows = rows();
+    let last = east_rows.iter().map(|r| r.timestamp).max().unwrap();
+    let young: Vec<FeatureRow> = east_rows
+        .iter()
+        .filter(|r| r.service.name() == "order" && r.timestamp > last - Duration::hours(2))
+        .map(|r| FeatureRow { service: ServiceId::new("shop", "new").unwrap(), ..r.clone() })
+        .collect();
+    east_rows.extend(young);
+    table::write_rows(&store, &east, east_rows).await.unwrap();
     let west = table::Layout::new("metrics", "collector-0").unwrap().in_cluster("west").unwrap();
     let mut others = rows();
     others.retain(|r| r.service.name() == "order");
@@ -175,33 +186,73 @@ async fn trains_every_service_a_selector_names_in_one_cluster() {
     let config = prescale_models::train::write_small_config(dir.path()).unwrap();
     let models = dir.path().join("models");
     let (config, root) = (config.to_str().unwrap(), models.to_str().unwrap());
-    let args = |selector: &'static str, cluster: &'static str| {
-        vec![
-            "--train-config",
-            config,
-            "--max-seconds",
-            "5",
-            "train",
-            "--data",
-            "s3://data/metrics",
-            "--cluster",
-            cluster,
-            "--services",
-            selector,
-            "--models",
-            root,
-        ]
+    let data = ["--data", "s3://data/metrics", "--cluster", "east"];
+    let mut train = vec!["--train-config", config, "--max-seconds", "5", "train"];
+    train.extend(data);
+    train.extend(["--services", "shop/*", "--shards", "2", "--no-evaluate", "--models", root]);
+    let out = ok(&trainer(&server, &train).await);
+    assert!(out.contains("next: prescale-trainer evaluate"), "{out}");
+    let version = out.lines().find_map(|l| l.strip_prefix("stored fleet model ")).unwrap().split(' ').next().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{root}/{version}/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["fleet"]["services"], serde_json::json!(["shop/cart", "shop/new", "shop/order"]));
+    assert_eq!(manifest["fleet"]["shards"], 2);
+
+    // Nothing evaluated: publication is refused naming both shards, even with --force.
+    let refused = trainer(&server, &["publish", "--models", root, version, "--force"]).await;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("shards 0/2, 1/2 of 2 not finished"), "{err}");
+    let evaluate = |shard: &'static str| {
+        let mut args = vec!["evaluate", "--models", root, "--version", version, "--shard", shard];
+        args.extend(data);
+        args
     };
-    let out = ok(&trainer(&server, &args("shop/*", "east")).await);
-    assert!(out.contains("training 2 services matching \"shop/*\"") && out.contains("trained 2 services"), "{out}");
-    for service in ["shop/order", "shop/cart"] {
-        let listed = ok(&trainer(&server, &["list", "--models", &format!("{root}/{service}")]).await);
-        assert!(listed.contains(&format!("trained on {service}")), "{listed}");
+    // A shard of another split is refused before anything is written.
+    let wrong = trainer(&server, &evaluate("1/3")).await;
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success() && err.contains("split into 2 shards"), "{err}");
+    let first = ok(&trainer(&server, &evaluate("0/2")).await);
+    assert!(first.contains("served by"), "{first}");
+    let refused = trainer(&server, &["publish", "--models", root, version]).await;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("shard 1/2 of 2 not finished"), "{err}");
+    ok(&trainer(&server, &evaluate("1/2")).await);
+    // Rerunning one shard alone rewrites its part only.
+    ok(&trainer(&server, &evaluate("0/2")).await);
+    ok(&trainer(&server, &["publish", "--models", root, version]).await);
+    let listed = ok(&trainer(&server, &["list", "--models", root]).await);
+    assert!(listed.contains(&format!("* {version}  fleet of 3 services (shop/*)")), "{listed}");
+
+    let services: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{root}/{version}/services.json")).unwrap()).unwrap();
+    let services = services.as_object().unwrap();
+    assert_eq!(services.keys().collect::<Vec<_>>(), ["shop/cart", "shop/new", "shop/order"]);
+    for name in ["shop/cart", "shop/order"] {
+        let e = &services[name];
+        assert_eq!(e["cold"], false, "{name}: {e}");
+        let maes = e["validation_mae"].as_object().unwrap();
+        for candidate in ["transformer", "persistence", "seasonal_naive", "holt_winters", "ridge", "adaptive_smoothing"] {
+            assert!(maes[candidate].as_f64().unwrap() > 0.0, "{name}: {candidate} not scored: {e}");
+        }
+        let (best, _) = maes.iter().min_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap())).unwrap();
+        let served = if e["served"]["forecaster"] == "transformer" {
+            "transformer".to_owned()
+        } else {
+            e["served"]["model"]["kind"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(&served, best, "{name} is served by the lowest validation MAE: {e}");
+        assert!(e["backtest"]["models"][&served]["horizon"]["mae"].as_f64().unwrap() > 0.0, "{e}");
     }
-    assert!(!models.join("tools").exists(), "west's service is not east's");
+    let young = &services["shop/new"];
+    assert_eq!(young["cold"], true, "{young}");
+    assert_eq!(young["served"]["forecaster"], "transformer");
+    assert!(!models.join("tools").exists() && !listed.contains("tools"), "west's service is not east's");
+
     // No match in that cluster: an error naming the selector, nothing trained.
-    let none = trainer(&server, &args("tools/*", "east")).await;
+    let mut none = vec!["--train-config", config, "train"];
+    none.extend(data);
+    none.extend(["--services", "tools/*", "--models", root]);
+    let none = trainer(&server, &none).await;
     let err = String::from_utf8_lossy(&none.stderr);
     assert!(!none.status.success() && err.contains("\"tools/*\""), "{err}");
-    assert!(!models.join("tools").exists());
 }

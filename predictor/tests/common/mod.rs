@@ -35,6 +35,7 @@ pub fn manifest(model: &TransformerModel, version: &str, created: DateTime<Utc>,
         files: BTreeMap::new(),
         tensors: BTreeMap::new(),
         burst: None,
+        fleet: None,
     }
 }
 
