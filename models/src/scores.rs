@@ -30,17 +30,29 @@ impl Forecasts {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
     /// Mean absolute error of p50, requests/s.
+    #[serde(deserialize_with = "number_or_nan")]
     pub mae: f64,
     /// Root mean squared error of p50, requests/s.
+    #[serde(deserialize_with = "number_or_nan")]
     pub rmse: f64,
-    /// MAE divided by the in-sample seasonal-naive MAE.
+    /// MAE divided by the in-sample seasonal-naive MAE (not a number when that is zero:
+    /// a flat series).
+    #[serde(deserialize_with = "number_or_nan")]
     pub mase: f64,
     /// Pinball loss of p90 at quantile 0.9, requests/s.
+    #[serde(deserialize_with = "number_or_nan")]
     pub pinball_p90: f64,
     /// Share of actuals at or below p90.
+    #[serde(deserialize_with = "number_or_nan")]
     pub coverage_p90: f64,
     /// Number of scored (origin, horizon) pairs.
     pub count: usize,
+}
+
+/// A score as JSON writes it: a number, or `null` for one that is not a number (JSON has
+/// no NaN; `serde_json` writes it as `null`).
+fn number_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A model's scores at the last horizon (10 minutes) and averaged over all horizons.

@@ -75,6 +75,16 @@ pub struct ForecastView {
     pub p90: Vec<f64>,
     /// The model version that made it.
     pub model_version: String,
+    /// What in that version made it: `transformer`, `transformer_cold` (a fleet model's
+    /// transformer for a service too new to have a calibration of its own, with the
+    /// fleet's wider p90), or the baseline chosen for the service on its validation part
+    /// (`holt_winters`, `ridge`, `adaptive_smoothing`, `seasonal_naive`, `persistence`).
+    #[serde(default = "transformer")]
+    pub forecaster: String,
+}
+
+fn transformer() -> String {
+    "transformer".to_owned()
 }
 
 /// One scaling decision for one service.

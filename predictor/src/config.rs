@@ -5,6 +5,7 @@
 //! ```toml
 //! step = "30s"
 //! shadow = false
+//! # fleet_model = "s3://prescale-models/prod/fleet"  # one fleet model for every service
 //! [prometheus]
 //! url = "http://prometheus:9090"
 //! [catalog]
@@ -80,6 +81,12 @@ pub struct PredictorConfig {
     /// Where the models are: one folder per service, `<location>/<namespace>/<name>`, and
     /// how to reach S3 there (`[models.s3]`; the `--s3-*` flags win).
     pub models: StoreConfig,
+    /// A fleet model's folder (`prescale-trainer train --services ...`): every service
+    /// without a `models` entry of its own is served from it, each by the forecaster
+    /// chosen for it, and a service it was not trained on by its transformer with a wider
+    /// p90. Unset: `<models.location>/<namespace>/<name>` per service.
+    #[serde(default)]
+    pub fleet_model: Option<Location>,
     /// Policy defaults for every service.
     #[serde(default)]
     pub policy: PolicySettings,
@@ -214,8 +221,13 @@ impl PredictorConfig {
             }
         }
         // The listed services are planned as the inventory's are at every step.
-        let planner =
-            Planner { step: self.step, policy: self.policy.clone(), models: self.models.location.clone(), entries };
+        let planner = Planner {
+            step: self.step,
+            policy: self.policy.clone(),
+            models: self.models.location.clone(),
+            fleet: self.fleet_model.clone(),
+            entries,
+        };
         let mut plans = Vec::new();
         for (i, entry) in self.services.iter().enumerate() {
             let id: ServiceId = entry.service.parse().expect("checked above");
@@ -254,6 +266,7 @@ pub struct Planner {
     step: StepGrid,
     policy: PolicySettings,
     models: Location,
+    fleet: Option<Location>,
     entries: std::collections::BTreeMap<ServiceId, ServiceEntry>,
 }
 
@@ -285,6 +298,7 @@ impl Planner {
         policy.validate(self.step).map_err(|e| e.to_string())?;
         let models = entry
             .and_then(|e| e.models.clone())
+            .or_else(|| self.fleet.clone())
             .unwrap_or_else(|| self.models.join(&format!("{}/{}", id.namespace(), id.name())));
         Ok(ServicePlan { id: id.clone(), models, policy })
     }

@@ -19,14 +19,15 @@ use chrono::{DateTime, Utc};
 use prescale_core::prometheus::source::{QueryError, Source};
 use prescale_core::{Feature, ServiceId, StepGrid};
 use prescale_models::burst::BurstProfile;
-use prescale_models::forecaster::Live;
+use prescale_models::fleet;
+use prescale_models::forecaster::{Calibration, Live};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::Series;
 use prescale_policy::{Decision, ForecastView, Policy, PolicyError, Present, Reason, replicas_for};
 
 use crate::config::{Planner, ServicePlan};
 use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
-use crate::model::{Loaded, Models};
+use crate::model::{Loaded, Models, Serving};
 use crate::state::{Served, Shared};
 use crate::window::Window;
 
@@ -45,7 +46,8 @@ struct ServiceRun {
     /// (target step, p50 forecast for it) of forecasts not yet due, for the error gauge.
     pending: VecDeque<(DateTime<Utc>, f64)>,
     labels: ServiceLabels,
-    last_model: Option<String>,
+    /// The model version and forecaster that served it last (its `model_info` series).
+    last_model: Option<(String, &'static str)>,
     /// Forecast points exported (per quantile), to take them out of `/metrics` when the
     /// service goes.
     exported_points: usize,
@@ -58,11 +60,12 @@ fn forget(run: &ServiceRun, grid: StepGrid, m: &crate::metrics::Metrics) {
     for r in Reason::ALL {
         m.reason.remove(&ReasonLabels { namespace: namespace.clone(), service: service.clone(), reason: r.label() });
     }
-    if let Some(version) = &run.last_model {
+    if let Some((version, forecaster)) = &run.last_model {
         m.model_info.remove(&ModelLabels {
             namespace: namespace.clone(),
             service: service.clone(),
             version: version.clone(),
+            forecaster: (*forecaster).to_owned(),
         });
     }
     for k in 1..=run.exported_points {
@@ -107,6 +110,8 @@ pub struct Engine {
     planner: Option<Planner>,
     /// Input series and covariates of one batch, refilled for every batch of every step.
     inputs: Vec<(Series, Covariates)>,
+    /// The input series of a service a baseline serves, refilled for each.
+    baseline_input: Series,
 }
 
 impl Engine {
@@ -134,6 +139,7 @@ impl Engine {
             last_step: None,
             planner: None,
             inputs: Vec::new(),
+            baseline_input: blank_input(grid).0,
         })
     }
 
@@ -274,37 +280,63 @@ impl Engine {
 
     /// Every service's forecast at `t`, or `None` (counted as a fallback) when it has no
     /// model, too little history or its forecast failed. Services served by the same
-    /// model are forecast together, [`LIVE_BATCH`] per forward pass.
+    /// transformer are forecast together, [`LIVE_BATCH`] per forward pass; a service a
+    /// fleet model serves with a baseline is forecast by that baseline from its window.
     fn forecast_all(&mut self, loaded: &[Option<Arc<Loaded>>], t: DateTime<Utc>) -> Vec<Option<ForecastView>> {
         let m = &self.shared.metrics;
         let mut out: Vec<Option<ForecastView>> = vec![None; self.runs.len()];
-        let mut groups: HashMap<usize, (Arc<Loaded>, Vec<usize>)> = HashMap::new();
+        let mut groups: HashMap<usize, (Arc<Loaded>, Vec<(usize, Calib)>)> = HashMap::new();
+        let mut needed = self.history_steps;
         for (i, (run, model)) in self.runs.iter_mut().zip(loaded).enumerate() {
             let Some(model) = model else {
                 m.fallback("no_model");
                 continue;
             };
-            note_model(run, model, m);
+            let serving = model.serving(&run.name);
+            note_model(run, model, serving.name(), m);
             let w = &run.window;
-            let context = model.manifest.params.window.context;
-            if w.end() != Some(t) || w.len() < context || w.at(t, Feature::RequestsPerSecond).is_none() {
+            let params = &model.manifest.params;
+            let context = params.window.context;
+            if w.end() != Some(t) || w.at(t, Feature::RequestsPerSecond).is_none() {
                 m.fallback("short_history");
                 continue;
             }
-            groups.entry(Arc::as_ptr(model) as usize).or_insert_with(|| (model.clone(), Vec::new())).1.push(i);
+            let calib = match serving {
+                Serving::Baseline(fit) => {
+                    // A baseline reads further back than the transformer: the window keeps
+                    // what it needs, and a restart reads that much.
+                    let history = fit.model.history_steps(params.window.horizon);
+                    run.window.keep_history(history);
+                    needed = needed.max(run.window.capacity());
+                    let series = &mut self.baseline_input;
+                    run.window.fill_series(&run.name, series);
+                    let f = fit.forecast(series, &[series.len() - 1]);
+                    out[i] = Some(view(self.grid, model, serving.name(), &f));
+                    continue;
+                }
+                _ if w.len() < context => {
+                    m.fallback("short_history");
+                    continue;
+                }
+                Serving::Own => Calib::Model,
+                Serving::Fleet(c) => Calib::Own(c.clone()),
+                Serving::Cold => Calib::Cold,
+            };
+            groups.entry(Arc::as_ptr(model) as usize).or_insert_with(|| (model.clone(), Vec::new())).1.push((i, calib));
         }
+        self.history_steps = needed;
         for (model, members) in groups.into_values() {
             let forecasts = self.forecast_group(&model, &members);
-            for (i, f) in members.into_iter().zip(forecasts) {
+            for ((i, _), f) in members.into_iter().zip(forecasts) {
                 out[i] = f;
             }
         }
         out
     }
 
-    /// The forecasts of the services `members` (indices into the runs), all served by
-    /// `model`.
-    fn forecast_group(&mut self, model: &Loaded, members: &[usize]) -> Vec<Option<ForecastView>> {
+    /// The forecasts of the services `members` (indices into the runs, with the
+    /// calibration each is forecast with), all served by `model`'s transformer.
+    fn forecast_group(&mut self, model: &Loaded, members: &[(usize, Calib)]) -> Vec<Option<ForecastView>> {
         let m = &self.shared.metrics;
         let params = &model.manifest.params;
         let context = params.window.context;
@@ -319,41 +351,45 @@ impl Engine {
         };
         let mut scratch = scratch;
         let mut out = Vec::with_capacity(members.len());
-        let blank = || {
-            let series = Series {
-                name: String::new(),
-                grid: self.grid,
-                start: DateTime::UNIX_EPOCH,
-                values: Vec::new(),
-                covariates: None,
-            };
-            (series, Covariates { names: Vec::new(), values: ndarray::Array2::zeros((0, 0)) })
-        };
+        let mut cold = Vec::new();
         for chunk in members.chunks(LIVE_BATCH) {
             while self.inputs.len() < chunk.len() {
-                self.inputs.push(blank());
+                self.inputs.push(blank_input(self.grid));
             }
-            for (&i, (series, cov)) in chunk.iter().zip(self.inputs.iter_mut()) {
-                let run = &self.runs[i];
+            cold.clear();
+            for ((i, calib), (series, cov)) in chunk.iter().zip(self.inputs.iter_mut()) {
+                let run = &self.runs[*i];
                 run.window.fill_series(&run.name, series);
                 if covariates {
                     run.window.fill_covariates(context, cov);
                 }
+                // A service the fleet model has no calibration for: its own level floor
+                // (a hundredth of its mean demand), the fleet's widened p90 shift.
+                cold.push(matches!(calib, Calib::Cold).then(|| Calibration {
+                    level_floor: fleet::level_floor(&series.values),
+                    p90_shift: params.p90_shift.clone(),
+                }));
             }
             let inputs: Vec<Live> = self.inputs[..chunk.len()]
                 .iter()
-                .map(|(series, cov)| Live { series, covariates: covariates.then_some(cov), calibration: None })
+                .zip(chunk)
+                .zip(&cold)
+                .map(|(((series, cov), (_, calib)), cold)| Live {
+                    series,
+                    covariates: covariates.then_some(cov),
+                    calibration: match calib {
+                        Calib::Model => None,
+                        Calib::Own(c) => Some(c),
+                        Calib::Cold => cold.as_ref(),
+                    },
+                })
                 .collect();
-            for (&i, result) in chunk.iter().zip(net.forecast_last(&inputs, &mut scratch)) {
+            for ((i, calib), result) in chunk.iter().zip(net.forecast_last(&inputs, &mut scratch)) {
+                let name = if matches!(calib, Calib::Cold) { "transformer_cold" } else { "transformer" };
                 out.push(match result {
-                    Ok(f) => Some(ForecastView {
-                        step_seconds: self.grid.seconds(),
-                        p50: f.p50.row(0).to_vec(),
-                        p90: f.p90.row(0).to_vec(),
-                        model_version: model.manifest.version.clone(),
-                    }),
+                    Ok(f) => Some(view(self.grid, model, name, &f)),
                     Err(e) => {
-                        tracing::warn!(service = %self.runs[i].plan.id, error = %e, "forecast failed; reactive decision");
+                        tracing::warn!(service = %self.runs[*i].plan.id, error = %e, "forecast failed; reactive decision");
                         m.fallback("forecast_failed");
                         None
                     }
@@ -361,6 +397,34 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+/// The calibration a service is forecast with by a transformer.
+#[derive(Debug, Clone)]
+enum Calib {
+    /// The model's own (a per-service model).
+    Model,
+    /// The service's, from a fleet model's entry.
+    Own(Calibration),
+    /// None of its own yet: its level, the fleet's widened p90.
+    Cold,
+}
+
+/// An empty input series and covariates, filled for each forecast.
+fn blank_input(grid: StepGrid) -> (Series, Covariates) {
+    let series = Series { name: String::new(), grid, start: DateTime::UNIX_EPOCH, values: Vec::new(), covariates: None };
+    (series, Covariates { names: Vec::new(), values: ndarray::Array2::zeros((0, 0)) })
+}
+
+/// A forecast at the last step as decisions and the API show it.
+fn view(grid: StepGrid, model: &Loaded, forecaster: &str, f: &prescale_models::scores::Forecasts) -> ForecastView {
+    ForecastView {
+        step_seconds: grid.seconds(),
+        p50: f.p50.row(0).to_vec(),
+        p90: f.p90.row(0).to_vec(),
+        model_version: model.manifest.version.clone(),
+        forecaster: forecaster.to_owned(),
     }
 }
 
@@ -396,7 +460,7 @@ fn decide(
         demand_now,
         replicas_now: ready_now.unwrap_or(run.plan.policy.min_replicas),
     };
-    let profile = loaded.and_then(|l| l.manifest.burst.as_ref());
+    let profile = loaded.and_then(|l| burst_profile(l, &run.name));
     // A profile without ratios for this quantile costs the burst term only; an input the
     // policy refuses otherwise costs the forecast (a reactive decision).
     let decided = run.policy.decide_at(present, profile).or_else(|e| {
@@ -458,26 +522,23 @@ fn decide(
     Served { decision, replicas, shadow, stale: false }
 }
 
-/// Exports which model version serves the service (and warns once per version about a
-/// burst setting the model cannot honour).
-fn note_model(run: &mut ServiceRun, loaded: &Loaded, m: &crate::metrics::Metrics) {
+/// Exports which model version and forecaster serve the service, replacing the series of
+/// the last ones (and warns once per version about a burst setting the model cannot
+/// honour).
+fn note_model(run: &mut ServiceRun, loaded: &Loaded, forecaster: &'static str, m: &crate::metrics::Metrics) {
     let version = &loaded.manifest.version;
-    if run.last_model.as_ref() != Some(version) {
-        if let Some(old) = run.last_model.take() {
-            let labels = ModelLabels {
-                namespace: run.labels.namespace.clone(),
-                service: run.labels.service.clone(),
-                version: old,
-            };
-            m.model_info.get_or_create(&labels).set(0);
-        }
-        let labels = ModelLabels {
+    if run.last_model.as_ref().is_none_or(|(v, f)| v != version || *f != forecaster) {
+        let labels = |version: &str, forecaster: &str| ModelLabels {
             namespace: run.labels.namespace.clone(),
             service: run.labels.service.clone(),
-            version: version.clone(),
+            version: version.to_owned(),
+            forecaster: forecaster.to_owned(),
         };
-        m.model_info.get_or_create(&labels).set(1);
-        if run.plan.policy.burst_quantile.is_some() && loaded.manifest.burst.is_none() {
+        if let Some((old, old_forecaster)) = run.last_model.take() {
+            m.model_info.remove(&labels(&old, old_forecaster));
+        }
+        m.model_info.get_or_create(&labels(version, forecaster)).set(1);
+        if run.plan.policy.burst_quantile.is_some() && burst_profile(loaded, &run.name).is_none() {
             tracing::warn!(
                 service = %run.plan.id,
                 model = %version,
@@ -485,9 +546,17 @@ fn note_model(run: &mut ServiceRun, loaded: &Loaded, m: &crate::metrics::Metrics
                  does not divide the hour): no burst term"
             );
         }
-        run.last_model = Some(version.clone());
+        run.last_model = Some((version.clone(), forecaster));
     }
     m.model_age
         .get_or_create(&run.labels)
         .set((Utc::now() - loaded.manifest.created).num_milliseconds() as f64 / 1000.0);
+}
+
+/// The burst profile of a service: its own in a fleet model, the model's otherwise.
+fn burst_profile<'a>(loaded: &'a Loaded, service: &str) -> Option<&'a BurstProfile> {
+    match &loaded.services {
+        Some(services) => services.get(service).and_then(|e| e.burst.as_ref()),
+        None => loaded.manifest.burst.as_ref(),
+    }
 }

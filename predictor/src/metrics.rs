@@ -42,6 +42,8 @@ pub struct ModelLabels {
     pub service: String,
     /// Model version.
     pub version: String,
+    /// The forecaster of that version serving the service (`transformer`, a baseline).
+    pub forecaster: String,
 }
 
 /// The reason of the last decision (1 for the current one).
@@ -160,7 +162,7 @@ impl Metrics {
             "Absolute error of the forecast made one horizon ago for the last step",
             m.forecast_error.clone(),
         );
-        p.register("model_info", "The model version in use", m.model_info.clone());
+        p.register("model_info", "The model version and forecaster in use", m.model_info.clone());
         p.register("model_age_seconds", "Seconds since the model in use was built", m.model_age.clone());
         p.register("decision_reason", "1 for the policy term that set the last decision", m.reason.clone());
         p.register("fallbacks", "Fallbacks taken, by kind", m.fallbacks.clone());

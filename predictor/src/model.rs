@@ -6,6 +6,10 @@
 //! then validated: trained on this step, and forecasting finite, ordered values of the
 //! right length. Only then does it replace the model in use; a corrupt or bad model
 //! never replaces a good one, and the failure shows in logs and metrics.
+//!
+//! A fleet model (one folder that every service is served from) also carries each
+//! service's entry: the forecaster chosen for it on its own validation part and the
+//! transformer's calibration on it ([`Loaded::serving`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,7 +19,8 @@ use ndarray::Array2;
 use prescale_core::store::{self, ObjectStore, S3Options};
 use prescale_core::{Location, ServiceId, StepGrid};
 use prescale_models::artifact::{self, Manifest};
-use prescale_models::forecaster::{ModelError, Scratch, TransformerModel};
+use prescale_models::forecaster::{Calibration, ModelError, Scratch, TransformerModel};
+use prescale_models::served::{BaselineFit, Served, ServiceEntry};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::{DataError, Series};
 
@@ -32,6 +37,45 @@ pub struct Loaded {
     pub scratch: Mutex<Scratch>,
     /// When it was loaded here.
     pub loaded_at: DateTime<Utc>,
+    /// For a fleet model: each service's entry, by `namespace/name`.
+    pub services: Option<BTreeMap<String, ServiceEntry>>,
+}
+
+/// How a model serves one service.
+#[derive(Debug, Clone, Copy)]
+pub enum Serving<'a> {
+    /// A per-service model: its own calibration.
+    Own,
+    /// A fleet model's transformer with the service's calibration.
+    Fleet(&'a Calibration),
+    /// A baseline that beat the transformer on the service's validation part.
+    Baseline(&'a BaselineFit),
+    /// A fleet model's transformer for a service it has no entry for (new since training,
+    /// or too young for a validation part): the fleet's widened p90.
+    Cold,
+}
+
+impl Serving<'_> {
+    /// The forecaster's name, as `prescale_predictor_model_info` and the JSON API say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Serving::Own | Serving::Fleet(_) => "transformer",
+            Serving::Baseline(b) => b.model.name(),
+            Serving::Cold => "transformer_cold",
+        }
+    }
+}
+
+impl Loaded {
+    /// How this model serves `service` (`namespace/name`).
+    pub fn serving(&self, service: &str) -> Serving<'_> {
+        let Some(services) = &self.services else { return Serving::Own };
+        match services.get(service) {
+            Some(ServiceEntry { cold: true, .. }) | None => Serving::Cold,
+            Some(ServiceEntry { served: Served::Baseline(b), .. }) => Serving::Baseline(b),
+            Some(ServiceEntry { served: Served::Transformer, calibration, .. }) => Serving::Fleet(calibration),
+        }
+    }
 }
 
 /// What a reload check did for one service.
@@ -188,12 +232,20 @@ impl Models {
         if let Err(unfit) = validate(&manifest, &model, self.grid, id) {
             return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason: unfit.to_string() };
         }
+        let services = match &manifest.fleet {
+            None => None,
+            Some(_) => match artifact::load_services(slot.store.as_ref(), &manifest).await {
+                Ok(services) => Some(services),
+                Err(e) => return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason: e.to_string() },
+            },
+        };
         let version = manifest.version.clone();
         let loaded = Arc::new(Loaded {
             manifest,
             model: Mutex::new(model),
             scratch: Mutex::new(Scratch::default()),
             loaded_at: Utc::now(),
+            services,
         });
         if let Ok(mut current) = slot.current.write() {
             *current = Some(loaded);

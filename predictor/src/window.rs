@@ -18,6 +18,10 @@ use prescale_core::{Feature, FeatureRow, StepGrid};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::Series;
 
+/// Most steps of demand a window keeps, whatever a forecaster asks for: eight days of
+/// 30 s steps (a ridge reads the same time a week back), 92 KiB per service.
+pub const MAX_HISTORY: usize = 8 * 2_880;
+
 /// The features besides demand, in the order the trainer's covariates have them.
 const OTHERS: usize = Feature::COUNT - 1;
 
@@ -70,6 +74,18 @@ impl Window {
     /// context serves the service). Steps already dropped stay missing.
     pub fn keep_covariates(&mut self, steps: usize) {
         self.covariate_steps = self.covariate_steps.max(steps.min(self.steps));
+    }
+
+    /// Keeps demand for at least `steps` steps from now on (a forecaster reading that far
+    /// back serves the service), at most [`MAX_HISTORY`]. Steps already dropped stay
+    /// missing.
+    pub fn keep_history(&mut self, steps: usize) {
+        self.steps = self.steps.max(steps.min(MAX_HISTORY));
+    }
+
+    /// Steps of demand kept.
+    pub fn capacity(&self) -> usize {
+        self.steps
     }
 
     /// The last step held.

@@ -19,7 +19,10 @@ use prescale_core::store::{LocalStore, ObjectStore, S3Options};
 use prescale_core::{ServiceId, StepGrid};
 use prescale_models::artifact;
 use prescale_models::burst::{BurstProfile, LEVELS};
+use prescale_models::baselines::{HwParams, ResidualQuantiles};
+use prescale_models::fleet::{self, Shard};
 use prescale_models::forecaster::TransformerModel;
+use prescale_models::served::{Baseline, BaselineFit, Served};
 use prescale_models::series::{Series, Split};
 use prescale_models::train::{Quiet, TrainConfig};
 use prescale_policy::{PolicySettings, Quantile, Reason};
@@ -50,9 +53,14 @@ const CART_RATE: f64 = 20.0;
 /// Six hours of 15 s samples up to `end`: the request counter (integrating the wave for
 /// `order`, the steady rate for `cart`) and `up` for both.
 fn history(end: i64) -> String {
-    let start = end - 6 * 3600;
+    history_of(end, &[("order", rate, 6 * 3600), ("cart", |_| CART_RATE, 6 * 3600)])
+}
+
+/// Samples every 15 s up to `end` of each `(service, rate, seconds of history)`.
+fn history_of(end: i64, services: &[(&str, fn(f64) -> f64, i64)]) -> String {
     let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    for (svc, svc_rate) in [("order", rate as fn(f64) -> f64), ("cart", |_| CART_RATE)] {
+    for &(svc, svc_rate, seconds) in services {
+        let start = end - seconds;
         let labels = format!(r#"namespace="storefront",service="{svc}""#);
         let mut count = 0.0;
         for t in (start..=end).step_by(15) {
@@ -253,7 +261,7 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     for needle in [
         r#"ml_predicted_replicas{namespace="storefront",service="order"}"#,
         r#"prescale_predictor_forecast_requests_per_second{namespace="storefront",service="order",quantile="p90",horizon_seconds="600"}"#,
-        r#"prescale_predictor_model_info{namespace="storefront",service="order",version="v1"} 1"#,
+        r#"prescale_predictor_model_info{namespace="storefront",service="order",version="v1",forecaster="transformer"} 1"#,
         r#"prescale_predictor_decision_reason{namespace="storefront",service="cart",reason="reactive"} 1"#,
         r#"prescale_predictor_fallbacks_total{kind="no_model"}"#,
         r#"prescale_predictor_model_reloads_total{kind="rejected"} 2"#,
@@ -533,4 +541,109 @@ async fn services_naming_one_model_folder_share_it_and_are_forecast_in_one_batch
     // Two services' windows of 240 steps: a few KiB each, not a copy of every row.
     let bytes = shared.metrics.window_bytes.get();
     assert!(bytes > 0 && bytes < 2 * 64 * 1024, "{bytes} bytes of windows and buffers for two services");
+}
+
+/// A fleet model serving three services of one folder: order by its transformer with
+/// order's own calibration, cart by the Holt-Winters its validation chose, and a service
+/// fifteen minutes old (not in the fleet's entries) by the transformer with the fleet's
+/// wider p90 as soon as one context of history is observed; each forecaster reported in
+/// `model_info` and the JSON API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_model_serves_each_service_with_its_forecaster_and_a_new_one_cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
+    let prom_dir = dir.path().join("prometheus");
+    let services: [(&str, fn(f64) -> f64, i64); 3] =
+        [("order", rate, 6 * 3600), ("cart", |_| CART_RATE, 6 * 3600), ("new", rate, 15 * 60)];
+    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history_of(end.timestamp(), &services));
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "15s", ""));
+
+    // The fleet model, trained on order's wave and cart's flat line at 30 s steps.
+    let grid = StepGrid::from_secs(STEP as u64).unwrap();
+    let start = DateTime::parse_from_rfc3339("2024-03-04T00:00:00Z").unwrap().with_timezone(&Utc);
+    let period = (PERIOD as i64 / STEP) as usize;
+    let wave: Vec<Option<f64>> = (0..2400).map(|i| Some(rate((start.timestamp() + i * STEP) as f64))).collect();
+    let series = [
+        Series::new("storefront/cart", grid, start, vec![Some(CART_RATE); 2400]).unwrap(),
+        Series::new("storefront/order", grid, start, wave).unwrap(),
+    ];
+    let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some(period)) };
+    let trained = tokio::task::block_in_place(|| fleet::train(&series, 20, &config, &mut Quiet)).unwrap();
+    let folder = dir.path().join("models/fleet");
+    let store = LocalStore::new(&folder);
+    let mut manifest = common::manifest(&trained.model, "f1", Utc::now(), STEP as f64);
+    manifest.backtest = None;
+    manifest.fleet = Some(artifact::FleetInfo {
+        selector: "storefront/*".into(),
+        services: vec!["storefront/cart".into(), "storefront/order".into()],
+        shards: 1,
+    });
+    let manifest = artifact::write_version(&store, &trained.model, manifest).await.unwrap();
+    let mut entries = BTreeMap::new();
+    for s in &series {
+        let mut entry = tokio::task::block_in_place(|| fleet::evaluate_service(&trained.model, s, period)).unwrap();
+        // What serves each is fixed here (the choice itself is the trainer's tests').
+        entry.served = if s.name.ends_with("order") {
+            Served::Transformer
+        } else {
+            Served::Baseline(BaselineFit {
+                model: Baseline::HoltWinters { period, params: HwParams { alpha: 0.2, beta: 0.0, gamma: 0.1 } },
+                p90: ResidualQuantiles { q90: vec![0.1; 20] },
+            })
+        };
+        entries.insert(s.name.clone(), entry);
+    }
+    let order_calibration = entries["storefront/order"].calibration.clone();
+    artifact::write_shard(&store, &manifest, Shard::ALL, entries).await.unwrap();
+    // Published through the gate, no force: the fleet's gate is per service.
+    artifact::publish(&store, "f1", false).await.unwrap();
+
+    let ids: Vec<ServiceId> = ["order", "cart", "new"].iter().map(|n| ServiceId::new("storefront", *n).unwrap()).collect();
+    let plans: Vec<ServicePlan> = ids
+        .iter()
+        .map(|id| ServicePlan { id: id.clone(), models: folder.to_str().unwrap().parse().unwrap(), policy: policy() })
+        .collect();
+    let metrics = Metrics::new();
+    let source = source(&prometheus, &ids.iter().collect::<Vec<_>>());
+    let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
+    let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
+    models.reload(&metrics).await;
+    let shared = Arc::new(Shared::new(ids.clone(), false, Duration::from_secs(3600), metrics.clone()));
+    let mut engine = Engine::new(grid, 240, source, models.clone(), shared.clone(), plans).unwrap();
+    let t0 = end - chrono::Duration::minutes(3);
+    for k in 0..3 {
+        engine.step(t0 + chrono::Duration::seconds(STEP * k)).await.unwrap();
+    }
+    let forecast = |i: usize| shared.served(&ids[i]).unwrap().decision.forecast.expect("a forecast");
+    let (order, cart, new) = (forecast(0), forecast(1), forecast(2));
+    assert_eq!(
+        [order.forecaster.as_str(), cart.forecaster.as_str(), new.forecaster.as_str()],
+        ["transformer", "holt_winters", "transformer_cold"]
+    );
+    assert!([&order, &cart, &new].iter().all(|f| f.model_version == "f1" && f.p50.len() == 20));
+    // Holt-Winters on cart's flat line: its level, and p90 = p50 + 0.1 × the recent level.
+    for (p50, p90) in cart.p50.iter().zip(&cart.p90) {
+        assert!((p50 - CART_RATE).abs() < 1.0, "cart's Holt-Winters p50 {p50}");
+        assert!((p90 - p50 - 0.1 * CART_RATE).abs() < 0.2, "cart's p90 {p90} over p50 {p50}");
+    }
+    // The new service (30 steps of history, the context is 16) is forecast by the
+    // transformer with the fleet's widened shift; order with its own.
+    let loaded = models.get(&ids[0]).unwrap();
+    let cold = &loaded.manifest.params.p90_shift;
+    assert_eq!(cold, &trained.cold);
+    assert_ne!(cold, &order_calibration.p90_shift, "order is calibrated on its own validation part");
+    assert!(new.p50.iter().zip(&new.p90).all(|(a, b)| a.is_finite() && b >= a));
+
+    let exported = metrics.encode();
+    for (service, forecaster) in [("order", "transformer"), ("cart", "holt_winters"), ("new", "transformer_cold")] {
+        let needle = format!(
+            r#"prescale_predictor_model_info{{namespace="storefront",service="{service}",version="f1",forecaster="{forecaster}"}} 1"#
+        );
+        assert!(exported.contains(&needle), "{needle} in\n{exported}");
+    }
+    let api = Api { shared: shared.clone(), admin_token: None, reload: Default::default() };
+    let (status, body) = get(&http::app(api), "/api/v1/services/storefront/cart", None, "GET", "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["forecast"]["forecaster"], "holt_winters", "{json}");
 }
