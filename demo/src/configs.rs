@@ -1,6 +1,6 @@
 //! The files the demo writes for its parts: Prometheus' scrape config (with the shipped
 //! recording and alerting rules), the collector's and the predictor's TOML, and the
-//! starter model's training settings. Everything is derived from the [`Settings`], so a
+//! fleet model's training settings. Everything is derived from the [`Settings`], so a
 //! test can run the same loop with shorter steps and other ports.
 
 use std::fmt::Write as _;
@@ -112,13 +112,18 @@ list = [{list}]
     )
 }
 
-/// Where the starter model is kept; every service reads it (level normalisation lets one
-/// model serve services of any size).
-pub fn shared_models(dir: &Path) -> std::path::PathBuf {
-    dir.join("models/storefront/shared")
+/// Where the fleet model is kept; every service is served from it (level normalisation
+/// lets one model serve services of any size), each by its own chosen forecaster.
+pub fn fleet_models(dir: &Path) -> std::path::PathBuf {
+    dir.join("models/fleet")
 }
 
-/// The predictor: every storefront service, the starter model, a policy scaled to the
+/// The collector's feature table (what the trainer's `--data` names).
+pub fn table(dir: &Path) -> std::path::PathBuf {
+    dir.join("store/metrics")
+}
+
+/// The predictor: every storefront service, the fleet model, a policy scaled to the
 /// demo's step (pods take two steps to start, scale-down waits six).
 pub fn predictor_toml(s: &Settings, dir: &Path) -> String {
     let mut t = format!(
@@ -130,6 +135,7 @@ reload_interval = "{reload}s"
 staleness = "{stale}s"
 listen = "127.0.0.1:{http}"
 grpc_listen = "127.0.0.1:{grpc}"
+fleet_model = {fleet:?}
 
 [prometheus]
 url = "http://127.0.0.1:{prom}"
@@ -158,24 +164,24 @@ scale_down_window = "{down}s"
         prom = s.ports.prometheus,
         window = window(s),
         models = dir.join("models").display().to_string(),
+        fleet = fleet_models(dir).display().to_string(),
         startup = s.step_secs * 2,
         down = s.step_secs * 6,
     );
     for (name, capacity) in SERVICES {
         let _ = write!(
             t,
-            "\n[[services]]\nservice = \"storefront/{name}\"\nmodels = {models:?}\ncapacity = {capacity:?}\n",
-            models = shared_models(dir).display().to_string(),
+            "\n[[services]]\nservice = \"storefront/{name}\"\ncapacity = {capacity:?}\n",
         );
     }
     t
 }
 
-/// The starter model's training settings: a small transformer (a minute or two on a
+/// The fleet model's training settings: a small transformer (a minute or two on a
 /// laptop CPU) whose season is the compressed day.
 pub fn train_toml(s: &Settings) -> String {
     format!(
-        r#"# Written by prescale-demo: a small, fast starter model.
+        r#"# Written by prescale-demo: a small, fast fleet model.
 context = {context}
 d_model = 32
 heads = 4
@@ -221,5 +227,6 @@ mod tests {
         let p = predictor_toml(&s, Path::new("/tmp/d"));
         assert_eq!(p.matches("[[services]]").count(), 7);
         assert!(p.contains("history = \"4200s\""), "{p}");
+        assert!(p.contains("fleet_model = \"/tmp/d/models/fleet\""), "{p}");
     }
 }

@@ -3,8 +3,10 @@
 //! It starts the storefront (`storefront all`), a real Prometheus scraping it (with the
 //! shipped rules from `deploy/prometheus/rules`), k6 replaying the built-in synthetic day
 //! at a compressed speed ([`traffic`]), and the collector writing Parquet to a local
-//! folder; trains a starter model with `prescale-trainer` on the same synthetic shape and
-//! publishes it through the quality gate; then starts the predictor, whose live page
+//! folder; writes each service's synthetic history (the same shape) into the collector's
+//! store with `prescale-trainer import`, trains one fleet model for the seven services
+//! from it and publishes it (each service served by what did best on its own validation
+//! part); then starts the predictor, whose live page
 //! (`GET /`) and API the demo's terminal view ([`view`]) read. Each part is the real
 //! binary, configured by the files of [`configs`] and supervised by [`procs`].
 
@@ -67,9 +69,9 @@ pub struct Settings {
     pub step_secs: u64,
     /// Requests/s at the busiest minute of the synthetic day.
     pub peak: f64,
-    /// Compressed days of synthetic history the starter model trains on.
+    /// Compressed days of synthetic history per service the fleet model trains on.
     pub train_days: usize,
-    /// The starter model's training budget, seconds.
+    /// The fleet model's training budget, seconds.
     pub train_seconds: u64,
     /// The model's context, steps: forecasts start once this much history is in
     /// Prometheus.
@@ -165,6 +167,9 @@ impl Demo {
         let s = self.settings.clone();
         let bin = |name: &str| s.bin_dir.join(name);
         let say = |what: &str| println!("demo: {what}");
+        // The synthetic history ends before anything runs, so the collector's rows (from
+        // the steps it sees live) never share a step with it.
+        let history_end = chrono::Utc::now() - chrono::Duration::seconds(s.step_secs as i64);
 
         say("starting the storefront (7 services)");
         let mut cmd = Command::new(bin("storefront"));
@@ -210,7 +215,7 @@ impl Demo {
         self.procs.spawn("collector", &mut cmd)?;
         self.wait_http("collector", &format!("http://127.0.0.1:{}/healthz", s.ports.collector), 60).await?;
 
-        self.train(dir).await?;
+        self.train(dir, history_end).await?;
 
         say("starting the predictor");
         let predictor = dir.join("predictor.toml");
@@ -222,33 +227,53 @@ impl Demo {
         Ok(())
     }
 
-    /// Trains the starter model on the synthetic history and publishes it through the
-    /// quality gate; a refusal is shown and the model published anyway (`--force`) so
-    /// that the demo goes on, with the gate's reason on screen.
-    async fn train(&mut self, dir: &Path) -> anyhow::Result<()> {
-        let s = &self.settings;
+    /// Writes each service's synthetic history into the collector's store (as if the
+    /// collector had run for `train_days` compressed days before `history_end`), then
+    /// trains one fleet model for the seven services from it and publishes it: each
+    /// service is served by whatever did best on its own validation part (the
+    /// transformer or a baseline), so no gate is forced.
+    async fn train(&mut self, dir: &Path, history_end: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+        let s = self.settings.clone();
         println!(
-            "demo: training the starter model on {} synthetic days ({} s budget; progress below)",
+            "demo: training one fleet model for the 7 services on {} synthetic days each ({} s budget; progress below)",
             s.train_days, s.train_seconds
         );
-        let trace = dir.join("synthetic-history.csv");
-        std::fs::write(&trace, traffic::training_csv(s.train_days, s.step_secs as f64, s.peak))?;
-        let train_config = dir.join("train.toml");
-        std::fs::write(&train_config, configs::train_toml(s))?;
-        let models = configs::shared_models(dir);
+        let history = dir.join("synthetic-history");
+        std::fs::create_dir_all(&history)?;
+        let gateway = configs::SERVICES[0].1;
         let trainer = s.bin_dir.join("prescale-trainer");
+        let data = configs::table(dir);
+        let mut import = Command::new(&trainer);
+        import.arg("import").arg("--data").arg(&data).arg("--end").arg(history_end.to_rfc3339());
+        for (seed, (name, capacity)) in configs::SERVICES.iter().enumerate() {
+            // Each service carries its share of the gateway's traffic (as their
+            // capacities are sized), with noise of its own.
+            let csv = traffic::training_csv(s.train_days, s.step_secs as f64, s.peak * capacity / gateway, seed as u64 + 7);
+            let path = history.join(format!("{name}.csv"));
+            std::fs::write(&path, csv)?;
+            import.arg("--trace").arg(format!("storefront/{name}={}", path.display()));
+        }
+        self.run_trainer("import", &mut import).await?;
+        let train_config = dir.join("train.toml");
+        std::fs::write(&train_config, configs::train_toml(&s))?;
         let mut cmd = Command::new(&trainer);
-        cmd.arg("train")
-            .arg("--trace")
-            .arg(&trace)
-            .arg("--train-config")
+        cmd.arg("--train-config")
             .arg(&train_config)
+            .arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--services")
+            .arg("storefront/*")
             .arg("--models")
-            .arg(&models)
-            .arg("--out")
-            .arg(dir.join("backtest"))
+            .arg(configs::fleet_models(dir))
             .arg("--publish");
-        if s.quiet {
+        self.run_trainer("train", &mut cmd).await
+    }
+
+    /// Runs the trainer to its end, its output on the terminal (and its progress bars
+    /// unless quiet) and in its log.
+    async fn run_trainer(&mut self, what: &str, cmd: &mut Command) -> anyhow::Result<()> {
+        if self.settings.quiet {
             cmd.stderr(std::process::Stdio::piped());
         }
         // Interrupted while training: the trainer goes with the demo.
@@ -257,27 +282,11 @@ impl Demo {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         print!("{stdout}");
-        std::fs::write(self.procs.log("trainer"), format!("{stdout}{stderr}"))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let Some(version) = stdout.lines().find_map(|l| l.strip_prefix("stored model ")?.split_whitespace().next())
-        else {
-            bail!("training failed ({}):\n{stderr}", out.status);
-        };
-        println!(
-            "demo: the quality gate refused {version} (above); publishing it anyway for the demo. Retrain longer with `prescale-trainer train --max-seconds ...`."
-        );
-        let status = Command::new(&trainer)
-            .arg("publish")
-            .arg("--models")
-            .arg(&models)
-            .arg("--force")
-            .arg(version)
-            .status()
-            .await?;
-        if !status.success() {
-            bail!("prescale-trainer publish --force {version} failed ({status})");
+        let log = self.procs.log("trainer");
+        let before = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::write(&log, format!("{before}== prescale-trainer {what}\n{stdout}{stderr}"))?;
+        if !out.status.success() {
+            bail!("prescale-trainer {what} failed ({}):\n{stderr}", out.status);
         }
         Ok(())
     }

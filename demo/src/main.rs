@@ -30,7 +30,7 @@ struct Cli {
     /// Requests/s through the gateway at the busiest minute of the synthetic day.
     #[arg(long, default_value_t = 40.0)]
     peak: f64,
-    /// The starter model's training budget, seconds.
+    /// The fleet model's training budget, seconds.
     #[arg(long, default_value_t = 120)]
     train_seconds: u64,
     /// Stop by itself after this long (default: run until Ctrl-C).

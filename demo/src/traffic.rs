@@ -36,14 +36,15 @@ impl Lcg {
     }
 }
 
-/// The training trace (`timestamp,requests`): `days` compressed days at `step_secs`,
-/// requests per second with the busiest minute of the built-in day at `peak`. Each day is
-/// scaled by 0.75 to 1.25 and each step by up to ±8% of noise.
-pub fn training_csv(days: usize, step_secs: f64, peak: f64) -> String {
+/// A service's history (`timestamp,requests`, requests per step): `days` compressed days
+/// at `step_secs`, with the busiest minute of the built-in day at `peak` requests/s. Each
+/// day is scaled by 0.75 to 1.25 and each step by up to ±8% of noise, drawn from `seed`
+/// (each service its own).
+pub fn training_csv(days: usize, step_secs: f64, peak: f64, seed: u64) -> String {
     let day = day();
     let max = day.iter().copied().fold(0.0, f64::max);
     let per = day.len() / DAY_STEPS;
-    let mut rng = Lcg(7);
+    let mut rng = Lcg(seed);
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("a valid date").with_timezone(&Utc);
     let step = Duration::milliseconds((step_secs * 1000.0).round() as i64);
     let mut out = String::from("timestamp,requests\n");
@@ -53,7 +54,7 @@ pub fn training_csv(days: usize, step_secs: f64, peak: f64) -> String {
             let mean = day[s * per..(s + 1) * per].iter().sum::<f64>() / per as f64;
             let noise = 1.0 + 0.16 * (rng.next() - 0.5);
             let t = start + step * (d * DAY_STEPS + s) as i32;
-            let _ = writeln!(out, "{},{:.4}", t.to_rfc3339(), mean / max * peak * size * noise);
+            let _ = writeln!(out, "{},{:.4}", t.to_rfc3339(), mean / max * peak * size * noise * step_secs);
         }
     }
     out
@@ -80,17 +81,20 @@ mod tests {
     #[test]
     fn the_training_trace_is_the_compressed_day() {
         assert_eq!(day().len(), 1440);
-        let csv = training_csv(2, 10.0, 40.0);
+        let csv = training_csv(2, 10.0, 40.0, 7);
         let rows: Vec<&str> = csv.lines().collect();
         assert_eq!(rows.len(), 1 + 2 * DAY_STEPS);
         assert!(rows[1].starts_with("2024-01-01T00:00:00+00:00,"));
         assert!(rows[2].starts_with("2024-01-01T00:00:10+00:00,"));
-        let values: Vec<f64> = rows[1..].iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
+        // Requests per 10 s step: the busiest at 40 requests/s, give or take a day's size.
+        let values: Vec<f64> =
+            rows[1..].iter().map(|r| r.split(',').nth(1).unwrap().parse::<f64>().unwrap() / 10.0).collect();
         let max = values.iter().copied().fold(0.0, f64::max);
         assert!(max > 25.0 && max < 40.0 * 1.25 * 1.08 + 1e-9, "peak {max}");
         // The evening peak (20:00, step 300) is far above the night (02:00, step 30).
         assert!(values[300] > 3.0 * values[30]);
-        assert_eq!(training_csv(2, 10.0, 40.0), csv, "deterministic");
+        assert_eq!(training_csv(2, 10.0, 40.0, 7), csv, "deterministic");
+        assert_ne!(training_csv(2, 10.0, 40.0, 8), csv, "another service, other noise");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! - [`fleet`]: one model for every service a selector names, its per-service work split
 //!   into shards, and the table of what serves each service;
+//! - [`import`]: traces written as the collector's rows;
 //! - [`input`]: the data (trace CSV or one service of the collector's feature table);
 //! - [`progress`]: progress bars with ETA and loss, fed by the models' training observer;
 //! - [`report`]: the files of the forecast benchmark (`forecasts.csv`, `report.json`);
@@ -15,6 +16,7 @@
 //! - [`output`]: writing those files, with errors that name them.
 
 pub mod fleet;
+pub mod import;
 pub mod input;
 pub mod output;
 pub mod plot;

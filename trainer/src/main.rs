@@ -14,7 +14,7 @@ use prescale_models::series::Series;
 use prescale_models::train::TrainConfig;
 use prescale_trainer::input::DataArgs;
 use prescale_trainer::simulate::{self, files};
-use prescale_trainer::{fleet as fleet_cmd, output, plot, progress, report};
+use prescale_trainer::{fleet as fleet_cmd, import, output, plot, progress, report};
 use prescale_models::fleet;
 use tch::Device;
 
@@ -129,6 +129,23 @@ enum Command {
         /// Publish even if the quality gate refuses.
         #[arg(long)]
         force: bool,
+    },
+    /// Write request-rate traces as the collector's rows (`requests_per_second` only), to
+    /// train a fleet model on traces or start from history kept elsewhere.
+    Import {
+        /// The collector's data location (`s3://bucket/prefix`, `file://...` or a path).
+        #[arg(long, env = "PRESCALE_DATA")]
+        data: String,
+        /// The cluster folder to write in.
+        #[arg(long, value_parser = prescale_trainer::input::cluster_name)]
+        cluster: Option<String>,
+        /// `SERVICE=PATH`: a `timestamp,requests` CSV and the service (`namespace/name`)
+        /// it becomes; repeat for several.
+        #[arg(long = "trace", required = true, value_parser = import::trace_of)]
+        traces: Vec<(prescale_core::ServiceId, PathBuf)>,
+        /// Move each trace so that its last step is this time's step: `now` or RFC 3339.
+        #[arg(long, value_parser = import::end_of)]
+        end: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// List stored versions with their scores; `*` marks `latest`.
     List {
@@ -391,6 +408,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::List { models } => list(cli, models).await,
+        Command::Import { data, cluster, traces, end } => {
+            let store = open(cli, data).await?;
+            for (id, rows) in import::import(store.as_ref(), cluster.as_deref(), traces, *end).await? {
+                println!("imported {rows} rows of {id}");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -121,7 +121,12 @@ impl Layout {
 
     /// The partition folder of a step: `<root>/date=.../hour=...`.
     pub fn partition(&self, step: DateTime<Utc>) -> String {
-        format!("{}/date={}/hour={}", self.root(), step.format("%Y-%m-%d"), step.format("%H"))
+        let part = format!("date={}/hour={}", step.format("%Y-%m-%d"), step.format("%H"));
+        match self.root().trim_matches('/') {
+            // The store's root is the table (a store opened at the table's location).
+            "" => part,
+            root => format!("{root}/{part}"),
+        }
     }
 
     /// The rows as objects: key and rows, rows sorted by step and service.
