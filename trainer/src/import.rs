@@ -45,12 +45,16 @@ pub async fn import(
         let series = Series::from_trace_csv(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         loaded.push((id.clone(), series));
     }
-    let mut layout = Layout::new("", "import")?;
-    if let Some(c) = cluster {
-        layout = layout.in_cluster(c)?;
-    }
     let mut written = Vec::new();
     for (id, series) in loaded {
+        // Objects are named by their writer and first step: each service is its own
+        // writer, so services imported over the same days never overwrite each other,
+        // and importing a service again replaces its rows.
+        let digest = prescale_models::artifact::sha256(id.to_string().as_bytes());
+        let mut layout = Layout::new("", format!("import-{}", &digest[..16]))?;
+        if let Some(c) = cluster {
+            layout = layout.in_cluster(c)?;
+        }
         let last = series.time(series.len() - 1);
         let shift = end.map_or(chrono::Duration::zero(), |e| series.grid.floor(e) - last);
         let rows: Vec<FeatureRow> = series

@@ -6,6 +6,7 @@
 //!
 //! - [`fleet`]: one model for every service a selector names, its per-service work split
 //!   into shards, and the table of what serves each service;
+//! - [`indexed_job`]: a fleet's shards as a Kubernetes Indexed Job, created and waited for;
 //! - [`import`]: traces written as the collector's rows;
 //! - [`input`]: the data (trace CSV or one service of the collector's feature table);
 //! - [`progress`]: progress bars with ETA and loss, fed by the models' training observer;
@@ -17,6 +18,7 @@
 
 pub mod fleet;
 pub mod import;
+pub mod indexed_job;
 pub mod input;
 pub mod output;
 pub mod plot;

@@ -14,7 +14,7 @@ use prescale_models::series::Series;
 use prescale_models::train::TrainConfig;
 use prescale_trainer::input::DataArgs;
 use prescale_trainer::simulate::{self, files};
-use prescale_trainer::{fleet as fleet_cmd, import, output, plot, progress, report};
+use prescale_trainer::{fleet as fleet_cmd, import, indexed_job, output, plot, progress, report};
 use prescale_models::fleet;
 use tch::Device;
 
@@ -129,6 +129,37 @@ enum Command {
         /// Publish even if the quality gate refuses.
         #[arg(long)]
         force: bool,
+    },
+    /// One fleet model with its per-service work as a Kubernetes Indexed Job: fits the
+    /// model here, creates the Job (from --job-template, in this pod's namespace) with one
+    /// index per shard, waits for it, and publishes once every shard finished. A failed
+    /// shard is retried once by Kubernetes; if it fails again it is named, and nothing is
+    /// published.
+    Fleet {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The services: a selector such as `shop/*`.
+        #[arg(long)]
+        services: String,
+        /// Where models are kept.
+        #[arg(long, env = "PRESCALE_MODELS")]
+        models: String,
+        /// Shards of the per-service work (pods of the Job).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        shards: u32,
+        /// Most shards running at once; all of them by default.
+        #[arg(long)]
+        parallelism: Option<u32>,
+        /// A `batch/v1` Job in YAML whose first container runs `prescale-trainer` with the
+        /// data and model locations in its environment; the driver adds the rest.
+        #[arg(long, env = "PRESCALE_JOB_TEMPLATE")]
+        job_template: PathBuf,
+        /// The Job's namespace; by default the client's (this pod's).
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: Option<String>,
+        /// Seconds between two looks at the Job.
+        #[arg(long, default_value_t = 10.0)]
+        poll_seconds: f64,
     },
     /// Write request-rate traces as the collector's rows (`requests_per_second` only), to
     /// train a fleet model on traces or start from history kept elsewhere.
@@ -408,6 +439,27 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::List { models } => list(cli, models).await,
+        Command::Fleet { data, services, models, shards, parallelism, job_template, namespace, poll_seconds } => {
+            let yaml = std::fs::read_to_string(job_template)
+                .with_context(|| format!("reading the job template {}", job_template.display()))?;
+            let template = indexed_job::template(&yaml)?;
+            prescale_core::inventory::watch::install_tls_provider();
+            let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+            let namespace = namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+            let config = train_config(cli)?;
+            let store = open(cli, models).await?;
+            let mut bars = progress::Bars::new();
+            let manifest = fleet_cmd::fit(data, &cli.s3, services, &config, store.as_ref(), *shards, &mut bars).await?;
+            drop(bars);
+            let version = &manifest.version;
+            let job = indexed_job::shards_job(&template, version, *shards, parallelism.unwrap_or(*shards));
+            let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(client, &namespace);
+            let poll = std::time::Duration::from_secs_f64(poll_seconds.max(0.05));
+            indexed_job::run(&jobs, &job, version, *shards, poll).await?;
+            artifact::publish(store.as_ref(), version, false).await?;
+            println!("published {version}: `latest` points to it");
+            Ok(())
+        }
         Command::Import { data, cluster, traces, end } => {
             let store = open(cli, data).await?;
             for (id, rows) in import::import(store.as_ref(), cluster.as_deref(), traces, *end).await? {
