@@ -208,17 +208,38 @@ fn the_settings_in_the_config_maps_load_with_the_components_types() {
         // The collector's spool is on its volume, and its id is the StatefulSet's pod.
         assert!(collector.spool_dir.starts_with("/var/lib/prescale"));
         assert_eq!(collector.id, "collector-0");
-        // The trainer publishes only through the quality gate.
-        let trainer =
-            &find(&objects, "CronJob", "trainer")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
-        let script = trainer["args"][0].as_str().unwrap();
-        assert!(script.contains("--publish") && !script.contains("--force"), "{script}");
+        // The trainer's driver fits the fleet model and runs the shards as an Indexed Job
+        // from the template's ConfigMap, publishing through the gate (never forced).
+        let cron = find(&objects, "CronJob", "trainer");
+        let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        let trainer = &pod["containers"][0];
+        let args: Vec<&str> = trainer["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert_eq!(args[0], "fleet", "{args:?}");
+        assert!(!args.contains(&"--force"), "{args:?}");
+        let env = |name: &str| -> String {
+            trainer["env"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap()["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
         // The trainer's selector names every service the predictor serves.
-        let selector = trainer["env"].as_array().unwrap().iter().find(|e| e["name"] == "SERVICES").unwrap()["value"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(script.contains("--services \"$SERVICES\""), "{script}");
+        let selector = env("SERVICES");
+        assert!(args.windows(2).any(|w| w == ["--services", "$(SERVICES)"]), "{args:?}");
+        // It publishes where the predictor reads the fleet model, from the data the
+        // collector writes.
+        assert_eq!(env("PRESCALE_MODELS"), predictor.fleet_model.as_ref().unwrap().to_string());
+        let template = find(&objects, "ConfigMap", "trainer-evaluate-job")["data"]["job.yaml"].as_str().unwrap();
+        let job = prescale_trainer::indexed_job::template(template).unwrap();
+        let shards = prescale_trainer::indexed_job::shards_job(&job, "v1", 4, 4);
+        let shard_pod = serde_json::to_value(&shards.spec.unwrap().template.spec.unwrap()).unwrap();
+        let shard_env = shard_pod["containers"][0]["env"].to_string();
+        assert!(shard_env.contains(&env("PRESCALE_MODELS")) && shard_env.contains(&env("PRESCALE_DATA")), "{shard_env}");
+        assert_eq!(env("PRESCALE_JOB_TEMPLATE"), "/etc/prescale/job/job.yaml");
+        // Only the driver reaches the API server, and only for Jobs in its namespace.
+        assert_eq!(pod["automountServiceAccountToken"], true);
+        assert_eq!(shard_pod["serviceAccountName"], "trainer-evaluate");
+        let role = find(&objects, "Role", "trainer-jobs");
+        assert_eq!(role["rules"], serde_json::json!([{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get"]}]));
         let keda = build(&repo().join("keda")).unwrap();
         let host =
             predictor.scaled_objects.as_ref().expect("the predictor follows the ScaledObjects").predictor.clone();
