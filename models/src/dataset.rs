@@ -97,16 +97,63 @@ pub async fn load_service(store: &dyn ObjectStore, prefix: &str, service: &str) 
     service_series(&keys, service)
 }
 
-/// The demand of one service (`namespace/name`) alone: only the key and
-/// `requests_per_second` columns are decoded, and no covariates are kept. What a fleet
-/// model reads (it is trained on demand), at a tenth of the memory of a full series.
-pub async fn load_demand(store: &dyn ObjectStore, prefix: &str, service: &str) -> Result<Series, DataError> {
+/// The demand of every service of `services` (`namespace/name`), in that order, read in
+/// one pass over the table: each object is decoded once (the key and
+/// `requests_per_second` columns only) and only the named services' values are kept, as
+/// compact (time, value) pairs, until each service's series is built. Memory is that of
+/// the kept values, not of the rows: a fleet's history is read without materialising
+/// every row of it. A named service without rows is an error naming it.
+pub async fn load_demands(store: &dyn ObjectStore, prefix: &str, services: &[String]) -> Result<Vec<Series>, DataError> {
     let table = FeatureTable::new(store, prefix);
-    let scan = Scan { features: Some(vec![Feature::RequestsPerSecond]), ..Scan::service(service) };
-    let rows = table.read(&scan).await.map_err(|e| DataError::Parquet(e.to_string()))?;
-    let mut series = service_series(&rows, service)?;
-    series.covariates = None;
-    Ok(series)
+    let failed = |e: prescale_core::table::TableError| DataError::Parquet(e.to_string());
+    let wanted: std::collections::HashMap<&str, usize> =
+        services.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let mut points: Vec<Vec<(i64, f64)>> = vec![Vec::new(); services.len()];
+    let scan = Scan { features: Some(vec![Feature::RequestsPerSecond]), ..Scan::default() };
+    let mut name = String::new();
+    for object in table.objects(&scan).await.map_err(failed)? {
+        for row in table.read_object(&object.key, &scan).await.map_err(failed)? {
+            name.clear();
+            name.push_str(row.service.namespace());
+            name.push('/');
+            name.push_str(row.service.name());
+            // A row without demand still marks its step (NaN: missing), as in
+            // `service_series`.
+            if let Some(&i) = wanted.get(name.as_str()) {
+                points[i].push((row.timestamp.timestamp_millis(), row.get(Feature::RequestsPerSecond).unwrap_or(f64::NAN)));
+            }
+        }
+    }
+    services.iter().zip(points).map(|(name, mut p)| demand_series(name, &mut p)).collect()
+}
+
+/// A service's demand series from its (time in ms, value) points (NaN: missing), in any
+/// order; two points of one step must agree, as in [`service_series`].
+fn demand_series(name: &str, points: &mut Vec<(i64, f64)>) -> Result<Series, DataError> {
+    if points.is_empty() {
+        return Err(DataError::Parquet(format!("no rows for service {name:?}")));
+    }
+    points.sort_by_key(|p| p.0);
+    let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+    if let Some(w) = points.windows(2).find(|w| w[0].0 == w[1].0 && !same(w[0].1, w[1].1)) {
+        let t = DateTime::from_timestamp_millis(w[0].0).unwrap_or_default();
+        return Err(DataError::Parquet(format!("{name}: two different rows for step {}", t.to_rfc3339())));
+    }
+    points.dedup_by_key(|p| p.0);
+    if points.len() < 2 {
+        return Err(DataError::TooShort { source_name: name.to_owned(), reason: "fewer than two steps".into() });
+    }
+    let times: Vec<DateTime<Utc>> =
+        points.iter().map(|p| DateTime::from_timestamp_millis(p.0).unwrap_or_default()).collect();
+    let grid = infer_grid(name, &times)?;
+    let step_ms = grid.delta().num_milliseconds();
+    let start = points[0].0;
+    let len = ((points[points.len() - 1].0 - start) / step_ms) as usize + 1;
+    let mut values = vec![None; len];
+    for &(t, v) in points.iter() {
+        values[((t - start) / step_ms) as usize] = (!v.is_nan()).then_some(v);
+    }
+    Series::new(name, grid, times[0], values)
 }
 
 #[cfg(test)]
@@ -153,5 +200,38 @@ mod tests {
         let mut same = rows;
         same.push(row(1, "order", Some(6.0)));
         assert_eq!(service_series(&same, "shop/order").unwrap().len(), 2, "identical rewrites are one step");
+    }
+
+    /// One pass over the table gives each named service the demand series its own
+    /// rows give, whatever objects they share; a conflict or an absent service is named.
+    #[tokio::test]
+    async fn demands_of_many_services_in_one_pass_equal_each_service_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = prescale_core::store::LocalStore::new(dir.path());
+        let mut rows = Vec::new();
+        for t in 0..300 {
+            if t % 7 != 3 {
+                rows.push(row(t, "order", Some(5.0 + (t % 11) as f64)));
+            }
+            rows.push(row(t, "cart", (t % 5 != 0).then_some(1.0 + t as f64 / 10.0)));
+            rows.push(row(t + 50, "late", Some(2.0)));
+        }
+        let layout = prescale_core::table::Layout::new("", "c0").unwrap();
+        prescale_core::table::write_rows(&store, &layout, rows.clone()).await.unwrap();
+        let names = ["shop/order".to_owned(), "shop/late".to_owned(), "shop/cart".to_owned()];
+        let all = load_demands(&store, "", &names).await.unwrap();
+        for (name, got) in names.iter().zip(&all) {
+            let alone = service_series(&rows, name).unwrap();
+            assert_eq!((got.start, got.grid, &got.values), (alone.start, alone.grid, &alone.values), "{name}");
+            assert!(got.covariates.is_none());
+        }
+        let err = load_demands(&store, "", &["shop/none".to_owned()]).await.unwrap_err().to_string();
+        assert!(err.contains("shop/none"), "{err}");
+        let mut clash = rows;
+        clash.push(row(1, "order", Some(99.0)));
+        let other = prescale_core::table::Layout::new("", "c1").unwrap();
+        prescale_core::table::write_rows(&store, &other, clash).await.unwrap();
+        let err = load_demands(&store, "", &names).await.unwrap_err().to_string();
+        assert!(err.contains("two different rows"), "{err}");
     }
 }

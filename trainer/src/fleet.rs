@@ -20,17 +20,10 @@ use prescale_models::{backtest, dataset};
 
 use crate::input::{DataArgs, InputError};
 
-/// Loads the demand of each service, in order, with the progress on stderr.
+/// Loads the demand of each service, in order, in one pass over the table.
 async fn demand(data: &DataArgs, s3: &S3Options, services: &[String]) -> Result<Vec<Series>, InputError> {
     let (store, prefix) = data.table(s3).await?;
-    let mut out = Vec::with_capacity(services.len());
-    for (i, service) in services.iter().enumerate() {
-        out.push(dataset::load_demand(store.as_ref(), &prefix, service).await?);
-        if (i + 1) % 100 == 0 {
-            eprintln!("read {} of {} services", i + 1, services.len());
-        }
-    }
-    Ok(out)
+    Ok(dataset::load_demands(store.as_ref(), &prefix, services).await?)
 }
 
 /// Fits the fleet model on every service of the data `selector` names and stores it as a
@@ -112,16 +105,12 @@ pub async fn evaluate_shard(
     );
     let services = artifact::shard_services(&fleet_info, shard);
     eprintln!("shard {shard} of {version}: {} of {} services", services.len(), fleet_info.services.len());
-    let (table, prefix) = data.table(s3).await?;
     let period = manifest.params.window.day;
     let mut entries = BTreeMap::new();
     let mut failed = Vec::new();
-    for service in &services {
-        let entry = match dataset::load_demand(table.as_ref(), &prefix, service).await {
-            Ok(series) => tokio::task::block_in_place(|| fleet::evaluate_service(&model, &series, period))
-                .map_err(anyhow::Error::from),
-            Err(e) => Err(e.into()),
-        };
+    let series = demand(data, s3, &services).await?;
+    for (service, series) in services.iter().zip(&series) {
+        let entry = tokio::task::block_in_place(|| fleet::evaluate_service(&model, series, period));
         match entry {
             Ok(entry) => {
                 entries.insert(service.clone(), entry);
