@@ -33,8 +33,8 @@ pub fn table(body: &ServicesResponse) -> String {
     let mut out = format!("step {}{}\n", or_dash(time), if body.shadow { "  (shadow mode)" } else { "" });
     let _ = writeln!(
         out,
-        "{:<22} {:>8} {:>10} {:>7} {:>10} {:>17}  reason",
-        "service", "req/s", "p90 peak", "needed", "predicted", "model"
+        "{:<22} {:>8} {:>10} {:>7} {:>10} {:>18}  reason",
+        "service", "req/s", "p90 peak", "needed", "predicted", "forecaster"
     );
     for s in &body.services {
         let d = &s.decision;
@@ -47,13 +47,14 @@ pub fn table(body: &ServicesResponse) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<22} {:>8} {:>10} {:>7} {:>10} {:>17}  {}",
+            "{:<22} {:>8} {:>10} {:>7} {:>10} {:>18}  {}",
             d.service.to_string(),
             or_dash(d.observed_demand.map(|v| format!("{v:.1}"))),
             or_dash(peak.map(|p| format!("{p:.1}"))),
             or_dash(d.reactive_replicas),
             s.replicas,
-            d.forecast.as_ref().map_or("none", |f| f.model_version.as_str()),
+            // The version is on the live page and in the API; here, what forecast.
+            d.forecast.as_ref().map_or("none", |f| f.forecaster.as_str()),
             reason,
         );
     }
@@ -72,7 +73,8 @@ mod tests {
                 {"service": "storefront/gateway", "time": "2026-01-01T00:00:10Z", "observed_demand": 12.34,
                  "desired_replicas": 4, "reactive_replicas": 2, "replicas": 4, "shadow": false,
                  "reason": {"kind": "forecast", "at_seconds": 300},
-                 "forecast": {"p50": [10.0, 20.0], "p90": [15.0, 31.5], "step_seconds": 10.0, "model_version": "20260101T000000Z"}},
+                 "forecast": {"p50": [10.0, 20.0], "p90": [15.0, 31.5], "step_seconds": 10.0, "model_version": "20260101T000000Z",
+                              "forecaster": "holt_winters"}},
                 {"service": "storefront/authen", "time": "2026-01-01T00:00:10Z", "observed_demand": null,
                  "desired_replicas": 1, "replicas": 1, "shadow": false, "reason": {"kind": "reactive"}, "forecast": null}
             ]
@@ -80,7 +82,7 @@ mod tests {
         .unwrap();
         let t = table(&body);
         assert!(t.contains("storefront/gateway"), "{t}");
-        assert!(t.contains("31.5") && t.contains("forecast (peak in 300 s)") && t.contains("20260101T000000Z"), "{t}");
+        assert!(t.contains("31.5") && t.contains("forecast (peak in 300 s)") && t.contains("holt_winters"), "{t}");
         assert!(t.lines().nth(3).unwrap().contains("none"), "{t}");
         assert_eq!(coverage(&body), Coverage { services: 2, forecasting: 1 });
     }
