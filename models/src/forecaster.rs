@@ -377,12 +377,7 @@ impl TransformerModel {
         let (floor, shifts) =
             calibration.map_or((p.level_floor, p.p90_shift.as_slice()), |c| (c.level_floor, c.p90_shift.as_slice()));
         let (mut f, units) = self.raw(series, origins, floor)?;
-        for (row, unit) in units.iter().enumerate() {
-            for (k, shift) in shifts.iter().enumerate().take(f.horizon()) {
-                let p90 = f.p90[[row, k]] + shift * unit;
-                f.p90[[row, k]] = p90.max(f.p50[[row, k]]);
-            }
-        }
+        shift_p90(&mut f, &units, shifts);
         Ok(f)
     }
 }
@@ -438,6 +433,17 @@ impl Scratch {
 }
 
 /// The exogenous context features of a series under a fitted preprocessing.
+/// Calibrates raw forecasts: each row's p90 moved by the per-horizon `shifts` in the
+/// row's unit (its level or volatility), never below its p50.
+pub(crate) fn shift_p90(f: &mut Forecasts, units: &[f64], shifts: &[f64]) {
+    for (row, unit) in units.iter().enumerate() {
+        for (k, shift) in shifts.iter().enumerate().take(f.horizon()) {
+            let p90 = f.p90[[row, k]] + shift * unit;
+            f.p90[[row, k]] = p90.max(f.p50[[row, k]]);
+        }
+    }
+}
+
 pub(crate) fn exog(preprocess: Option<&Preprocess>, series: &Series) -> Result<Option<Array2<f32>>, ModelError> {
     match (preprocess, &series.covariates) {
         (None, _) => Ok(None),
