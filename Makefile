@@ -60,11 +60,13 @@ load: setup build
 
 # Micro-benchmarks run with the dev profile (dependencies optimised, see Cargo.toml):
 # the heavy work is in libtorch either way, and a release build of polars and the AWS
-# SDK would cost far more time than it measures. BACKTESTS=0 skips the full backtests.
+# SDK would cost far more time than it measures. BACKTESTS=0 skips the full backtests (per
+# trace, and the fleet models over the traces). The fleet bench (1,000 services, the fit
+# and four shard processes) takes about half an hour: BENCH_FLEET_SERVICES makes it smaller.
 BACKTESTS ?= 1
 bench: setup
 	$(CARGO) bench --workspace --profile dev
-	@if [[ "$(BACKTESTS)" == 1 ]]; then mkdir -p target-bench && scripts/bench-backtests.sh; fi
+	@if [[ "$(BACKTESTS)" == 1 ]]; then mkdir -p target-bench && scripts/bench-backtests.sh && scripts/bench-fleet-traces.sh; fi
 
 # Every fuzz target of fuzz/ for FUZZ_SECONDS each (scripts/fuzz.sh: FUZZ_JOBS,
 # FUZZ_TARGETS, FUZZ_OUT). Not part of `make test`: it needs nightly and its own build.

@@ -21,7 +21,7 @@ use rand::rngs::SmallRng;
 use sha2::{Digest, Sha256};
 
 use crate::artifact::BacktestSummary;
-use crate::base::AdaptiveSmoothing;
+use crate::base::{AdaptiveSmoothing, Base};
 use crate::baselines::{
     HoltWinters, Persistence, PointForecaster, ResidualQuantiles, Ridge, SeasonalNaive, quantile, residual_q90,
     with_quantiles,
@@ -161,12 +161,15 @@ pub fn train(
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let day = config.season_steps.unwrap_or_else(|| first.grid.per_day());
     let window = WindowConfig { context: config.context, horizon, day, hour_phase: config.hour_phase };
+    // The base the network refines: adaptive smoothing, which has nothing fitted per
+    // service (a ridge's coefficients are one series'), so one network serves them all.
+    let base = config.refine_base.then(|| Base::Smoothing(AdaptiveSmoothing::default()));
     let mut sources = Vec::with_capacity(series.len());
     let mut floors = Vec::with_capacity(series.len());
     for s in series {
         let split = Split::of(s.len());
         let floor = level_floor(&s.values[..split.valid_start]);
-        let windows = Windows::new(s, window, floor, &config.holidays);
+        let windows = Windows::new(s, window, floor, &config.holidays).with_base(base.as_ref());
         let fit = windows.usable_origins(0, split.valid_start.saturating_sub(horizon));
         let valid = windows.usable_origins(split.valid_start, split.test_start.saturating_sub(horizon));
         let sample: Vec<f64> =
@@ -214,7 +217,7 @@ pub fn train(
         p90_shift: vec![0.0; horizon],
         p90_unit: P90Unit::Volatility,
         preprocess: None,
-        base: None,
+        base: base.clone(),
     };
     let mut model = TransformerModel::empty(params, tch::Device::cuda_if_available());
     let summary = fit_network(&mut model, &sources, config, &mut rng, observer, started)?;

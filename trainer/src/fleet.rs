@@ -137,27 +137,31 @@ pub async fn evaluate_shard(
     Ok(entries)
 }
 
-/// A line per service: what serves it and how the candidates did.
+/// A line per service: what serves it and how the candidates did, on validation (which
+/// chose) and on test (the backtest): the served forecaster's and the fleet
+/// transformer's test MAE beside the best baseline's, and their p90 coverage.
 pub fn table(entries: &BTreeMap<String, ServiceEntry>) -> String {
     let mut out = format!(
-        "{:<32} {:<20} {:>12} {:>12} {:>12} {:>12} {:>9}\n",
-        "service", "served by", "valid MAE", "best base", "test MAE", "best base", "p90 cov"
+        "{:<32} {:<20} {:>10} {:>10} {:>12} {:>24} {:>7} {:>8} {:>8}\n",
+        "service", "served by", "valid MAE", "test MAE", "transformer", "best baseline", "ratio", "p90 cov", "tf cov"
     );
+    let num = |v: Option<f64>| v.filter(|v| v.is_finite()).map_or("-".to_owned(), |v| format!("{v:.4}"));
     for (service, e) in entries {
         let served = e.served.name();
-        let best_valid = e.validation_mae.iter().filter(|(n, _)| n.as_str() != FLEET).map(|(_, v)| *v).fold(f64::NAN, f64::min);
-        let test = e.backtest.as_ref().and_then(|b| b.models.get(served));
-        let best_test = e.backtest.as_ref().and_then(|b| b.best_baseline()).map(|(_, v)| v);
-        let num = |v: Option<f64>| v.filter(|v| v.is_finite()).map_or("-".to_owned(), |v| format!("{v:.4}"));
+        let scores = |name: &str| e.backtest.as_ref().and_then(|b| b.models.get(name)).map(|s| s.horizon);
+        let best = e.backtest.as_ref().and_then(|b| b.best_baseline());
+        let ours = scores(FLEET).map(|s| s.mae);
         out.push_str(&format!(
-            "{:<32} {:<20} {:>12} {:>12} {:>12} {:>12} {:>9}\n",
+            "{:<32} {:<20} {:>10} {:>10} {:>12} {:>24} {:>7} {:>8} {:>8}\n",
             service,
             if e.cold { format!("{served} (cold)") } else { served.to_owned() },
             num(e.validation_mae.get(served).copied()),
-            num(Some(best_valid)),
-            num(test.map(|s| s.horizon.mae)),
-            num(best_test),
-            test.map_or("-".to_owned(), |s| format!("{:.3}", s.horizon.coverage_p90)),
+            num(scores(served).map(|s| s.mae)),
+            num(ours),
+            best.map_or("-".to_owned(), |(n, v)| format!("{n} {v:.4}")),
+            ours.zip(best).map_or("-".to_owned(), |(o, (_, b))| format!("{:.3}", o / b)),
+            scores(served).map_or("-".to_owned(), |s| format!("{:.3}", s.coverage_p90)),
+            scores(FLEET).map_or("-".to_owned(), |s| format!("{:.3}", s.coverage_p90)),
         ));
     }
     out

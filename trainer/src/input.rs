@@ -66,17 +66,24 @@ impl DataArgs {
     }
 
     /// The services of the data `selector` names (`shop/*`, `*/order`, `shop/order`),
-    /// sorted; only the key columns are read.
+    /// sorted; only the key columns are read, one object at a time.
     pub async fn services(&self, s3: &S3Options, selector: &str) -> Result<Vec<ServiceId>, InputError> {
         let Some(location) = &self.data else { return Err(InputError::Missing) };
         let store = self.open(location, s3).await?;
         let prefix = self.prefix();
         let table = FeatureTable::new(store.as_ref(), &prefix);
-        let keys = table
-            .read(&Scan { features: Some(Vec::new()), ..Scan::service(selector) })
-            .await
-            .map_err(|e| InputError::Data(DataError::Parquet(e.to_string())))?;
-        let found: BTreeSet<ServiceId> = keys.into_iter().map(|r| r.service).collect();
+        let failed = |e: prescale_core::table::TableError| InputError::Data(DataError::Parquet(e.to_string()));
+        let scan = Scan { features: Some(Vec::new()), ..Scan::service(selector) };
+        // Object by object: a fleet's table has tens of millions of rows, and only the
+        // distinct services are wanted.
+        let mut found = BTreeSet::new();
+        for object in table.objects(&scan).await.map_err(failed)? {
+            for row in table.read_object(&object.key, &scan).await.map_err(failed)? {
+                if !found.contains(&row.service) {
+                    found.insert(row.service);
+                }
+            }
+        }
         Ok(found.into_iter().collect())
     }
 
