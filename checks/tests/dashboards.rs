@@ -61,7 +61,12 @@ fn known() -> BTreeSet<String> {
             })
             .set(1.0);
         m.model_info
-            .get_or_create(&ModelLabels { namespace: namespace.clone(), service: service.clone(), version: "v".into(), forecaster: "transformer".into() })
+            .get_or_create(&ModelLabels {
+                namespace: namespace.clone(),
+                service: service.clone(),
+                version: "v".into(),
+                forecaster: "transformer".into(),
+            })
             .set(1);
         m.reason.get_or_create(&ReasonLabels { namespace, service, reason: "forecast" }).set(1);
         m.fallback("no_model");

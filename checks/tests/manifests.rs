@@ -231,15 +231,21 @@ fn the_settings_in_the_config_maps_load_with_the_components_types() {
         let template = find(&objects, "ConfigMap", "trainer-evaluate-job")["data"]["job.yaml"].as_str().unwrap();
         let job = prescale_trainer::indexed_job::template(template).unwrap();
         let shards = prescale_trainer::indexed_job::shards_job(&job, "v1", 4, 4);
-        let shard_pod = serde_json::to_value(&shards.spec.unwrap().template.spec.unwrap()).unwrap();
+        let shard_pod = serde_json::to_value(shards.spec.unwrap().template.spec.unwrap()).unwrap();
         let shard_env = shard_pod["containers"][0]["env"].to_string();
-        assert!(shard_env.contains(&env("PRESCALE_MODELS")) && shard_env.contains(&env("PRESCALE_DATA")), "{shard_env}");
+        assert!(
+            shard_env.contains(&env("PRESCALE_MODELS")) && shard_env.contains(&env("PRESCALE_DATA")),
+            "{shard_env}"
+        );
         assert_eq!(env("PRESCALE_JOB_TEMPLATE"), "/etc/prescale/job/job.yaml");
         // Only the driver reaches the API server, and only for Jobs in its namespace.
         assert_eq!(pod["automountServiceAccountToken"], true);
         assert_eq!(shard_pod["serviceAccountName"], "trainer-evaluate");
         let role = find(&objects, "Role", "trainer-jobs");
-        assert_eq!(role["rules"], serde_json::json!([{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get"]}]));
+        assert_eq!(
+            role["rules"],
+            serde_json::json!([{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get"]}])
+        );
         let keda = build(&repo().join("keda")).unwrap();
         let host =
             predictor.scaled_objects.as_ref().expect("the predictor follows the ScaledObjects").predictor.clone();

@@ -169,10 +169,7 @@ scale_down_window = "{down}s"
         down = s.step_secs * 6,
     );
     for (name, capacity) in SERVICES {
-        let _ = write!(
-            t,
-            "\n[[services]]\nservice = \"storefront/{name}\"\ncapacity = {capacity:?}\n",
-        );
+        let _ = write!(t, "\n[[services]]\nservice = \"storefront/{name}\"\ncapacity = {capacity:?}\n",);
     }
     t
 }

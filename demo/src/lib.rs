@@ -248,7 +248,8 @@ impl Demo {
         for (seed, (name, capacity)) in configs::SERVICES.iter().enumerate() {
             // Each service carries its share of the gateway's traffic (as their
             // capacities are sized), with noise of its own.
-            let csv = traffic::training_csv(s.train_days, s.step_secs as f64, s.peak * capacity / gateway, seed as u64 + 7);
+            let csv =
+                traffic::training_csv(s.train_days, s.step_secs as f64, s.peak * capacity / gateway, seed as u64 + 7);
             let path = history.join(format!("{name}.csv"));
             std::fs::write(&path, csv)?;
             import.arg("--trace").arg(format!("storefront/{name}={}", path.display()));

@@ -38,12 +38,12 @@ use tch::Device;
 use prescale_core::{Feature, SCHEMA_VERSION};
 
 use crate::backtest::Backtest;
-use crate::fleet::{MAX_SHARDS, Shard};
-use crate::served::ServiceEntry;
 use crate::burst::BurstProfile;
+use crate::fleet::{MAX_SHARDS, Shard};
 use crate::forecaster::{ModelParams, TransformerModel};
 use crate::scores::ModelScores;
 use crate::series::Series;
+use crate::served::ServiceEntry;
 use crate::train::TrainSummary;
 
 /// Version of this layout and manifest format.
@@ -414,8 +414,7 @@ pub async fn load_services(
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, ServiceEntry>, ArtifactError> {
     let version = manifest.version.as_str();
-    let corrupt =
-        |reason: String| ArtifactError::Corrupt { version: version.into(), file: SERVICES.into(), reason };
+    let corrupt = |reason: String| ArtifactError::Corrupt { version: version.into(), file: SERVICES.into(), reason };
     let entry = manifest
         .files
         .get(SERVICES)

@@ -103,7 +103,11 @@ pub async fn load_service(store: &dyn ObjectStore, prefix: &str, service: &str) 
 /// compact (time, value) pairs, until each service's series is built. Memory is that of
 /// the kept values, not of the rows: a fleet's history is read without materialising
 /// every row of it. A named service without rows is an error naming it.
-pub async fn load_demands(store: &dyn ObjectStore, prefix: &str, services: &[String]) -> Result<Vec<Series>, DataError> {
+pub async fn load_demands(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    services: &[String],
+) -> Result<Vec<Series>, DataError> {
     let table = FeatureTable::new(store, prefix);
     let failed = |e: prescale_core::table::TableError| DataError::Parquet(e.to_string());
     let wanted: std::collections::HashMap<&str, usize> =
@@ -120,7 +124,8 @@ pub async fn load_demands(store: &dyn ObjectStore, prefix: &str, services: &[Str
             // A row without demand still marks its step (NaN: missing), as in
             // `service_series`.
             if let Some(&i) = wanted.get(name.as_str()) {
-                points[i].push((row.timestamp.timestamp_millis(), row.get(Feature::RequestsPerSecond).unwrap_or(f64::NAN)));
+                points[i]
+                    .push((row.timestamp.timestamp_millis(), row.get(Feature::RequestsPerSecond).unwrap_or(f64::NAN)));
             }
         }
     }

@@ -29,8 +29,8 @@ use crate::baselines::{
 use crate::burst::BurstProfile;
 use crate::forecaster::{Calibration, ModelError, ModelParams, P90Unit, TransformerModel, shift_p90};
 use crate::scores::{Forecasts, score, seasonal_naive_scale};
-use crate::served::{Baseline, BaselineFit, FLEET, Served, ServiceEntry};
 use crate::series::{Series, Split, mean_observed};
+use crate::served::{Baseline, BaselineFit, FLEET, Served, ServiceEntry};
 use crate::train::{Observer, Source, TrainConfig, TrainSummary, fit_network};
 use crate::transformer::NetConfig;
 use crate::window::{WindowConfig, Windows};
@@ -184,7 +184,11 @@ pub fn train(
         return Err(ModelError::TooShort {
             usable,
             needed,
-            reason: format!("{} services, a {}-step context and a {horizon}-step horizon", series.len(), config.context),
+            reason: format!(
+                "{} services, a {}-step context and a {horizon}-step horizon",
+                series.len(),
+                config.context
+            ),
         }
         .into());
     }
@@ -241,7 +245,12 @@ pub fn train(
 
 /// The transformer's calibration on one service's validation origins, its windows
 /// normalised with `level_floor`.
-fn calibrate(model: &TransformerModel, series: &Series, valid: &[usize], level_floor: f64) -> Result<Calibration, ModelError> {
+fn calibrate(
+    model: &TransformerModel,
+    series: &Series,
+    valid: &[usize],
+    level_floor: f64,
+) -> Result<Calibration, ModelError> {
     let (raw, units) = model.raw(series, valid, level_floor)?;
     Ok(Calibration { level_floor, p90_shift: residual_q90(series, valid, &raw.p90, &units) })
 }
@@ -272,7 +281,8 @@ pub fn evaluate_service(fleet: &TransformerModel, series: &Series, period: usize
     // One pass over the validation windows gives both the calibration and the
     // calibrated forecasts (the shift moves p90 only).
     let (mut ours_valid, units) = fleet.raw(series, &valid, floor)?;
-    let calibration = Calibration { level_floor: floor, p90_shift: residual_q90(series, &valid, &ours_valid.p90, &units) };
+    let calibration =
+        Calibration { level_floor: floor, p90_shift: residual_q90(series, &valid, &ours_valid.p90, &units) };
     shift_p90(&mut ours_valid, &units, &calibration.p90_shift);
     let scale = seasonal_naive_scale(series, split.test_start, period);
     let mut validation_mae = BTreeMap::new();
@@ -395,8 +405,15 @@ mod tests {
     #[test]
     fn the_choice_is_the_lowest_validation_error_and_the_transformer_on_a_tie() {
         let fit = |model: Baseline| BaselineFit { model, p90: ResidualQuantiles { q90: vec![0.1] } };
-        let maes = BTreeMap::from([("transformer".to_owned(), 2.0), ("persistence".into(), 3.0), ("holt_winters".into(), 1.5)]);
-        let hw = Baseline::HoltWinters { period: 4, params: crate::baselines::HwParams { alpha: 0.1, beta: 0.0, gamma: 0.1 } };
+        let maes = BTreeMap::from([
+            ("transformer".to_owned(), 2.0),
+            ("persistence".into(), 3.0),
+            ("holt_winters".into(), 1.5),
+        ]);
+        let hw = Baseline::HoltWinters {
+            period: 4,
+            params: crate::baselines::HwParams { alpha: 0.1, beta: 0.0, gamma: 0.1 },
+        };
         let chosen = choose(&maes, vec![fit(Baseline::Persistence), fit(hw.clone())]);
         assert_eq!(chosen.name(), "holt_winters");
         let tie = BTreeMap::from([("transformer".to_owned(), 1.5), ("holt_winters".into(), 1.5)]);

@@ -532,8 +532,11 @@ mod tests {
             })
             .collect();
         let bare: Vec<Series> = all.iter().map(|s| Series { covariates: None, ..s.clone() }).collect();
-        let mut inputs: Vec<Live> =
-            bare.iter().zip(&tails).map(|(series, c)| Live { series, covariates: Some(c), calibration: None }).collect();
+        let mut inputs: Vec<Live> = bare
+            .iter()
+            .zip(&tails)
+            .map(|(series, c)| Live { series, covariates: Some(c), calibration: None })
+            .collect();
         inputs.push(Live { series: &bare[0], covariates: None, calibration: None });
         let mut scratch = Scratch::default();
         for _ in 0..2 {

@@ -99,9 +99,13 @@ impl Baseline {
         let period_ok = |p: usize| (1..=limits::DAY * 7).contains(&p);
         match self {
             Baseline::Persistence => Ok(()),
-            Baseline::SeasonalNaive { period } if !period_ok(*period) => Err(format!("period {period} is out of range")),
+            Baseline::SeasonalNaive { period } if !period_ok(*period) => {
+                Err(format!("period {period} is out of range"))
+            }
             Baseline::SeasonalNaive { .. } => Ok(()),
-            Baseline::HoltWinters { period, .. } if !period_ok(*period) => Err(format!("period {period} is out of range")),
+            Baseline::HoltWinters { period, .. } if !period_ok(*period) => {
+                Err(format!("period {period} is out of range"))
+            }
             Baseline::HoltWinters { params, .. } => {
                 let HwParams { alpha, beta, gamma } = *params;
                 if [alpha, beta, gamma].iter().all(|v| (0.0..=1.0).contains(v)) {

@@ -323,10 +323,8 @@ pub(crate) struct Source<'a> {
 /// one call; loss weights are each window's level over its source's typical level.
 fn inputs_of(sources: &[Source<'_>], rows: &[(usize, usize)], device: Device) -> Inputs {
     let first = &sources[rows[0].0].windows;
-    let shapes = (
-        (first.config().context, first.context_features()),
-        (first.config().horizon, first.horizon_features()),
-    );
+    let shapes =
+        ((first.config().context, first.context_features()), (first.config().horizon, first.horizon_features()));
     let mut batch = Batch::zeros(rows.len(), shapes.0, shapes.1);
     let mut at = 0;
     for run in rows.chunk_by(|a, b| a.0 == b.0) {

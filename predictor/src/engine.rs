@@ -285,7 +285,7 @@ impl Engine {
     fn forecast_all(&mut self, loaded: &[Option<Arc<Loaded>>], t: DateTime<Utc>) -> Vec<Option<ForecastView>> {
         let m = &self.shared.metrics;
         let mut out: Vec<Option<ForecastView>> = vec![None; self.runs.len()];
-        let mut groups: HashMap<usize, (Arc<Loaded>, Vec<(usize, Calib)>)> = HashMap::new();
+        let mut groups: HashMap<usize, Group> = HashMap::new();
         let mut needed = self.history_steps;
         for (i, (run, model)) in self.runs.iter_mut().zip(loaded).enumerate() {
             let Some(model) = model else {
@@ -400,6 +400,10 @@ impl Engine {
     }
 }
 
+/// Services forecast by one loaded transformer: the model, and each member's index into
+/// the runs with its calibration.
+type Group = (Arc<Loaded>, Vec<(usize, Calib)>);
+
 /// The calibration a service is forecast with by a transformer.
 #[derive(Debug, Clone)]
 enum Calib {
@@ -413,7 +417,8 @@ enum Calib {
 
 /// An empty input series and covariates, filled for each forecast.
 fn blank_input(grid: StepGrid) -> (Series, Covariates) {
-    let series = Series { name: String::new(), grid, start: DateTime::UNIX_EPOCH, values: Vec::new(), covariates: None };
+    let series =
+        Series { name: String::new(), grid, start: DateTime::UNIX_EPOCH, values: Vec::new(), covariates: None };
     (series, Covariates { names: Vec::new(), values: ndarray::Array2::zeros((0, 0)) })
 }
 

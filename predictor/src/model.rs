@@ -20,9 +20,9 @@ use prescale_core::store::{self, ObjectStore, S3Options};
 use prescale_core::{Location, ServiceId, StepGrid};
 use prescale_models::artifact::{self, Manifest};
 use prescale_models::forecaster::{Calibration, ModelError, Scratch, TransformerModel};
-use prescale_models::served::{BaselineFit, Served, ServiceEntry};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::{DataError, Series};
+use prescale_models::served::{BaselineFit, Served, ServiceEntry};
 
 use crate::metrics::{KindLabels, Metrics};
 
@@ -236,7 +236,9 @@ impl Models {
             None => None,
             Some(_) => match artifact::load_services(slot.store.as_ref(), &manifest).await {
                 Ok(services) => Some(services),
-                Err(e) => return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason: e.to_string() },
+                Err(e) => {
+                    return ReloadOutcome::Rejected { version: Some(manifest.version.clone()), reason: e.to_string() };
+                }
             },
         };
         let version = manifest.version.clone();

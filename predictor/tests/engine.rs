@@ -18,12 +18,12 @@ use prescale_core::prometheus::source::{PrometheusConfig, ServicesConfig};
 use prescale_core::store::{LocalStore, ObjectStore, S3Options};
 use prescale_core::{ServiceId, StepGrid};
 use prescale_models::artifact;
-use prescale_models::burst::{BurstProfile, LEVELS};
 use prescale_models::baselines::{HwParams, ResidualQuantiles};
+use prescale_models::burst::{BurstProfile, LEVELS};
 use prescale_models::fleet::{self, Shard};
 use prescale_models::forecaster::TransformerModel;
-use prescale_models::served::{Baseline, BaselineFit, Served};
 use prescale_models::series::{Series, Split};
+use prescale_models::served::{Baseline, BaselineFit, Served};
 use prescale_models::train::{Quiet, TrainConfig};
 use prescale_policy::{PolicySettings, Quantile, Reason};
 use prescale_predictor::config::ServicePlan;
@@ -56,8 +56,12 @@ fn history(end: i64) -> String {
     history_of(end, &[("order", rate, 6 * 3600), ("cart", |_| CART_RATE, 6 * 3600)])
 }
 
-/// Samples every 15 s up to `end` of each `(service, rate, seconds of history)`.
-fn history_of(end: i64, services: &[(&str, fn(f64) -> f64, i64)]) -> String {
+/// A service of a synthetic history: its name, its requests/s at a unix time, and how many
+/// seconds of history it has.
+type Synthetic<'a> = (&'a str, fn(f64) -> f64, i64);
+
+/// Samples every 15 s up to `end` of each service.
+fn history_of(end: i64, services: &[Synthetic<'_>]) -> String {
     let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
     for &(svc, svc_rate, seconds) in services {
         let start = end - seconds;
@@ -553,7 +557,7 @@ async fn a_fleet_model_serves_each_service_with_its_forecaster_and_a_new_one_col
     let dir = tempfile::tempdir().unwrap();
     let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
     let prom_dir = dir.path().join("prometheus");
-    let services: [(&str, fn(f64) -> f64, i64); 3] =
+    let services: [Synthetic<'_>; 3] =
         [("order", rate, 6 * 3600), ("cart", |_| CART_RATE, 6 * 3600), ("new", rate, 15 * 60)];
     load_openmetrics(&Prometheus::data_dir(&prom_dir), &history_of(end.timestamp(), &services));
     let prometheus = tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "15s", ""));
@@ -598,7 +602,8 @@ async fn a_fleet_model_serves_each_service_with_its_forecaster_and_a_new_one_col
     // Published through the gate, no force: the fleet's gate is per service.
     artifact::publish(&store, "f1", false).await.unwrap();
 
-    let ids: Vec<ServiceId> = ["order", "cart", "new"].iter().map(|n| ServiceId::new("storefront", *n).unwrap()).collect();
+    let ids: Vec<ServiceId> =
+        ["order", "cart", "new"].iter().map(|n| ServiceId::new("storefront", *n).unwrap()).collect();
     let plans: Vec<ServicePlan> = ids
         .iter()
         .map(|id| ServicePlan { id: id.clone(), models: folder.to_str().unwrap().parse().unwrap(), policy: policy() })

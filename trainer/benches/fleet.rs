@@ -69,7 +69,8 @@ struct Run {
 /// The peak resident memory (`VmHWM`) of a running process, MiB.
 fn peak_of(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib / 1024.0)
 }
 
@@ -236,7 +237,11 @@ fn judge(services_json: &Path) {
         let models = e["backtest"]["models"].as_object().unwrap();
         let mae = |m: &serde_json::Value| m["horizon"]["mae"].as_f64().unwrap_or(f64::NAN);
         let ours = mae(&models[&served]);
-        let best = models.iter().filter(|(n, _)| n.as_str() != "transformer").map(|(_, m)| mae(m)).fold(f64::INFINITY, f64::min);
+        let best = models
+            .iter()
+            .filter(|(n, _)| n.as_str() != "transformer")
+            .map(|(_, m)| mae(m))
+            .fold(f64::INFINITY, f64::min);
         ratios.push(ours / best);
         if ours <= best + 1e-12 {
             at_most += 1;

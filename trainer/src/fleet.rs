@@ -13,8 +13,8 @@ use std::time::Instant;
 use prescale_core::store::{ObjectStore, S3Options};
 use prescale_models::artifact::{self, FleetInfo, Manifest, TrainingData};
 use prescale_models::fleet::{self, Shard};
-use prescale_models::served::{FLEET, ServiceEntry};
 use prescale_models::series::{Series, Split};
+use prescale_models::served::{FLEET, ServiceEntry};
 use prescale_models::train::{Observer, TrainConfig};
 use prescale_models::{backtest, dataset};
 

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use prescale_core::ServiceId;
 use prescale_core::schema::{Feature, FeatureRow};
 use prescale_core::store::ObjectStore;
 use prescale_core::table::{self, Layout};
-use prescale_core::ServiceId;
 use prescale_models::series::Series;
 
 /// A `--trace SERVICE=PATH` value.

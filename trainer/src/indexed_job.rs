@@ -109,9 +109,8 @@ pub async fn run(jobs: &Api<Job>, job: &Job, version: &str, shards: u32, poll: D
     loop {
         let job = jobs.get(&name).await?;
         let status = job.status.unwrap_or_default();
-        let condition = |kind: &str| {
-            status.conditions.iter().flatten().find(|c| c.type_ == kind && c.status == "True").cloned()
-        };
+        let condition =
+            |kind: &str| status.conditions.iter().flatten().find(|c| c.type_ == kind && c.status == "True").cloned();
         let progress = format!(
             "{} of {shards} shards done, {} running, {} failed",
             status.succeeded.unwrap_or(0),
@@ -128,11 +127,7 @@ pub async fn run(jobs: &Api<Job>, job: &Job, version: &str, shards: u32, poll: D
         if let Some(failed) = condition("Failed") {
             let indices = status.failed_indexes.as_deref().map(parse_indexes).unwrap_or_default();
             if indices.is_empty() {
-                let reason = format!(
-                    "{}: {}",
-                    failed.reason.unwrap_or_default(),
-                    failed.message.unwrap_or_default()
-                );
+                let reason = format!("{}: {}", failed.reason.unwrap_or_default(), failed.message.unwrap_or_default());
                 return Err(JobError::Ended { job: name, reason });
             }
             return Err(JobError::Failed { job: name, version: version.to_owned(), failed: indices, count: shards });

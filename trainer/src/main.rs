@@ -10,12 +10,12 @@ use clap::{Parser, Subcommand};
 use prescale_core::store::{self, ObjectStore, S3Options};
 use prescale_models::artifact::{self, Manifest};
 use prescale_models::backtest::{self, Backtest};
+use prescale_models::fleet;
 use prescale_models::series::Series;
 use prescale_models::train::TrainConfig;
 use prescale_trainer::input::DataArgs;
 use prescale_trainer::simulate::{self, files};
 use prescale_trainer::{fleet as fleet_cmd, import, indexed_job, output, plot, progress, report};
-use prescale_models::fleet;
 use tch::Device;
 
 #[derive(Debug, Parser)]

@@ -231,7 +231,8 @@ async fn one_fleet_model_for_every_service_a_selector_names_split_into_shards() 
         let e = &services[name];
         assert_eq!(e["cold"], false, "{name}: {e}");
         let maes = e["validation_mae"].as_object().unwrap();
-        for candidate in ["transformer", "persistence", "seasonal_naive", "holt_winters", "ridge", "adaptive_smoothing"] {
+        for candidate in ["transformer", "persistence", "seasonal_naive", "holt_winters", "ridge", "adaptive_smoothing"]
+        {
             assert!(maes[candidate].as_f64().unwrap() > 0.0, "{name}: {candidate} not scored: {e}");
         }
         let (best, _) = maes.iter().min_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap())).unwrap();

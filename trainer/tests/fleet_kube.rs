@@ -48,7 +48,11 @@ fn run_pod(job: &Value, i: u32) -> bool {
     out.status.success()
 }
 
-async fn create(State(mock): State<Mock>, Path(ns): Path<String>, Json(mut job): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn create(
+    State(mock): State<Mock>,
+    Path(ns): Path<String>,
+    Json(mut job): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     assert_eq!(ns, "prescale", "the namespace of the kubeconfig's context");
     job["metadata"]["uid"] = json!("1234");
     job["metadata"]["resourceVersion"] = json!("1");
@@ -162,7 +166,11 @@ fn setup(dir: &std::path::Path) -> (String, String, std::path::PathBuf) {
     (data, models, template)
 }
 
-async fn fleet(dir: &std::path::Path, kubeconfig: &std::path::Path, template: &std::path::Path) -> std::process::Output {
+async fn fleet(
+    dir: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    template: &std::path::Path,
+) -> std::process::Output {
     let (data, models) = (dir.join("data"), dir.join("models"));
     let config = dir.join("small-train.toml");
     let mut cmd = trainer();
@@ -198,7 +206,10 @@ async fn the_fleet_driver_runs_the_shards_as_an_indexed_job_and_publishes_when_a
     assert_eq!(spec["backoffLimitPerIndex"], 1);
     assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
     let args = spec["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
-    assert_eq!(args[args.len() - 4..], [json!("--version"), json!(version), json!("--shard"), json!("$(JOB_COMPLETION_INDEX)/2")]);
+    assert_eq!(
+        args[args.len() - 4..],
+        [json!("--version"), json!(version), json!("--shard"), json!("$(JOB_COMPLETION_INDEX)/2")]
+    );
     assert!(stderr.contains("2 of 2 shards done"), "{stderr}");
 
     // Published: both shards' services merged, `latest` moved.

@@ -63,4 +63,3 @@ impl Shape {
         (v * (1.0 + self.noise * (2.0 * rng.next() - 1.0))).max(0.0)
     }
 }
-
