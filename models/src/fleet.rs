@@ -32,7 +32,6 @@ use crate::scores::{Forecasts, score, seasonal_naive_scale};
 use crate::series::{Series, Split, mean_observed};
 use crate::served::{Baseline, BaselineFit, FLEET, Served, ServiceEntry};
 use crate::train::{Observer, Source, TrainConfig, TrainSummary, fit_network};
-use crate::transformer::NetConfig;
 use crate::window::{WindowConfig, Windows};
 
 /// Most validation windows over the whole fleet (each service gets its share).
@@ -199,20 +198,8 @@ pub fn train(
             s.valid = s.valid.iter().copied().step_by(stride).collect();
         }
     }
-    let probe = &sources[0].windows;
-    let net = NetConfig {
-        context: config.context,
-        horizon,
-        context_features: probe.context_features(),
-        horizon_features: probe.horizon_features(),
-        d_model: config.d_model,
-        heads: config.heads,
-        layers: config.layers,
-        ff: config.ff,
-        dropout: config.dropout,
-    };
     let params = ModelParams {
-        net,
+        net: config.net(horizon, &sources[0].windows),
         window,
         // A service without a calibration of its own is normalised with the smallest
         // floor of the fleet's.

@@ -166,6 +166,23 @@ impl TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// The network these settings build for windows shaped as `windows` are.
+    pub(crate) fn net(&self, horizon: usize, windows: &Windows<'_>) -> NetConfig {
+        NetConfig {
+            context: self.context,
+            horizon,
+            context_features: windows.context_features(),
+            horizon_features: windows.horizon_features(),
+            d_model: self.d_model,
+            heads: self.heads,
+            layers: self.layers,
+            ff: self.ff,
+            dropout: self.dropout,
+        }
+    }
+}
+
 /// The settings of a small, fast model (a few seconds on CPU), as a `--train-config` file
 /// holds them: what tests, demos and short histories train.
 pub const SMALL: &str =
@@ -269,19 +286,8 @@ impl TransformerModel {
             fit.iter().step_by(fit.len().div_ceil(10_000)).filter_map(|&o| windows.level(o)).collect();
         let weight_scale = sample.iter().sum::<f64>() / sample.len() as f64;
 
-        let net_cfg = NetConfig {
-            context: config.context,
-            horizon,
-            context_features: windows.context_features(),
-            horizon_features: windows.horizon_features(),
-            d_model: config.d_model,
-            heads: config.heads,
-            layers: config.layers,
-            ff: config.ff,
-            dropout: config.dropout,
-        };
         let params = ModelParams {
-            net: net_cfg,
+            net: config.net(horizon, &windows),
             window,
             level_floor,
             holidays: config.holidays.clone(),
