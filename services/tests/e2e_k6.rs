@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prescale_testkit::tools::{free_port, k6};
+use prescale_testkit::tools::{free_ports, k6};
 use storefront::Service;
 
 struct Running(Child);
@@ -27,7 +27,7 @@ fn gateway_requests(metrics: &str) -> f64 {
 #[test]
 fn a_k6_journey_passes_its_checks_and_moves_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(Service, u16)> = Service::ALL.iter().map(|s| (*s, free_port())).collect();
+    let ports: Vec<(Service, u16)> = Service::ALL.iter().copied().zip(free_ports(Service::ALL.len())).collect();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_storefront"));
     cmd.arg("--dev").arg("--data-dir").arg(dir.path()).args(["--recommender-work", "1000", "all"]);
     for (s, p) in &ports {

@@ -38,3 +38,12 @@ fn venv_tool(var: &str, name: &str) -> PathBuf {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
+
+/// `n` distinct free ports on loopback: all bound at once before any is released, so no
+/// two are the same (ports taken one at a time can repeat, the system handing a port
+/// just released out again).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("a bound address").port()).collect()
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prescale_testkit::tools::free_port;
+use prescale_testkit::tools::free_ports;
 use serde_json::{Value, json};
 use storefront::Service;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,9 +34,12 @@ impl Storefront {
     /// Starts `storefront <args> all` with every service on a free port (`ports` overrides
     /// some) and waits until the gateway serves the catalogue.
     pub async fn start(dir: &Path, args: &[String], ports: &[(Service, u16)]) -> Self {
+        let mut free = free_ports(Service::ALL.len()).into_iter();
         let ports: Vec<(Service, u16)> = Service::ALL
             .iter()
-            .map(|s| (*s, ports.iter().find(|(o, _)| o == s).map_or_else(free_port, |(_, p)| *p)))
+            .map(|s| {
+                (*s, ports.iter().find(|(o, _)| o == s).map_or_else(|| free.next().expect("a port each"), |(_, p)| *p))
+            })
             .collect();
         let log = dir.join(format!("storefront-{}.log", ports[0].1));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_storefront"));
