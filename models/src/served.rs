@@ -205,14 +205,6 @@ impl ServiceEntry {
         }
         Ok(())
     }
-
-    /// Steps of demand history a live window must keep to serve it.
-    pub fn history_steps(&self, context: usize, horizon: usize) -> usize {
-        match &self.served {
-            Served::Transformer => context,
-            Served::Baseline(b) => b.model.history_steps(horizon),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -244,7 +236,6 @@ mod tests {
             p90: ResidualQuantiles { q90: vec![0.1, 0.2] },
         });
         assert!(bad.validate(2).unwrap_err().contains("smoothing constants"));
-        assert_eq!(entry.history_steps(16, 2), 98);
         assert_eq!(Served::Transformer.name(), "transformer");
     }
 }
