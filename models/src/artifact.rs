@@ -39,6 +39,7 @@ use prescale_core::{Feature, SCHEMA_VERSION};
 
 use crate::backtest::Backtest;
 use crate::burst::BurstProfile;
+use prescale_policy::objective::Menu;
 use crate::fleet::{MAX_SHARDS, Shard};
 use crate::forecaster::{ModelParams, TransformerModel};
 use crate::scores::ModelScores;
@@ -174,6 +175,10 @@ pub struct Manifest {
     /// For a fleet model: the services it was trained for and how their work is split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetInfo>,
+    /// The scaling policy's settings tuned on the validation part, for the objective the
+    /// service states (see [`crate::tuning::menu`]); absent from older models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Menu>,
 }
 
 /// What a fleet model's manifest says of its fleet.
@@ -246,7 +251,26 @@ impl Manifest {
             fleet: None,
             // The steps before validation, as `prescale-trainer simulate` learns it.
             burst: BurstProfile::learn(series, bt.split.valid_start, p.window.horizon).ok(),
+            policy: None,
         }
+        .tuned(series, bt)
+    }
+
+    /// With the policy's menu tuned on the transformer's validation forecasts; without
+    /// one (said in the log) when those cannot be made.
+    fn tuned(mut self, series: &Series, bt: &Backtest) -> Self {
+        let (horizon, to) = (self.params.window.horizon, bt.split.test_start);
+        let from = bt.split.valid_start.max(to.saturating_sub(crate::tuning::MAX_TUNING_STEPS));
+        let menu = crate::tuning::StepForecasts::between(&bt.transformer, series, from, to)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                crate::tuning::menu(series, &f, self.burst.as_ref(), horizon, from, to).map_err(|e| e.to_string())
+            });
+        match menu {
+            Ok(menu) => self.policy = Some(menu),
+            Err(e) => tracing::warn!(error = %e, "no policy tuned on validation; services run their configured policy"),
+        }
+        self
     }
 }
 

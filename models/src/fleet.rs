@@ -27,6 +27,7 @@ use crate::baselines::{
     with_quantiles,
 };
 use crate::burst::BurstProfile;
+use crate::tuning;
 use crate::forecaster::{Calibration, ModelError, ModelParams, P90Unit, TransformerModel, shift_p90};
 use crate::scores::{Forecasts, score, seasonal_naive_scale};
 use crate::series::{Series, Split, mean_observed};
@@ -263,6 +264,7 @@ pub fn evaluate_service(fleet: &TransformerModel, series: &Series, period: usize
             backtest: None,
             burst: None,
             cold: true,
+            policy: None,
         });
     }
     // One pass over the validation windows gives both the calibration and the
@@ -315,13 +317,32 @@ pub fn evaluate_service(fleet: &TransformerModel, series: &Series, period: usize
         fits.push(BaselineFit { model, p90: ResidualQuantiles { q90: p90.q90 } });
     }
     let served = choose(&validation_mae, fits);
+    let burst = BurstProfile::learn(series, split.valid_start, horizon).ok();
+    // The policy tuned on the served forecaster's forecasts at every step of the end of
+    // validation.
+    let to = split.test_start;
+    let from = split.valid_start.max(to.saturating_sub(tuning::MAX_TUNING_STEPS));
+    let origins = windows.usable_origins(from, to);
+    let forecasts = match &served {
+        Served::Transformer => fleet.forecast_calibrated(series, &origins, Some(&calibration))?,
+        Served::Baseline(b) => b.forecast(series, &origins),
+    };
+    let forecasts = tuning::StepForecasts::placed(from, to, &forecasts);
+    let policy = match tuning::menu(series, &forecasts, burst.as_ref(), horizon, from, to) {
+        Ok(menu) => Some(menu),
+        Err(e) => {
+            tracing::warn!(error = %e, "no policy tuned on validation");
+            None
+        }
+    };
     Ok(ServiceEntry {
         served,
         calibration,
         validation_mae,
         backtest: Some(BacktestSummary { models: test_scores }),
-        burst: BurstProfile::learn(series, split.valid_start, horizon).ok(),
+        burst,
         cold: false,
+        policy,
     })
 }
 

@@ -19,6 +19,8 @@
 //! - [`fleet`]: one transformer trained across a fleet's services, the per-service work
 //!   around it (calibration, baselines, the choice of forecaster), split into shards;
 //! - [`served`]: what a fleet model keeps per service, and servable baselines;
+//! - [`tuning`]: the scaling policy replayed on a validation part over a grid of
+//!   settings, and the frontier a model carries for its services' objectives;
 //! - [`artifact`]: versioned models in a store, the quality gate and `latest`.
 //!
 //! libtorch is linked dynamically; the crate's build script records its folder in the
@@ -38,4 +40,5 @@ pub mod series;
 pub mod served;
 pub mod train;
 pub mod transformer;
+pub mod tuning;
 pub mod window;

@@ -191,6 +191,10 @@ pub struct ServiceEntry {
     /// Too little history for a validation part of its own: served by the transformer
     /// with the fleet's widened p90.
     pub cold: bool,
+    /// The scaling policy's settings tuned on its validation part with the forecaster it
+    /// is served with, for the objective it states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<prescale_policy::Menu>,
 }
 
 impl ServiceEntry {
@@ -223,6 +227,7 @@ mod tests {
             backtest: None,
             burst: None,
             cold: false,
+            policy: None,
         };
         let json = serde_json::to_string(&entry).unwrap();
         assert!(json.contains(r#""forecaster":"baseline""#) && json.contains(r#""kind":"holt_winters""#), "{json}");

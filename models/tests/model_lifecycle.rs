@@ -68,6 +68,7 @@ fn manifest_for(model: &TransformerModel, version: &str, transformer_mae: f64) -
         tensors: BTreeMap::new(),
         burst: Some(BurstProfile::learn(&series(1500), 900, model.params.window.horizon).unwrap()),
         fleet: None,
+        policy: None,
     }
 }
 

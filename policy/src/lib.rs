@@ -11,16 +11,27 @@
 //! - [`policy`]: [`Policy`], one decision per step with stabilisation, rate limit and
 //!   bounds, and [`Present`], the input assembled from a forecast, a burst profile and
 //!   current demand;
-//! - [`decision`]: the [`Decision`] and its [`Reason`], as the predictor serves them.
+//! - [`decision`]: the [`Decision`] and its [`Reason`], as the predictor serves them;
+//! - [`cluster`]: the evaluation spec's cluster model (pods ready after startup, the HPA,
+//!   the oracle) that replays decisions and scores them;
+//! - [`frontier`]: cost against safety over a family of settings (the HPA's frontier);
+//! - [`objective`]: the operator's objective (the largest share of under-provisioned
+//!   time) and the validation [`Menu`] of tuned settings it chooses from;
+//! - [`mechanics`]: what KEDA and the HPA do to a decision on its way to the cluster.
 //!
 //! [`StepGrid`]: prescale_core::StepGrid
 
+pub mod cluster;
 pub mod decision;
+pub mod frontier;
+pub mod mechanics;
+pub mod objective;
 pub mod policy;
 pub mod settings;
 pub mod terms;
 
 pub use decision::{Decision, ForecastView, NotActionable, Reason, Served, ServicesResponse};
+pub use objective::{Choice, Menu};
 pub use policy::{BurstRatios, Input, Policy, Present};
 pub use settings::{PolicyError, PolicySettings, Quantile, StepSettings};
 pub use terms::replicas_for;

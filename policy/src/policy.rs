@@ -13,7 +13,9 @@
 //! 3. **reactive floor**: never below what current demand needs at the floor's utilisation
 //!    target (1.0: exactly what it needs; 0.7: the HPA's usual headroom);
 //! 4. **stabilisation**: scale down only to the highest recommendation of the last
-//!    `scale_down_window`, so a dip does not drop pods that are needed again soon;
+//!    `scale_down_window`, so a dip does not drop pods that are needed again soon; with
+//!    `forecast_scale_down`, also keep the current replicas the forecast needs before
+//!    pods asked for now could be ready (the release the oracle makes);
 //! 5. **largest change**: at most `max_change` replicas up or down per decision;
 //! 6. **bounds**: `[min, max]`.
 //!
@@ -184,7 +186,14 @@ impl Policy {
         while self.recent.len() > s.scale_down_window.max(1) {
             self.recent.pop_front();
         }
-        let held = self.recent.iter().copied().max().unwrap_or(n);
+        let mut held = self.recent.iter().copied().max().unwrap_or(n);
+        if c.forecast_scale_down
+            && let Some((near, _)) =
+                forecast.and_then(|f| forecast_need(f, 1, s.startup.saturating_sub(1), c.capacity, c.headroom))
+        {
+            // Pods let go now cannot be back before the startup: keep those needed sooner.
+            held = held.max(near.min(input.replicas_now));
+        }
         if held > n {
             (n, reason) = (held, Reason::Stabilised);
         }
@@ -233,6 +242,8 @@ mod tests {
             max_change: None,
             burst_quantile: None,
             burst_span: Duration::ZERO,
+            forecast_scale_down: false,
+            objective: None,
         }
     }
 
@@ -329,6 +340,19 @@ mod tests {
     }
 
     #[test]
+    fn forecast_scale_down_keeps_only_what_is_needed_before_new_pods_are_ready() {
+        let mut p = policy(PolicySettings { forecast_scale_down: true, scale_down_window: Duration::ZERO, ..config() });
+        // Startup 4 steps: steps 1-3 ahead need 6, 4 and 2 replicas; from step 4 on, 1.
+        let p90 = [60.0, 40.0, 20.0, 10.0, 10.0, 10.0];
+        assert_eq!(decide(&mut p, &p90, &p90, None, 8), (6, Reason::Stabilised), "keeps 6 of the 8");
+        assert_eq!(decide(&mut p, &p90, &p90, None, 3), (3, Reason::Stabilised), "never adds pods it cannot use");
+        let later = [0.0, 0.0, 0.0, 10.0, 10.0, 10.0];
+        assert_eq!(decide(&mut p, &later, &later, None, 8).0, 1, "nothing needed before startup: released at once");
+        let mut held = policy(PolicySettings { scale_down_window: Duration::ZERO, ..config() });
+        assert_eq!(decide(&mut held, &p90, &p90, None, 8).0, 1, "without it, the window alone decides");
+    }
+
+    #[test]
     fn largest_change_and_bounds() {
         let mut p = policy(PolicySettings { max_change: Some(2), ..config() });
         assert_eq!(decide(&mut p, &[80.0; 6], &[80.0; 6], None, 3), (5, Reason::RateLimited));
@@ -348,6 +372,8 @@ mod tests {
         assert!(err(PolicySettings { lookahead: steps(2), ..config() }).contains("shorter than the pod startup"));
         assert!(err(PolicySettings { floor_utilisation: 0.0, ..config() }).contains("floor_utilisation"));
         assert!(err(PolicySettings { burst_quantile: Some(1.5), ..config() }).contains("burst_quantile"));
+        assert!(err(PolicySettings { objective: Some(1.0), ..config() }).contains("objective"));
+        assert!(err(PolicySettings { objective: Some(-0.1), ..config() }).contains("objective"));
         let mut p = policy(config());
         let bad = |p: &mut Policy, p90: &[f64], now| {
             p.decide(Input { forecast: Some((&[1.0; 3], p90)), demand_now: now, replicas_now: 1, burst: None })

@@ -53,6 +53,16 @@ pub struct PolicySettings {
     /// wanders between hours).
     #[serde(with = "humantime_serde")]
     pub burst_span: Duration,
+    /// Scale down by the forecast: keep the current replicas the forecast needs before
+    /// pods asked for now could be ready, and release the rest at once (with a
+    /// stabilisation window of 0, capacity goes as soon as the next startup allows, as
+    /// the oracle's does).
+    pub forecast_scale_down: bool,
+    /// The largest share of under-provisioned steps the service accepts (0.001: 0.1%).
+    /// When set and the service's model carries settings tuned on its validation part,
+    /// the cheapest of them meeting it there sets the quantile, headroom, lookahead,
+    /// reactive floor, scale-down and burst term (the safest when none meets it).
+    pub objective: Option<f64>,
 }
 
 impl Default for PolicySettings {
@@ -70,6 +80,8 @@ impl Default for PolicySettings {
             max_change: None,
             burst_quantile: None,
             burst_span: Duration::ZERO,
+            forecast_scale_down: false,
+            objective: None,
         }
     }
 }
@@ -141,6 +153,11 @@ impl PolicySettings {
             && !(q > 0.0 && q < 1.0)
         {
             return bad("burst_quantile", format!("{q} is not in (0, 1)"));
+        }
+        if let Some(o) = self.objective
+            && !(0.0..1.0).contains(&o)
+        {
+            return bad("objective", format!("{o} is not a share of under-provisioned time in [0, 1)"));
         }
         let steps = self.in_steps(grid);
         if steps.lookahead < steps.startup {

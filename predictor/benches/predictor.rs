@@ -202,6 +202,8 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) -> curve::Poin
                 max_change: None,
                 burst_quantile: None,
                 burst_span: Duration::ZERO,
+                forecast_scale_down: false,
+                objective: None,
             },
         });
     }

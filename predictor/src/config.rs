@@ -136,6 +136,9 @@ pub struct ServiceEntry {
     /// Overrides of `[policy]`.
     #[serde(default)]
     pub max_replicas: Option<u32>,
+    /// Overrides of `[policy]`: the largest share of under-provisioned time accepted.
+    #[serde(default)]
+    pub objective: Option<f64>,
 }
 
 fn default_max_services() -> usize {
@@ -294,6 +297,8 @@ impl Planner {
             max_change: overrides.max_change.or(d.max_change),
             burst_quantile: overrides.burst_quantile.or(d.burst_quantile),
             burst_span: overrides.burst_span.unwrap_or(d.burst_span),
+            forecast_scale_down: d.forecast_scale_down,
+            objective: entry.and_then(|e| e.objective).or(overrides.objective).or(d.objective),
         };
         policy.validate(self.step).map_err(|e| e.to_string())?;
         let models = entry

@@ -23,7 +23,7 @@ use prescale_models::fleet;
 use prescale_models::forecaster::{Calibration, Live};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::Series;
-use prescale_policy::{Decision, ForecastView, Policy, PolicyError, Present, Reason, replicas_for};
+use prescale_policy::{Decision, ForecastView, Menu, Policy, PolicyError, Present, Reason, replicas_for};
 
 use crate::config::{Planner, ServicePlan};
 use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
@@ -51,6 +51,9 @@ struct ServiceRun {
     /// Forecast points exported (per quantile), to take them out of `/metrics` when the
     /// service goes.
     exported_points: usize,
+    /// The model version the policy's settings were last chosen for (with an objective:
+    /// from that version's tuned menu).
+    tuned_for: Option<String>,
 }
 
 /// Takes a gone service's series out of `/metrics`.
@@ -93,6 +96,7 @@ fn new_run(plan: ServicePlan, grid: StepGrid, history_steps: usize) -> Result<Se
         labels,
         last_model: None,
         exported_points: 0,
+        tuned_for: None,
     })
 }
 
@@ -176,6 +180,8 @@ impl Engine {
                     Ok(policy) => {
                         run.policy = policy;
                         run.plan = plan;
+                        // Chosen again from the model's menu for the new settings.
+                        run.tuned_for = None;
                         run
                     }
                     Err(e) => {
@@ -459,6 +465,7 @@ fn decide(
         m.forecast_error.get_or_create(&run.labels).set((p50 - d).abs());
     }
 
+    tune(run, loaded, grid);
     let present = Present {
         time: t,
         forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
@@ -559,6 +566,52 @@ fn note_model(run: &mut ServiceRun, loaded: &Loaded, forecaster: &'static str, m
 }
 
 /// The burst profile of a service: its own in a fleet model, the model's otherwise.
+/// The policy tuned on validation that a model carries for a service.
+fn menu<'a>(loaded: &'a Loaded, service: &str) -> Option<&'a Menu> {
+    match &loaded.services {
+        Some(services) => services.get(service).and_then(|e| e.policy.as_ref()),
+        None => loaded.manifest.policy.as_ref(),
+    }
+}
+
+/// With an objective, the policy's settings are chosen from the serving model's menu
+/// whenever that model changes: the cheapest meeting the objective on the service's
+/// validation part, the safest when none does (a warning), the configured settings when
+/// the model has no menu (or one tuned for another pod startup). The stabilisation
+/// window starts afresh with new settings.
+fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid) {
+    let Some(objective) = run.plan.policy.objective else { return };
+    let version = loaded.map(|l| l.manifest.version.as_str());
+    if run.tuned_for.as_deref() == version {
+        return;
+    }
+    run.tuned_for = version.map(str::to_owned);
+    let choice = loaded.and_then(|l| menu(l, &run.name)).and_then(|m| m.choose(objective, &run.plan.policy));
+    let settings = match choice {
+        Some(c) => {
+            if c.met {
+                tracing::info!(service = %run.plan.id, objective, version, under_provisioned = c.score.under_provisioned,
+                    cost_vs_hpa = c.score.cost, "policy chosen for the objective on the model's validation part");
+            } else {
+                tracing::warn!(service = %run.plan.id, objective, version, under_provisioned = c.score.under_provisioned,
+                    "no tuned setting meets the objective on validation; the safest is used");
+            }
+            c.settings
+        }
+        None => {
+            if version.is_some() {
+                tracing::info!(service = %run.plan.id, version,
+                    "the model carries no policy tuned for this service's startup; the configured policy is used");
+            }
+            run.plan.policy.clone()
+        }
+    };
+    match Policy::new(settings, grid) {
+        Ok(policy) => run.policy = policy,
+        Err(e) => tracing::warn!(service = %run.plan.id, error = %e, "tuned settings refused; the configured ones stay"),
+    }
+}
+
 fn burst_profile<'a>(loaded: &'a Loaded, service: &str) -> Option<&'a BurstProfile> {
     match &loaded.services {
         Some(services) => services.get(service).and_then(|e| e.burst.as_ref()),

@@ -128,6 +128,8 @@ fn policy() -> PolicySettings {
         max_change: None,
         burst_quantile: None,
         burst_span: Duration::ZERO,
+        forecast_scale_down: false,
+        objective: None,
     }
 }
 

@@ -70,6 +70,7 @@ pub async fn fit(
         files: BTreeMap::new(),
         tensors: BTreeMap::new(),
         burst: None,
+        policy: None,
         fleet: Some(FleetInfo { selector: selector.to_owned(), services, shards }),
     };
     let manifest = artifact::write_version(store, &trained.model, manifest).await?;

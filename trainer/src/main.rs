@@ -80,13 +80,19 @@ enum Command {
         #[arg(long, requires = "publish")]
         force: bool,
     },
-    /// The scaling benchmark: replay the test part (last 20%) of a trace through the
-    /// benchmark's cluster model with the `hpa`, `predictive` (tuned on validation) and
-    /// `oracle` policies; write decisions.csv, summary.json and plot.svg to --out.
+    /// The scaling benchmark: replay the test part (last 20%) of a trace, or of a
+    /// service's collected demand, through the benchmark's cluster model with the `hpa`,
+    /// `predictive` (tuned on validation for --objective) and `oracle` policies, and the
+    /// HPA's and the predictive policy's frontiers; write decisions.csv, frontier.csv,
+    /// summary.json, plot.svg and frontier.svg to --out.
     Simulate {
-        /// A `timestamp,requests` CSV.
+        #[command(flatten)]
+        data: DataArgs,
+        /// The largest share of under-provisioned steps accepted (0.001: 0.1%); the
+        /// cheapest setting meeting it on validation is chosen. Default: the default
+        /// HPA's own share on validation.
         #[arg(long)]
-        trace: PathBuf,
+        objective: Option<f64>,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -336,19 +342,26 @@ async fn evaluate(cli: &Cli, data: &DataArgs, models: &str, version: Option<&str
 }
 
 /// The scaling benchmark on a trace, with a stored model or one trained now.
+#[allow(clippy::too_many_arguments)] // the command's flags, each used once
 async fn simulate_cmd(
     cli: &Cli,
-    trace: &Path,
+    data: &DataArgs,
     out: &Path,
     capacity: Option<f64>,
+    objective: Option<f64>,
     models: Option<&str>,
     version: Option<&str>,
 ) -> anyhow::Result<()> {
     if models.is_some() && (cli.train_config.is_some() || cli.max_seconds.is_some()) {
         anyhow::bail!("--train-config and --max-seconds shape training; with --models nothing is trained");
     }
+    if let Some(o) = objective
+        && !(0.0..1.0).contains(&o)
+    {
+        anyhow::bail!("--objective {o} is not a share of under-provisioned steps in [0, 1) (0.001 is 0.1%)");
+    }
     let config = train_config(cli)?;
-    let series = Series::from_trace_csv(trace)?;
+    let series = data.load(&cli.s3).await?;
     eprintln!("simulate: {} steps of {} s from {}", series.len(), series.grid.seconds(), series.name);
     let mut bars = progress::Bars::new();
     let source = match models {
@@ -360,15 +373,19 @@ async fn simulate_cmd(
         }
         None => simulate::ModelSource::Train(&config, &mut bars),
     };
-    let sim = tokio::task::block_in_place(|| simulate::run(&series, source, capacity))?;
+    let sim = tokio::task::block_in_place(|| simulate::run(&series, source, capacity, objective))?;
     drop(bars);
     output::create_dir(out)?;
     files::write_decisions(&out.join("decisions.csv"), &series, &sim)?;
+    files::write_frontier(&out.join("frontier.csv"), &sim)?;
     files::write_summary(&out.join("summary.json"), &series, &sim)?;
     files::write_plot(&out.join("plot.svg"), &series, &sim)?;
+    files::write_frontier_plot(&out.join("frontier.svg"), &series, &sim)?;
     println!("{}", files::tuning(&sim, series.grid));
     println!("{}", files::table(&sim.outcomes));
-    println!("wrote {}/decisions.csv, summary.json, plot.svg", out.display());
+    println!("{}", files::headline(&sim));
+    println!("{}", files::table(&sim.mechanics));
+    println!("wrote {}/decisions.csv, frontier.csv, summary.json, plot.svg, frontier.svg", out.display());
     Ok(())
 }
 
@@ -422,8 +439,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Train { data, services: Some(selector), models, shards, no_evaluate, publish, force, .. } => {
             train_fleet(cli, data, selector, models, *shards, *no_evaluate, *publish, *force).await
         }
-        Command::Simulate { trace, out, capacity, models, version } => {
-            simulate_cmd(cli, trace, out, *capacity, models.as_deref(), version.as_deref()).await
+        Command::Simulate { data, objective, out, capacity, models, version } => {
+            simulate_cmd(cli, data, out, *capacity, *objective, models.as_deref(), version.as_deref()).await
         }
         Command::Evaluate { data, models, version: Some(version), shard: Some(shard) } => {
             let store = open(cli, models).await?;

@@ -58,6 +58,8 @@ pub struct Overrides {
     /// How long after the pod startup the burst term also covers.
     #[serde(with = "humantime_serde")]
     pub burst_span: Option<Duration>,
+    /// The largest share of under-provisioned time accepted (0.001: 0.1%).
+    pub objective: Option<f64>,
 }
 
 impl Overrides {
@@ -78,7 +80,8 @@ impl Overrides {
             scale_down_window,
             max_change,
             burst_quantile,
-            burst_span
+            burst_span,
+            objective
         )
     }
 }

@@ -20,7 +20,7 @@ use super::Overrides;
 use crate::ServiceId;
 
 /// Keys of Prescale's own in trigger metadata (the gRPC scaler reads the first three).
-pub const PRESCALE_KEYS: [&str; 13] = [
+pub const PRESCALE_KEYS: [&str; 14] = [
     "service",
     "namespace",
     "activationReplicas",
@@ -34,6 +34,7 @@ pub const PRESCALE_KEYS: [&str; 13] = [
     "maxChange",
     "burstQuantile",
     "burstSpan",
+    "objective",
 ];
 
 /// Keys KEDA documents for the `external`, `external-push`, `metrics-api` and
@@ -146,9 +147,13 @@ pub fn settings_in<'a>(lookup: impl Fn(&str) -> Option<&'a str>) -> Result<Overr
         max_change: whole("maxChange")?,
         burst_quantile: number("burstQuantile")?,
         burst_span: duration("burstSpan")?,
+        objective: number("objective")?,
     };
     if overrides.capacity.is_some_and(|c| c <= 0.0) {
         return Err(("capacity", "must be a positive number of requests/s".into()));
+    }
+    if overrides.objective.is_some_and(|o| !(0.0..1.0).contains(&o)) {
+        return Err(("objective", "must be a share of under-provisioned time in [0, 1) (\"0.001\" is 0.1%)".into()));
     }
     Ok(overrides)
 }

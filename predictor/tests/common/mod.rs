@@ -36,6 +36,7 @@ pub fn manifest(model: &TransformerModel, version: &str, created: DateTime<Utc>,
         tensors: BTreeMap::new(),
         burst: None,
         fleet: None,
+        policy: None,
     }
 }
 

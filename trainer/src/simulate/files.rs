@@ -1,4 +1,5 @@
-//! The scaling benchmark's files: `decisions.csv`, `summary.json` and `plot.svg`.
+//! The scaling benchmark's files: `decisions.csv`, `frontier.csv`, `summary.json`,
+//! `plot.svg` and `frontier.svg`.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,8 +9,11 @@ use prescale_core::StepGrid;
 use prescale_models::series::Series;
 use serde::Serialize;
 
-use super::cluster::{self, Outcome};
-use super::{STARTUP, Simulation, Tuning};
+use prescale_models::tuning::STARTUP;
+use prescale_policy::cluster::{self, Outcome};
+use prescale_policy::frontier::{self, Point};
+
+use super::{Headline, Simulation, Tuning};
 use crate::output::{self, OutputError, plot_error};
 
 /// Writes `decisions.csv`: `timestamp,policy,desired_replicas`, one row per policy and step.
@@ -20,6 +24,18 @@ pub fn write_decisions(path: &Path, series: &Series, sim: &Simulation) -> Result
             for (i, d) in desired.iter().enumerate() {
                 writeln!(w, "{},{policy},{d}", series.time(sim.test_start + i).to_rfc3339())?;
             }
+        }
+        Ok(())
+    })
+}
+
+/// Writes `frontier.csv`: `policy,setting,under_provisioned_steps,replica_hours`, every
+/// HPA and predictive setting scored on the test part, and the oracle.
+pub fn write_frontier(path: &Path, sim: &Simulation) -> Result<(), OutputError> {
+    output::write_lines(path, |w| {
+        writeln!(w, "policy,setting,under_provisioned_steps,replica_hours")?;
+        for p in &sim.points {
+            writeln!(w, "{},{},{},{:.3}", p.policy, p.setting, p.under_provisioned_steps, p.replica_hours)?;
         }
         Ok(())
     })
@@ -42,6 +58,10 @@ pub struct Summary<'a> {
     pub policies: &'a [Outcome],
     /// How the predictive policy was tuned (on validation).
     pub tuning: &'a Tuning,
+    /// The chosen setting against the HPA frontier on the test part.
+    pub headline: &'a Headline,
+    /// The decisions through KEDA's and the HPA's mechanics.
+    pub mechanics: &'a [Outcome],
     /// Training time, seconds.
     pub training_seconds: f64,
 }
@@ -56,6 +76,8 @@ pub fn write_summary(path: &Path, series: &Series, sim: &Simulation) -> Result<(
         test_start: series.time(sim.test_start).to_rfc3339(),
         policies: &sim.outcomes,
         tuning: &sim.tuning,
+        headline: &sim.headline,
+        mechanics: &sim.mechanics,
         training_seconds: sim.training_seconds,
     };
     output::write_json(path, &summary)
@@ -66,15 +88,27 @@ pub fn write_summary(path: &Path, series: &Series, sim: &Simulation) -> Result<(
 pub fn tuning(sim: &Simulation, grid: StepGrid) -> String {
     let t = &sim.tuning;
     let steps = t.policy.in_steps(grid);
+    let objective = format!(
+        "objective at most {:.3}% under-provisioned{}",
+        100.0 * t.objective,
+        if t.objective_is_hpas { " (the default HPA's share on validation)" } else { "" }
+    );
+    let met = if t.met {
+        format!("the cheapest of {} settings meeting it", t.candidates)
+    } else {
+        format!("NO setting of {} meets it on validation: the safest is used", t.candidates)
+    };
     format!(
-        "capacity {:.3} requests/s per replica; predictive tuned on validation: {:?} quantile, headroom {:.0}%, \
-         lookahead {} steps, scale-down window {} steps, reactive floor at {:.0}% utilisation, {} (validation at \
-         {:.3} requests/s per replica: {} under-provisioned steps vs hpa {}, {:.1} vs {:.1} replica-hours)",
+        "capacity {:.3} requests/s per replica; {objective}; predictive tuned on validation, {met}: {:?} quantile, \
+         headroom {:.0}%, lookahead {} steps, scale-down window {} steps{}, reactive floor at {:.0}% utilisation, {} \
+         (validation at {:.3} requests/s per replica: {} under-provisioned steps vs hpa {}, {:.1} vs {:.1} \
+         replica-hours)",
         sim.capacity,
         t.policy.quantile,
         100.0 * t.policy.headroom,
         steps.lookahead,
         steps.scale_down_window,
+        if t.policy.forecast_scale_down { " and down by the forecast" } else { "" },
         100.0 * t.policy.floor_utilisation,
         t.policy.burst_quantile.map_or("no burst term".to_owned(), |q| format!(
             "burst term at the profile's {:.0}th percentile spanning {} steps after startup",
@@ -86,6 +120,27 @@ pub fn tuning(sim: &Simulation, grid: StepGrid) -> String {
         t.validation_hpa.under_steps,
         t.validation.replica_hours,
         t.validation_hpa.replica_hours
+    )
+}
+
+/// The headline in a sentence: the chosen setting against the HPA frontier.
+pub fn headline(sim: &Simulation) -> String {
+    let h = &sim.headline;
+    let position = match h.position {
+        "safer_than_all" => " (safer than every HPA setting: compared with the safest)",
+        "less_safe_than_all" => " (less safe than every HPA setting: compared with the cheapest)",
+        _ => "",
+    };
+    format!(
+        "predictive: {} under-provisioned steps, {:.1} replica-hours = {:.3} x the HPA frontier's {:.1} at as many \
+         steps{position}; {:.3} x the cheapest HPA setting at most as short ({}); {:.3} x the oracle",
+        h.under_provisioned_steps,
+        h.replica_hours,
+        h.ratio_to_hpa_frontier,
+        h.hpa_frontier_replica_hours,
+        h.ratio_to_cheapest_as_safe_hpa,
+        h.cheapest_as_safe_hpa,
+        h.ratio_to_oracle
     )
 }
 
@@ -167,6 +222,80 @@ pub fn write_plot(path: &Path, series: &Series, sim: &Simulation) -> Result<(), 
             .map_err(|e| err(&e))?
             .label(format!("{policy}: ready replicas x capacity"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// Draws replica-hours against under-provisioned steps: each family's frontier as a
+/// curve, every setting as a faint dot, the oracle, the default HPA and the chosen
+/// predictive setting marked.
+pub fn write_frontier_plot(path: &Path, series: &Series, sim: &Simulation) -> Result<(), OutputError> {
+    let family = |name: &str| -> Vec<Point> { sim.points.iter().filter(|p| p.policy == name).cloned().collect() };
+    let (hpa, predictive) = (family("hpa"), family("predictive"));
+    let (hpa_front, predictive_front) = (frontier::pareto(&hpa), frontier::pareto(&predictive));
+    let default_hpa = &sim.outcomes[0];
+    let chosen = &sim.outcomes[1];
+    let oracle = &sim.outcomes[2];
+    // The interesting range: up to a little past the default HPA's or the chosen
+    // setting's steps, whichever is more, and the costs of the frontiers there.
+    let x_max = (default_hpa.under_steps.max(chosen.under_steps) as f64 * 2.0).max(10.0);
+    let shown = |p: &&Point| (p.under_provisioned_steps as f64) <= x_max;
+    let y_of = |ps: &[Point]| ps.iter().filter(shown).map(|p| p.replica_hours).collect::<Vec<_>>();
+    let ys: Vec<f64> = [y_of(&hpa_front), y_of(&predictive_front), vec![oracle.replica_hours, default_hpa.replica_hours]]
+        .concat();
+    let y_min = ys.iter().copied().fold(f64::INFINITY, f64::min) * 0.95;
+    let y_max = ys.iter().copied().fold(0.0, f64::max) * 1.05;
+    let err = plot_error(path);
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{}: replica-hours against under-provisioned steps (test part)", series.name), ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, y_min..y_max.max(y_min + 1.0))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("under-provisioned steps")
+        .y_desc("replica-hours")
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (points, front, color, name) in
+        [(&hpa, &hpa_front, RED, "hpa (target 30-95%, 3 windows)"), (&predictive, &predictive_front, BLUE, "predictive")]
+    {
+        chart
+            .draw_series(
+                points.iter().filter(shown).map(|p| {
+                    Circle::new((p.under_provisioned_steps as f64, p.replica_hours), 2, color.mix(0.25).filled())
+                }),
+            )
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(LineSeries::new(
+                front.iter().filter(shown).map(|p| (p.under_provisioned_steps as f64, p.replica_hours)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?
+            .label(format!("{name}: frontier"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    for (o, color, label) in [
+        (oracle, GREEN, "oracle"),
+        (default_hpa, RED, "default hpa (70%, 300 s)"),
+        (chosen, BLUE, "predictive, chosen on validation"),
+    ] {
+        chart
+            .draw_series(std::iter::once(TriangleMarker::new(
+                (o.under_steps as f64, o.replica_hours),
+                8,
+                color.filled(),
+            )))
+            .map_err(|e| err(&e))?
+            .label(label)
+            .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 6, color.filled()));
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;

@@ -3,14 +3,24 @@
 //!
 //! The transformer is trained on the trace's training part (as `train` does), or loaded
 //! as `train` stored it, forecasts every step from the start of validation on, and three
-//! policies are replayed through the cluster model of [`cluster`]: `hpa`, `predictive`
-//! (the product's [`Policy`] on those forecasts, its input assembled as the predictor
-//! assembles it) and `oracle`. [`files`] writes what the spec asks for. The predictive policy's quantile,
-//! headroom, lookahead, scale-down window, reactive floor and burst term (none, or a
-//! quantile and span of the burst profile learned on the training part) are chosen on the
-//! validation part (inside the training part): among the settings costing no more than
-//! the HPA there, the fewest under-provisioned steps, then the fewest tight ones (less
-//! than 10% spare capacity), then the lowest cost. The test part (last 20%) is then scored once.
+//! policies are replayed through the evaluation spec's cluster model
+//! ([`prescale_policy::cluster`]): `hpa`, `predictive` (the product's policy on those
+//! forecasts, its input assembled as the predictor assembles it) and `oracle`. [`files`]
+//! writes what the spec asks for.
+//!
+//! The predictive policy's setting is chosen on the validation part (inside the training
+//! part) for an **objective**, the largest share of under-provisioned steps accepted: the
+//! cheapest setting of [`tuning::grid`] meeting it there, the safest when none does (and
+//! said). By default the objective is the default HPA's own share on validation: as safe
+//! as the HPA, for as little as possible. The test part (last 20%) is then scored once.
+//!
+//! Beside the spec's three policies, the **frontiers**: the HPA with its utilisation
+//! target swept from 30% to 95% and three scale-down windows, and every predictive
+//! setting of the grid, all scored on the test part; the headline is the chosen
+//! setting's replica-hours over the HPA frontier's at the same number of
+//! under-provisioned steps. And the **mechanics**: the HPA's 10% tolerance, KEDA's
+//! polling and the HPA's rate limits and windows ([`prescale_policy::mechanics`])
+//! applied to the decisions, to see how much of the gain reaches a cluster.
 //!
 //! Without a configured capacity the spec sizes the cluster to the part it scores (the
 //! 99th percentile of test demand over 20, a service peaking near 20 replicas); the tuning
@@ -18,21 +28,21 @@
 //! the two parts (WorldCup's validation holds the final, its test the quiet weeks after):
 //! at the test part's capacity the validation cluster sat at its 50-replica bound.
 
-pub mod cluster;
 pub mod files;
 
-use ndarray::Array2;
 use prescale_models::artifact::Manifest;
 use prescale_models::backtest::HORIZON;
-use prescale_models::burst::{self, BurstProfile};
+use prescale_models::burst::BurstProfile;
 use prescale_models::forecaster::{ModelError, TransformerModel};
 use prescale_models::series::{Series, Split};
 use prescale_models::train::{Observer, TrainConfig};
-use prescale_models::window::Windows;
-use prescale_policy::{Policy, PolicyError, PolicySettings, Present, Quantile};
+use prescale_models::tuning::{self, HPA_WINDOW, STARTUP, StepForecasts};
+use prescale_policy::cluster::{self, HPA_TARGET, Outcome};
+use prescale_policy::frontier::{self, Point, Position};
+use prescale_policy::mechanics::{self, Mechanics};
+use prescale_policy::objective::choose_by;
+use prescale_policy::{PolicyError, PolicySettings};
 use serde::Serialize;
-
-use self::cluster::{MAX_REPLICAS, MIN_REPLICAS, Outcome};
 
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +50,9 @@ pub enum SimulateError {
     /// The capacity per replica is not a positive number.
     #[error("capacity {0} is not a positive number of requests/s")]
     Capacity(f64),
+    /// The objective is not a share.
+    #[error("objective {0} is not a share of under-provisioned steps in [0, 1)")]
+    Objective(f64),
     /// A stored model that is not fit to be benchmarked on this trace.
     #[error("model {version} {reason}")]
     WrongModel {
@@ -56,73 +69,15 @@ pub enum SimulateError {
     Policy(#[from] PolicyError),
 }
 
-/// Pod startup in the benchmark's cluster model.
-pub const STARTUP: std::time::Duration = std::time::Duration::from_secs(120);
-/// The HPA's default scale-down stabilisation window.
-pub const HPA_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Forecasts per step from `first` on; `None` where no forecast can be made.
-#[derive(Debug)]
-pub struct StepForecasts {
-    /// First step covered.
-    pub first: usize,
-    /// `[steps, horizon]` medians (rows of steps without a forecast are unused).
-    pub p50: Array2<f64>,
-    /// `[steps, horizon]` 90th percentiles.
-    pub p90: Array2<f64>,
-    /// Whether a forecast exists for each step.
-    pub present: Vec<bool>,
-}
-
-impl StepForecasts {
-    /// Forecasts every step in `[first, series.len())` with the model.
-    pub fn of(model: &TransformerModel, series: &Series, first: usize) -> Result<Self, ModelError> {
-        let p = &model.params;
-        let h = p.window.horizon;
-        let windows = Windows::new(series, p.window, p.level_floor, &p.holidays);
-        let origins = windows.usable_origins(first, series.len());
-        let f = model.forecast(series, &origins)?;
-        let n = series.len() - first;
-        let (mut p50, mut p90, mut present) = (Array2::zeros((n, h)), Array2::zeros((n, h)), vec![false; n]);
-        for (row, &o) in origins.iter().enumerate() {
-            p50.row_mut(o - first).assign(&f.p50.row(row));
-            p90.row_mut(o - first).assign(&f.p90.row(row));
-            present[o - first] = true;
-        }
-        Ok(Self { first, p50, p90, present })
-    }
-}
-
-/// Runs the predictive policy over steps `[from, to)`, with the burst profile's ratios
-/// when the policy covers a burst quantile.
-pub fn predictive(
-    series: &Series,
-    forecasts: &StepForecasts,
-    burst: Option<&BurstProfile>,
-    settings: &PolicySettings,
-    from: usize,
-    to: usize,
-) -> Result<Vec<u32>, PolicyError> {
-    let mut policy = Policy::new(settings.clone(), series.grid)?;
-    let mut replicas = MIN_REPLICAS;
-    let mut out = Vec::with_capacity(to - from);
-    for t in from..to {
-        let row = t - forecasts.first;
-        let (p50, p90) = (forecasts.p50.row(row), forecasts.p90.row(row));
-        let forecast = forecasts.present[row]
-            .then(|| (p50.as_slice().expect("rows are contiguous"), p90.as_slice().expect("rows are contiguous")));
-        let present =
-            Present { time: series.time(t), forecast, demand_now: series.at(t as isize), replicas_now: replicas };
-        let (n, _) = policy.decide_at(present, burst)?;
-        replicas = n;
-        out.push(n);
-    }
-    Ok(out)
-}
-
 /// The tuning chosen on validation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tuning {
+    /// The objective: the largest share of under-provisioned steps accepted.
+    pub objective: f64,
+    /// Whether the objective was the default HPA's share on validation.
+    pub objective_is_hpas: bool,
+    /// Whether the chosen setting meets it on validation (if not, it is the safest).
+    pub met: bool,
     /// The chosen settings (at the test part's capacity).
     pub policy: PolicySettings,
     /// The capacity the validation part was replayed at.
@@ -131,6 +86,31 @@ pub struct Tuning {
     pub validation: Outcome,
     /// The HPA's validation outcome.
     pub validation_hpa: Outcome,
+    /// Settings tried.
+    pub candidates: usize,
+}
+
+/// The chosen setting against the HPA's frontier on the test part.
+#[derive(Debug, Clone, Serialize)]
+pub struct Headline {
+    /// The predictive policy's under-provisioned steps.
+    pub under_provisioned_steps: usize,
+    /// Its replica-hours.
+    pub replica_hours: f64,
+    /// The HPA frontier's replica-hours at as many under-provisioned steps, interpolated.
+    pub hpa_frontier_replica_hours: f64,
+    /// The headline: `replica_hours / hpa_frontier_replica_hours`.
+    pub ratio_to_hpa_frontier: f64,
+    /// Where its steps fall on the HPA frontier: `within`, `safer_than_all` (the
+    /// frontier's safest setting is the comparison) or `less_safe_than_all`.
+    pub position: &'static str,
+    /// The spec's figure: over the cheapest HPA setting with at most as many steps (the
+    /// safest when none is that safe).
+    pub ratio_to_cheapest_as_safe_hpa: f64,
+    /// That HPA setting.
+    pub cheapest_as_safe_hpa: String,
+    /// Replica-hours over the oracle's.
+    pub ratio_to_oracle: f64,
 }
 
 /// Everything `simulate` produces.
@@ -146,21 +126,19 @@ pub struct Simulation {
     pub outcomes: Vec<Outcome>,
     /// How the predictive policy was tuned.
     pub tuning: Tuning,
+    /// Every HPA and predictive setting (and the oracle) scored on the test part.
+    pub points: Vec<Point>,
+    /// The chosen setting against the HPA frontier.
+    pub headline: Headline,
+    /// The decisions through KEDA's and the HPA's mechanics, scored on the test part.
+    pub mechanics: Vec<Outcome>,
     /// Training time, seconds.
     pub training_seconds: f64,
 }
 
 /// The default capacity of the spec: the 99th percentile of test demand over 20.
 pub fn default_capacity(series: &Series, test_start: usize) -> f64 {
-    p99_over_20(&series.values[test_start..])
-}
-
-/// The 99th percentile of the present values over 20.
-fn p99_over_20(values: &[Option<f64>]) -> f64 {
-    let mut v: Vec<f64> = values.iter().flatten().copied().collect();
-    v.sort_by(f64::total_cmp);
-    let p99 = v.get(((v.len().max(1) - 1) as f64 * 0.99).round() as usize).copied().unwrap_or(1.0);
-    (p99 / 20.0).max(1e-9)
+    tuning::p99_over_20(&series.values[test_start..])
 }
 
 /// Where the predictive policy's model comes from.
@@ -192,39 +170,70 @@ pub fn check_trained_on_training_part(manifest: &Manifest, series: &Series, spli
     Ok(())
 }
 
-/// The tuning rule: spend the HPA's cost on safety. Among the settings that cost no more
-/// than `hpa_cost`, the fewest under-provisioned steps, then the fewest tight steps, then
-/// the cheapest; if none is that cheap, the same order over all of them.
-///
-/// Tight steps break the ties because a quiet validation part leaves many settings with
-/// no shortfall at all (WorldCup's does), and the cheapest of those is the one with the
-/// least margin for the test part.
-///
-/// # Panics
-/// When `candidates` is empty.
-pub fn choose(candidates: &[(PolicySettings, Outcome)], hpa_cost: f64) -> &(PolicySettings, Outcome) {
-    let safest = |a: &&(PolicySettings, Outcome), b: &&(PolicySettings, Outcome)| {
-        (a.1.under_steps, a.1.tight_steps)
-            .cmp(&(b.1.under_steps, b.1.tight_steps))
-            .then(a.1.replica_hours.total_cmp(&b.1.replica_hours))
-    };
-    candidates
-        .iter()
-        .filter(|(_, o)| o.replica_hours <= hpa_cost)
-        .min_by(safest)
-        .or_else(|| candidates.iter().min_by(safest))
-        .expect("candidates are never empty")
+/// The HPA's utilisation targets of the frontier: 30% to 95% in steps of 2.5%.
+pub fn hpa_targets() -> impl Iterator<Item = f64> {
+    (0..=26).map(|i| 0.30 + 0.025 * f64::from(i))
 }
 
-/// Runs the whole benchmark on a series.
-pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> Result<Simulation, SimulateError> {
+/// The HPA frontier's scale-down windows: none, the pod startup, the default 300 s.
+pub const HPA_WINDOWS: [std::time::Duration; 3] =
+    [std::time::Duration::ZERO, STARTUP, HPA_WINDOW];
+
+/// Scores every HPA setting of the frontier on `demand` (the test part).
+pub fn hpa_points(series: &Series, demand: &[Option<f64>], capacity: f64) -> Vec<Point> {
+    let (startup, step) = (series.grid.steps_in(STARTUP), series.grid.seconds());
+    let mut out = Vec::new();
+    for window in HPA_WINDOWS {
+        for target in hpa_targets() {
+            let desired = cluster::hpa(demand, capacity, target, series.grid.steps_in(window));
+            let o = cluster::score("hpa", demand, &desired, capacity, startup, step);
+            out.push(Point {
+                policy: "hpa".into(),
+                setting: format!("target={target:.3} window={}s", window.as_secs()),
+                under_provisioned_steps: o.under_steps,
+                replica_hours: o.replica_hours,
+            });
+        }
+    }
+    out
+}
+
+/// A predictive setting in words, for the frontier file.
+pub fn describe(s: &PolicySettings, grid: prescale_core::StepGrid) -> String {
+    let st = s.in_steps(grid);
+    format!(
+        "quantile={:?} headroom={} lookahead={} window={} forecast_scale_down={} floor={} burst={}",
+        s.quantile,
+        s.headroom,
+        st.lookahead,
+        st.scale_down_window,
+        s.forecast_scale_down,
+        s.floor_utilisation,
+        s.burst_quantile.map_or("none".to_owned(), |q| format!("{q}+{}", st.burst_span))
+    )
+    .to_lowercase()
+}
+
+/// Runs the whole benchmark on a series; `objective` is the largest share of
+/// under-provisioned steps accepted on validation (default: the default HPA's there).
+pub fn run(
+    series: &Series,
+    model: ModelSource<'_>,
+    capacity: Option<f64>,
+    objective: Option<f64>,
+) -> Result<Simulation, SimulateError> {
+    if let Some(o) = objective
+        && !(0.0..1.0).contains(&o)
+    {
+        return Err(SimulateError::Objective(o));
+    }
     let split = Split::of(series.len());
     let horizon = series.grid.steps_in(HORIZON);
     let startup = series.grid.steps_in(STARTUP);
     let step = series.grid.seconds();
     let (vs, ve) = (split.valid_start, split.test_start);
     // A configured capacity is the service's own and holds for both parts.
-    let valid_capacity = capacity.unwrap_or_else(|| p99_over_20(&series.values[vs..ve]));
+    let valid_capacity = capacity.unwrap_or_else(|| tuning::p99_over_20(&series.values[vs..ve]));
     let capacity = capacity.unwrap_or_else(|| default_capacity(series, split.test_start));
     if !(capacity.is_finite() && capacity > 0.0) {
         return Err(SimulateError::Capacity(capacity));
@@ -251,142 +260,160 @@ pub fn run(series: &Series, model: ModelSource<'_>, capacity: Option<f64>) -> Re
             None
         }
     };
-    // No burst term, or one at each of the profile's quantiles spanning 0, half and all
-    // of the startup after it.
-    let mut spans = vec![0, startup / 2, startup];
-    spans.dedup();
-    // The settings are durations; the candidates are whole steps of the trace's grid.
-    let steps = |n: usize| series.grid.duration() * n as u32;
-    let mut bursts = vec![(None, 0)];
-    if profile.is_some() {
-        bursts.extend(burst::LEVELS.iter().flat_map(|&q| spans.iter().map(move |&s| (Some(q), s))));
-    }
-    let demand = &series.values;
-    let hpa_window = series.grid.steps_in(HPA_WINDOW);
-    // Scores decisions made from step `from` on against a demand series at a capacity.
-    let outcome = |name: &str, demand: &[Option<f64>], from: usize, desired: &[u32], capacity: f64| {
-        cluster::score(name, &demand[from..from + desired.len()], desired, capacity, startup, step)
-    };
 
-    // Tune on validation only. There, demand above what the largest cluster serves is
-    // capped at it: such steps are short under any policy and would otherwise tie every
-    // candidate; capped, they still ask whether the cluster was at its largest in time.
-    let most = f64::from(MAX_REPLICAS) * valid_capacity;
-    let capped: Vec<Option<f64>> = demand.iter().map(|d| d.map(|v| v.min(most))).collect();
-    let valid_hpa =
-        outcome("hpa", &capped, vs, &cluster::hpa(&demand[vs..ve], valid_capacity, hpa_window), valid_capacity);
-    let mut candidates = Vec::new();
-    let mut lookaheads = vec![startup, startup + (horizon - startup) / 2, horizon];
-    lookaheads.dedup();
-    let mut windows = vec![startup, hpa_window];
-    windows.dedup();
-    for (quantile, &(burst_quantile, burst_span_steps)) in
-        [Quantile::P50, Quantile::P90].into_iter().flat_map(|q| bursts.iter().map(move |b| (q, b)))
-    {
-        for headroom in [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0] {
-            for &lookahead_steps in &lookaheads {
-                for (&scale_down_window, floor_utilisation) in
-                    windows.iter().flat_map(|w| [(w, 1.0), (w, 0.85), (w, 0.7)])
-                {
-                    let config = PolicySettings {
-                        capacity: valid_capacity,
-                        min_replicas: MIN_REPLICAS,
-                        max_replicas: MAX_REPLICAS,
-                        startup: steps(startup),
-                        lookahead: steps(lookahead_steps),
-                        quantile,
-                        headroom,
-                        floor_utilisation,
-                        scale_down_window: steps(scale_down_window),
-                        max_change: None,
-                        burst_quantile,
-                        burst_span: steps(burst_span_steps),
-                    };
-                    let desired = predictive(series, &forecasts, profile.as_ref(), &config, vs, ve)?;
-                    let o = outcome("predictive", &capped, vs, &desired, valid_capacity);
-                    candidates.push((config, o));
-                }
-            }
-        }
+    // Tune on validation only.
+    let settings = tuning::grid(series, valid_capacity, horizon, profile.is_some());
+    let valid = tuning::replay(series, &forecasts, profile.as_ref(), settings, valid_capacity, vs, ve, true)?;
+    let objective_is_hpas = objective.is_none();
+    let objective = objective.unwrap_or(valid.hpa.under_provisioned);
+    let (chosen, met) = choose_by(&valid.candidates, objective, |(_, o)| valid.score(o)).expect("the grid is never empty");
+    let (chosen_settings, chosen_outcome) = valid.candidates[chosen].clone();
+    if !met {
+        tracing::warn!(
+            objective,
+            safest = chosen_outcome.under_provisioned,
+            "no setting meets the objective on validation: the safest is used"
+        );
     }
-    let chosen = choose(&candidates, valid_hpa.replica_hours).clone();
     let tuning = Tuning {
-        policy: PolicySettings { capacity, ..chosen.0 },
+        objective,
+        objective_is_hpas,
+        met,
+        policy: PolicySettings { capacity, ..chosen_settings },
         validation_capacity: valid_capacity,
-        validation: chosen.1,
-        validation_hpa: valid_hpa,
+        validation: chosen_outcome,
+        validation_hpa: valid.hpa.clone(),
+        candidates: valid.candidates.len(),
     };
 
+    let demand = &series.values;
     let test = &demand[split.test_start..];
+    let hpa_window = series.grid.steps_in(HPA_WINDOW);
     let decisions = vec![
-        ("hpa", cluster::hpa(test, capacity, hpa_window)),
+        ("hpa", cluster::hpa(test, capacity, HPA_TARGET, hpa_window)),
         (
             "predictive",
-            predictive(series, &forecasts, profile.as_ref(), &tuning.policy, split.test_start, series.len())?,
+            tuning::predictive(series, &forecasts, profile.as_ref(), &tuning.policy, split.test_start, series.len())?,
         ),
         ("oracle", cluster::oracle(test, capacity, startup)),
     ];
-    let mut outcomes: Vec<Outcome> =
-        decisions.iter().map(|(name, d)| outcome(name, demand, split.test_start, d, capacity)).collect();
+    let score = |name: &str, desired: &[u32]| cluster::score(name, test, desired, capacity, startup, step);
+    let mut outcomes: Vec<Outcome> = decisions.iter().map(|(name, d)| score(name, d)).collect();
     cluster::compare(&mut outcomes);
-    Ok(Simulation { capacity, test_start: split.test_start, decisions, outcomes, tuning, training_seconds })
+
+    // The frontiers, on the test part.
+    let mut points = hpa_points(series, test, capacity);
+    let test_settings = tuning::grid(series, capacity, horizon, profile.is_some());
+    let on_test =
+        tuning::replay(series, &forecasts, profile.as_ref(), test_settings, capacity, split.test_start, series.len(), false)?;
+    points.extend(on_test.candidates.iter().map(|(s, o)| Point {
+        policy: "predictive".into(),
+        setting: describe(s, series.grid),
+        under_provisioned_steps: o.under_steps,
+        replica_hours: o.replica_hours,
+    }));
+    let oracle = &outcomes[2];
+    points.push(Point {
+        policy: "oracle".into(),
+        setting: "perfect foresight".into(),
+        under_provisioned_steps: oracle.under_steps,
+        replica_hours: oracle.replica_hours,
+    });
+    let headline = headline(&points, &outcomes[1], oracle.replica_hours);
+
+    let mechanics = through_mechanics(series, test, capacity, &decisions[1].1);
+    Ok(Simulation {
+        capacity,
+        test_start: split.test_start,
+        decisions,
+        outcomes,
+        tuning,
+        points,
+        headline,
+        mechanics,
+        training_seconds,
+    })
+}
+
+/// The chosen setting's outcome against the HPA's points.
+pub fn headline(points: &[Point], predictive: &Outcome, oracle_replica_hours: f64) -> Headline {
+    let hpa: Vec<Point> = points.iter().filter(|p| p.policy == "hpa").cloned().collect();
+    let front = frontier::pareto(&hpa);
+    let (cost, position) = frontier::cost_at(&front, predictive.under_steps).unwrap_or((f64::NAN, Position::Within));
+    let spec = frontier::cheapest_at_most(&hpa, predictive.under_steps);
+    Headline {
+        under_provisioned_steps: predictive.under_steps,
+        replica_hours: predictive.replica_hours,
+        hpa_frontier_replica_hours: cost,
+        ratio_to_hpa_frontier: predictive.replica_hours / cost,
+        position: match position {
+            Position::Within => "within",
+            Position::SaferThanAll => "safer_than_all",
+            Position::LessSafeThanAll => "less_safe_than_all",
+        },
+        ratio_to_cheapest_as_safe_hpa: spec.map_or(f64::NAN, |p| predictive.replica_hours / p.replica_hours),
+        cheapest_as_safe_hpa: spec.map_or_else(String::new, |p| p.setting.clone()),
+        ratio_to_oracle: predictive.replica_hours / oracle_replica_hours,
+    }
+}
+
+/// The default HPA and the predictive decisions through KEDA's and the HPA's mechanics:
+/// `hpa+tolerance` (the HPA on utilisation with its 10% tolerance and defaults),
+/// `predictive+keda_defaults` (through KEDA with the HPA's defaults) and
+/// `predictive+shipped` (through the `behavior` `keda/` ships, with the predictor's
+/// tolerance-aware metric).
+pub fn through_mechanics(series: &Series, test: &[Option<f64>], capacity: f64, predictive: &[u32]) -> Vec<Outcome> {
+    let (startup, step) = (series.grid.steps_in(STARTUP), series.grid.seconds());
+    let score = |name: &str, desired: &[u32]| cluster::score(name, test, desired, capacity, startup, step);
+    let grid = series.grid.duration();
+    let utilisation: Vec<Option<f64>> = test.iter().map(|d| d.map(|d| d / (HPA_TARGET * capacity))).collect();
+    let asked: Vec<Option<f64>> = predictive.iter().map(|&n| Some(f64::from(n))).collect();
+    vec![
+        score("hpa+tolerance", &mechanics::apply(&utilisation, grid, &Mechanics::DEFAULTS)),
+        score("predictive+keda_defaults", &mechanics::apply(&asked, grid, &Mechanics::DEFAULTS)),
+        score("predictive+shipped", &mechanics::apply(&asked, grid, &Mechanics::SHIPPED)),
+    ]
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    fn candidate(
-        headroom: f64,
-        under_steps: usize,
-        tight_steps: usize,
-        replica_hours: f64,
-    ) -> (PolicySettings, Outcome) {
-        let config = PolicySettings {
-            capacity: 10.0,
-            min_replicas: MIN_REPLICAS,
-            max_replicas: MAX_REPLICAS,
-            startup: Duration::from_secs(60),
-            lookahead: Duration::from_secs(300),
-            quantile: Quantile::P90,
-            headroom,
-            floor_utilisation: 1.0,
-            scale_down_window: Duration::from_secs(60),
-            max_change: None,
-            burst_quantile: None,
-            burst_span: Duration::ZERO,
-        };
-        let outcome = Outcome {
+    fn point(policy: &str, under: usize, cost: f64) -> Point {
+        Point { policy: policy.into(), setting: String::new(), under_provisioned_steps: under, replica_hours: cost }
+    }
+
+    fn outcome(under_steps: usize, replica_hours: f64) -> Outcome {
+        Outcome {
             policy: "predictive".into(),
             under_provisioned: 0.0,
             under_steps,
-            tight_steps,
+            scored_steps: 100,
+            tight_steps: 0,
             replica_hours,
             relative_to_oracle: f64::NAN,
             changes: 0,
-        };
-        (config, outcome)
-    }
-
-    fn chosen_headroom(candidates: &[(PolicySettings, Outcome)], hpa_cost: f64) -> f64 {
-        choose(candidates, hpa_cost).0.headroom
+        }
     }
 
     #[test]
-    fn tuning_takes_the_fewest_shortfalls_then_the_most_margin_then_the_cheapest_within_the_hpas_cost() {
-        let candidates = [
-            candidate(0.0, 0, 5, 10.0), // cheapest without shortfalls, but tight
-            candidate(0.1, 0, 1, 12.0),
-            candidate(0.2, 0, 1, 11.0), // as tight as the one above, cheaper
-            candidate(0.3, 0, 0, 30.0), // the most margin, dearer than the HPA
-            candidate(0.4, 3, 0, 5.0),  // short
-        ];
-        assert_eq!(chosen_headroom(&candidates, 20.0), 0.2);
-        // Only the short one within the HPA's cost.
-        assert_eq!(chosen_headroom(&candidates, 6.0), 0.4);
-        // None within it: the same order at any cost.
-        assert_eq!(chosen_headroom(&candidates, 1.0), 0.3);
+    fn the_headline_compares_with_the_hpa_frontier_at_the_same_steps() {
+        let points = [point("hpa", 2, 200.0), point("hpa", 10, 100.0), point("hpa", 12, 150.0), point("predictive", 0, 1.0)];
+        let h = headline(&points, &outcome(6, 120.0), 60.0);
+        assert_eq!(h.hpa_frontier_replica_hours, 150.0, "half-way from (2, 200) to (10, 100)");
+        assert!((h.ratio_to_hpa_frontier - 0.8).abs() < 1e-12);
+        assert_eq!(h.position, "within");
+        assert!((h.ratio_to_cheapest_as_safe_hpa - 0.6).abs() < 1e-12, "the spec's: the (2, 200) setting");
+        assert_eq!(h.ratio_to_oracle, 2.0);
+        let safest = headline(&points, &outcome(1, 120.0), 60.0);
+        assert_eq!((safest.hpa_frontier_replica_hours, safest.position), (200.0, "safer_than_all"));
+    }
+
+    #[test]
+    fn the_hpa_sweep_covers_30_to_95_percent() {
+        let t: Vec<f64> = hpa_targets().collect();
+        assert_eq!(t.len(), 27);
+        assert!((t[0] - 0.30).abs() < 1e-12 && (t[26] - 0.95).abs() < 1e-12);
+        assert!(t.iter().any(|x| (x - 0.7).abs() < 1e-12), "the default's target is on it");
     }
 }

@@ -1,4 +1,5 @@
-//! The cluster model of the scaling benchmark (`../shared/specs/evaluation.md`).
+//! The cluster model of the scaling benchmark (`../shared/specs/evaluation.md`), shared by
+//! the trainer's `simulate` and the tuning of a model's policy on its validation part.
 //!
 //! Each pod serves `capacity` requests/s; a pod is ready at step `t` once it has been
 //! desired without interruption for `startup`: `ready(t) = min(desired(s))` over
@@ -12,9 +13,9 @@
 
 use std::collections::VecDeque;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use prescale_policy::replicas_for;
+use crate::terms::replicas_for;
 
 /// Bounds of the benchmark's cluster.
 pub const MIN_REPLICAS: u32 = 1;
@@ -43,7 +44,7 @@ pub fn ready(desired: &[u32], startup_steps: usize) -> Vec<u32> {
 }
 
 /// How a policy did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// Policy name.
     pub policy: String,
@@ -51,6 +52,8 @@ pub struct Outcome {
     pub under_provisioned: f64,
     /// Under-provisioned steps.
     pub under_steps: usize,
+    /// Steps scored (those with a demand).
+    pub scored_steps: usize,
     /// Steps with demand above [`TIGHT_UTILISATION`] of ready capacity (short ones too).
     pub tight_steps: usize,
     /// Replica-hours.
@@ -84,6 +87,7 @@ pub fn score(
         policy: policy.to_owned(),
         under_provisioned: under as f64 / scored.max(1) as f64,
         under_steps: under,
+        scored_steps: scored,
         tight_steps: tight,
         replica_hours: desired.iter().map(|&d| f64::from(d)).sum::<f64>() * step_seconds / 3600.0,
         relative_to_oracle: f64::NAN,
@@ -103,16 +107,19 @@ fn bound(n: u32) -> u32 {
     n.clamp(MIN_REPLICAS, MAX_REPLICAS)
 }
 
-/// The reactive HPA at a 70% utilisation target: `ceil(demand / (0.7 capacity))`, scaled
-/// down only to the highest recommendation of the last `window_steps` steps. A missing
-/// demand repeats the last recommendation.
-pub fn hpa(demand: &[Option<f64>], capacity: f64, window_steps: usize) -> Vec<u32> {
+/// The spec's HPA: a 70% utilisation target.
+pub const HPA_TARGET: f64 = 0.7;
+
+/// The reactive HPA at a utilisation `target` (0.7 in the spec): `ceil(demand / (target
+/// capacity))`, scaled down only to the highest recommendation of the last `window_steps`
+/// steps. A missing demand repeats the last recommendation.
+pub fn hpa(demand: &[Option<f64>], capacity: f64, target: f64, window_steps: usize) -> Vec<u32> {
     let mut recent: VecDeque<u32> = VecDeque::new();
     let mut last = MIN_REPLICAS;
     demand
         .iter()
         .map(|d| {
-            let rec = d.map_or(last, |d| bound(replicas_for(d, 0.7 * capacity)));
+            let rec = d.map_or(last, |d| bound(replicas_for(d, target * capacity)));
             last = rec;
             recent.push_back(rec);
             while recent.len() > window_steps.max(1) {
@@ -162,7 +169,9 @@ mod tests {
     fn hpa_and_oracle_follow_the_spec() {
         let demand = [Some(7.0), Some(70.0), Some(7.0), Some(7.0), None, Some(7.0)];
         // ceil(70 / 7) = 10, held for a 3-step window.
-        assert_eq!(hpa(&demand, 10.0, 3), vec![1, 10, 10, 10, 1, 1]);
+        assert_eq!(hpa(&demand, 10.0, HPA_TARGET, 3), vec![1, 10, 10, 10, 1, 1]);
+        // At a 35% target, twice as many; without a window, down at once.
+        assert_eq!(hpa(&demand, 10.0, 0.35, 0), vec![2, 20, 2, 2, 2, 2]);
         assert_eq!(oracle(&demand, 10.0, 1), vec![7, 7, 1, 1, 1, 1]);
         assert_eq!(oracle(&[Some(1e9)], 10.0, 0), vec![MAX_REPLICAS]);
     }
