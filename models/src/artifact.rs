@@ -39,13 +39,13 @@ use prescale_core::{Feature, SCHEMA_VERSION};
 
 use crate::backtest::Backtest;
 use crate::burst::BurstProfile;
-use prescale_policy::objective::Menu;
 use crate::fleet::{MAX_SHARDS, Shard};
 use crate::forecaster::{ModelParams, TransformerModel};
 use crate::scores::ModelScores;
 use crate::series::Series;
 use crate::served::ServiceEntry;
 use crate::train::TrainSummary;
+use prescale_policy::objective::Menu;
 
 /// Version of this layout and manifest format.
 pub const ARTIFACT_FORMAT: u32 = 1;

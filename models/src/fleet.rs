@@ -27,12 +27,12 @@ use crate::baselines::{
     with_quantiles,
 };
 use crate::burst::BurstProfile;
-use crate::tuning;
 use crate::forecaster::{Calibration, ModelError, ModelParams, P90Unit, TransformerModel, shift_p90};
 use crate::scores::{Forecasts, score, seasonal_naive_scale};
 use crate::series::{Series, Split, mean_observed};
 use crate::served::{Baseline, BaselineFit, FLEET, Served, ServiceEntry};
 use crate::train::{Observer, Source, TrainConfig, TrainSummary, fit_network};
+use crate::tuning;
 use crate::window::{WindowConfig, Windows};
 
 /// Most validation windows over the whole fleet (each service gets its share).

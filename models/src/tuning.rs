@@ -110,8 +110,8 @@ pub fn p99_over_20(values: &[Option<f64>]) -> f64 {
 }
 
 /// The settings tried, at `capacity`, for a series on `grid` whose forecasts reach
-/// `horizon` steps, with or without a burst profile: the quantile (p50, p90), headroom,
-/// lookahead (the startup, half-way, the whole horizon), scale-down (the startup's or
+/// `horizon` steps, with or without a burst profile: the quantile (p50, p90, or the
+/// newsvendor rule's at 0.75, 0.95, 0.99), headroom, lookahead (the startup, half-way, the whole horizon), scale-down (the startup's or
 /// the HPA's window, or by the forecast at once), the reactive floor's utilisation, and
 /// the burst term (none, or each of the profile's quantiles spanning 0, half or all of
 /// the startup after it).
@@ -129,30 +129,39 @@ pub fn grid(series: &Series, capacity: f64, horizon: usize, with_burst: bool) ->
     lookaheads.dedup();
     let mut releases = vec![(startup, false), (hpa_window, false), (0, true)];
     releases.dedup();
-    let mut out = Vec::new();
+    // The forecast's level: its median or p90 with headroom from none to as much again,
+    // or the newsvendor rule's quantile at 0.75, 0.95 or 0.99 with little headroom.
+    let fixed = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0];
+    let mut levels: Vec<(Quantile, Option<f64>, f64)> = Vec::new();
     for quantile in [Quantile::P50, Quantile::P90] {
+        levels.extend(fixed.iter().map(|&h| (quantile, None, h)));
+    }
+    for penalty in [3.0, 19.0, 99.0] {
+        levels.extend([0.0, 0.1, 0.2].iter().map(|&h| (Quantile::P90, Some(penalty), h)));
+    }
+    let mut out = Vec::new();
+    for &(quantile, shortfall_penalty, headroom) in &levels {
         for &(burst_quantile, burst_span) in &bursts {
-            for headroom in [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0] {
-                for &lookahead in &lookaheads {
-                    for &(window, forecast_scale_down) in &releases {
-                        for floor_utilisation in [1.0, 0.85, 0.7] {
-                            out.push(PolicySettings {
-                                capacity,
-                                min_replicas: MIN_REPLICAS,
-                                max_replicas: MAX_REPLICAS,
-                                startup: steps(startup),
-                                lookahead: steps(lookahead),
-                                quantile,
-                                headroom,
-                                floor_utilisation,
-                                scale_down_window: steps(window),
-                                max_change: None,
-                                burst_quantile,
-                                burst_span: steps(burst_span),
-                                forecast_scale_down,
-                                objective: None,
-                            });
-                        }
+            for &lookahead in &lookaheads {
+                for &(window, forecast_scale_down) in &releases {
+                    for floor_utilisation in [1.0, 0.85, 0.7] {
+                        out.push(PolicySettings {
+                            capacity,
+                            min_replicas: MIN_REPLICAS,
+                            max_replicas: MAX_REPLICAS,
+                            startup: steps(startup),
+                            lookahead: steps(lookahead),
+                            quantile,
+                            headroom,
+                            floor_utilisation,
+                            scale_down_window: steps(window),
+                            max_change: None,
+                            burst_quantile,
+                            burst_span: steps(burst_span),
+                            forecast_scale_down,
+                            shortfall_penalty,
+                            objective: None,
+                        });
                     }
                 }
             }
@@ -161,8 +170,9 @@ pub fn grid(series: &Series, capacity: f64, horizon: usize, with_burst: bool) ->
     out
 }
 
-/// The smaller grid a model's menu is tuned over (240 settings: every service of a fleet
-/// is tuned, so its cost counts): p50 or p90; headroom 0 to 50%; lookahead the startup or
+/// The smaller grid a model's menu is tuned over (312 settings: every service of a fleet
+/// is tuned, so its cost counts): p50 or p90 with headroom 0 to 50%, or the newsvendor
+/// rule's quantiles without; lookahead the startup or
 /// the whole horizon; scale-down by the startup's or the HPA's window, or by the forecast;
 /// the reactive floor at 100% or 85%; no burst term, or the profile's 90th percentile
 /// over half the startup after it.
@@ -173,8 +183,11 @@ pub fn compact_grid(series: &Series, capacity: f64, horizon: usize, with_burst: 
         .into_iter()
         .filter(|s| {
             let st = s.in_steps(series.grid);
-            [0.0, 0.1, 0.2, 0.3, 0.5].contains(&s.headroom)
-                && (st.lookahead == startup || st.lookahead == horizon.max(startup))
+            (if s.shortfall_penalty.is_some() {
+                s.headroom == 0.0
+            } else {
+                [0.0, 0.1, 0.2, 0.3, 0.5].contains(&s.headroom)
+            }) && (st.lookahead == startup || st.lookahead == horizon.max(startup))
                 && s.floor_utilisation != 0.7
                 && (s.burst_quantile.is_none() || s.burst_quantile == Some(0.9) && s.burst_span == half)
         })
@@ -315,8 +328,8 @@ mod tests {
         let s = series(1);
         let full = grid(&s, 5.0, 20, true);
         let compact = compact_grid(&s, 5.0, 20, true);
-        assert_eq!(compact.len(), 240);
+        assert_eq!(compact.len(), 312);
         assert!(compact.iter().all(|c| full.contains(c)));
-        assert_eq!(full.len(), 3780);
+        assert_eq!(full.len(), 6210);
     }
 }

@@ -96,7 +96,8 @@ mod tests {
     fn the_frontier_keeps_only_settings_no_other_beats() {
         let points =
             [point(10, 100.0), point(0, 200.0), point(5, 150.0), point(5, 140.0), point(7, 160.0), point(20, 100.0)];
-        let f: Vec<(usize, f64)> = pareto(&points).iter().map(|p| (p.under_provisioned_steps, p.replica_hours)).collect();
+        let f: Vec<(usize, f64)> =
+            pareto(&points).iter().map(|p| (p.under_provisioned_steps, p.replica_hours)).collect();
         // (7, 160) is beaten by (5, 140); (20, 100) by (10, 100); (5, 150) by (5, 140).
         assert_eq!(f, vec![(0, 200.0), (5, 140.0), (10, 100.0)]);
     }

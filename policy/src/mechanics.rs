@@ -59,13 +59,14 @@ impl Mechanics {
     };
 
     /// The `behavior` the shipped ScaledObjects (`keda/`) set: the predictor stabilises
-    /// and looks ahead itself, so the HPA scales down at once and as far as asked; and the
-    /// predictor's tolerance-aware metric.
+    /// and looks ahead itself, so the HPA scales down at once and as far as asked (100%
+    /// per 15 s), up by max(4 pods, 100%) per 30 s; and the predictor's tolerance-aware
+    /// metric (`hpa_tolerance`).
     pub const SHIPPED: Mechanics = Mechanics {
         polling: Duration::from_secs(30),
         tolerance: 0.1,
         down_window: Duration::ZERO,
-        period: Duration::from_secs(15),
+        period: Duration::from_secs(30),
         up_pods: 4,
         up_percent: 1.0,
         down_percent: 1.0,

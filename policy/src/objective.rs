@@ -35,11 +35,17 @@ pub fn choose_by<T>(candidates: &[T], objective: f64, score: impl Fn(&T) -> Scor
     let scored: Vec<Score> = candidates.iter().map(score).collect();
     let cheapest = |&a: &usize, &b: &usize| {
         let (x, y) = (scored[a], scored[b]);
-        x.cost.total_cmp(&y.cost).then(x.under_provisioned.total_cmp(&y.under_provisioned)).then(x.tight.total_cmp(&y.tight))
+        x.cost
+            .total_cmp(&y.cost)
+            .then(x.under_provisioned.total_cmp(&y.under_provisioned))
+            .then(x.tight.total_cmp(&y.tight))
     };
     let safest = |&a: &usize, &b: &usize| {
         let (x, y) = (scored[a], scored[b]);
-        x.under_provisioned.total_cmp(&y.under_provisioned).then(x.tight.total_cmp(&y.tight)).then(x.cost.total_cmp(&y.cost))
+        x.under_provisioned
+            .total_cmp(&y.under_provisioned)
+            .then(x.tight.total_cmp(&y.tight))
+            .then(x.cost.total_cmp(&y.cost))
     };
     // A hair of float noise must not turn "as safe as the HPA" into "not quite".
     let meets = |i: &usize| scored[*i].under_provisioned <= objective + 1e-12;
@@ -55,6 +61,9 @@ pub fn choose_by<T>(candidates: &[T], objective: f64, score: impl Fn(&T) -> Scor
 pub struct Knobs {
     /// The forecast quantile covered.
     pub quantile: Quantile,
+    /// The newsvendor rule's shortfall penalty, when it replaces the quantile.
+    #[serde(default)]
+    pub shortfall_penalty: Option<f64>,
     /// Extra share of demand provisioned for.
     pub headroom: f64,
     /// How far ahead the forecast term looks.
@@ -79,6 +88,7 @@ impl Knobs {
     pub fn of(s: &PolicySettings) -> Self {
         Self {
             quantile: s.quantile,
+            shortfall_penalty: s.shortfall_penalty,
             headroom: s.headroom,
             lookahead: s.lookahead,
             floor_utilisation: s.floor_utilisation,
@@ -93,6 +103,7 @@ impl Knobs {
     pub fn apply(&self, base: &PolicySettings) -> PolicySettings {
         PolicySettings {
             quantile: self.quantile,
+            shortfall_penalty: self.shortfall_penalty,
             headroom: self.headroom,
             lookahead: self.lookahead,
             floor_utilisation: self.floor_utilisation,

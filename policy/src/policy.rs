@@ -30,7 +30,7 @@ use prescale_core::StepGrid;
 
 use crate::decision::Reason;
 use crate::settings::{PolicyError, PolicySettings, Quantile, StepSettings};
-use crate::terms::{burst_need, forecast_need, replicas_for};
+use crate::terms::{burst_need, forecast_need, newsvendor, replicas_for};
 
 /// The present and the forecast one decision is made from.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +86,8 @@ pub struct Policy {
     settings: PolicySettings,
     steps: StepSettings,
     recent: VecDeque<u32>,
+    /// The newsvendor quantile per step, refilled at each decision.
+    level: Vec<f64>,
 }
 
 impl Policy {
@@ -93,7 +95,7 @@ impl Policy {
     pub fn new(settings: PolicySettings, grid: StepGrid) -> Result<Self, PolicyError> {
         settings.validate(grid)?;
         let steps = settings.in_steps(grid);
-        Ok(Self { settings, steps, recent: VecDeque::new() })
+        Ok(Self { settings, steps, recent: VecDeque::new(), level: Vec::new() })
     }
 
     /// The settings.
@@ -148,9 +150,13 @@ impl Policy {
                 for v in p50.iter().chain(p90) {
                     check_demand("forecast", *v)?;
                 }
-                Some(match c.quantile {
-                    Quantile::P50 => p50,
-                    Quantile::P90 => p90,
+                Some(match (c.shortfall_penalty, c.quantile) {
+                    (Some(penalty), _) => {
+                        newsvendor(p50, p90, penalty, &mut self.level);
+                        self.level.as_slice()
+                    }
+                    (None, Quantile::P50) => p50,
+                    (None, Quantile::P90) => p90,
                 })
             }
             None => None,
@@ -243,6 +249,7 @@ mod tests {
             burst_quantile: None,
             burst_span: Duration::ZERO,
             forecast_scale_down: false,
+            shortfall_penalty: None,
             objective: None,
         }
     }
@@ -266,6 +273,11 @@ mod tests {
         assert_eq!(decide(&mut median, &p50, &p90, Some(1.0), 3).0, 1);
         let mut roomy = policy(PolicySettings { headroom: 0.2, ..config() });
         assert_eq!(decide(&mut roomy, &p50, &p90, Some(1.0), 3).0, 7, "55 * 1.2 = 66 needs 7");
+        // The newsvendor rule at penalty 9 covers the p90; at 1, the median.
+        let mut nine = policy(PolicySettings { shortfall_penalty: Some(9.0), quantile: Quantile::P50, ..config() });
+        assert_eq!(decide(&mut nine, &p50, &p90, Some(10.0), 3).0, 6);
+        let mut one = policy(PolicySettings { shortfall_penalty: Some(1.0), ..config() });
+        assert_eq!(decide(&mut one, &p50, &p90, Some(1.0), 3).0, 1);
         let mut near = policy(PolicySettings { lookahead: steps(5), ..config() });
         let p90 = [0.0, 0.0, 0.0, 20.0, 41.0, 90.0];
         assert_eq!(
@@ -373,6 +385,7 @@ mod tests {
         assert!(err(PolicySettings { floor_utilisation: 0.0, ..config() }).contains("floor_utilisation"));
         assert!(err(PolicySettings { burst_quantile: Some(1.5), ..config() }).contains("burst_quantile"));
         assert!(err(PolicySettings { objective: Some(1.0), ..config() }).contains("objective"));
+        assert!(err(PolicySettings { shortfall_penalty: Some(0.0), ..config() }).contains("shortfall_penalty"));
         assert!(err(PolicySettings { objective: Some(-0.1), ..config() }).contains("objective"));
         let mut p = policy(config());
         let bad = |p: &mut Policy, p90: &[f64], now| {

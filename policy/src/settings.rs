@@ -58,6 +58,10 @@ pub struct PolicySettings {
     /// stabilisation window of 0, capacity goes as soon as the next startup allows, as
     /// the oracle's does).
     pub forecast_scale_down: bool,
+    /// The newsvendor rule instead of `quantile`: a replica-step short costs this many
+    /// times a provisioned one, so the forecast term covers the quantile at
+    /// `penalty / (penalty + 1)` (see `terms::newsvendor`); unset: `quantile`.
+    pub shortfall_penalty: Option<f64>,
     /// The largest share of under-provisioned steps the service accepts (0.001: 0.1%).
     /// When set and the service's model carries settings tuned on its validation part,
     /// the cheapest of them meeting it there sets the quantile, headroom, lookahead,
@@ -81,6 +85,7 @@ impl Default for PolicySettings {
             burst_quantile: None,
             burst_span: Duration::ZERO,
             forecast_scale_down: false,
+            shortfall_penalty: None,
             objective: None,
         }
     }
@@ -153,6 +158,11 @@ impl PolicySettings {
             && !(q > 0.0 && q < 1.0)
         {
             return bad("burst_quantile", format!("{q} is not in (0, 1)"));
+        }
+        if let Some(p) = self.shortfall_penalty
+            && !(p.is_finite() && p > 0.0)
+        {
+            return bad("shortfall_penalty", format!("{p} is not a positive multiple of a replica's cost"));
         }
         if let Some(o) = self.objective
             && !(0.0..1.0).contains(&o)

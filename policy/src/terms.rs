@@ -8,6 +8,21 @@ pub fn replicas_for(demand: f64, capacity: f64) -> u32 {
     (n - 1e-9).ceil().max(0.0).min(u32::MAX as f64) as u32
 }
 
+/// The newsvendor rule: the demand to provision for when a replica-step short costs
+/// `penalty` times a provisioned one is the forecast's quantile at the critical ratio
+/// `penalty / (penalty + 1)` (9: the 90th percentile; 1: the median). Each step's
+/// distribution is read off its median and 90th percentile as a normal one's: the
+/// quantile at level `k` is `p50 + z(k) / z(0.9) * (p90 - p50)`, never below 0. Writes
+/// one value per step into `out`.
+pub fn newsvendor(p50: &[f64], p90: &[f64], penalty: f64, out: &mut Vec<f64>) {
+    use statrs::distribution::{ContinuousCDF, Normal};
+    let normal = Normal::standard();
+    let level = penalty / (penalty + 1.0);
+    let spread = normal.inverse_cdf(level) / normal.inverse_cdf(0.9);
+    out.clear();
+    out.extend(p50.iter().zip(p90).map(|(m, q)| (m + spread * (q - m)).max(0.0)));
+}
+
 /// The forecast term: most replicas needed over `[startup, lookahead]` steps ahead, with
 /// the step (1-based, ahead of now) that needs them.
 pub fn forecast_need(
@@ -58,6 +73,26 @@ fn peak_need(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newsvendor_covers_the_critical_ratio() {
+        let (p50, p90) = ([100.0, 10.0], [150.0, 10.0]);
+        let mut out = Vec::new();
+        // Penalty 9: ratio 0.9, the p90 itself; penalty 1: 0.5, the median.
+        newsvendor(&p50, &p90, 9.0, &mut out);
+        assert!((out[0] - 150.0).abs() < 1e-9 && (out[1] - 10.0).abs() < 1e-9, "{out:?}");
+        newsvendor(&p50, &p90, 1.0, &mut out);
+        assert!((out[0] - 100.0).abs() < 1e-9, "{out:?}");
+        // Penalty 19: ratio 0.95, z = 1.644854 against z(0.9) = 1.281552: 100 + 50 * 1.283487.
+        newsvendor(&p50, &p90, 19.0, &mut out);
+        assert!((out[0] - 164.17435).abs() < 1e-3, "{out:?}");
+        // Penalty 1/3: ratio 0.25, z = -0.674490: 100 - 50 * 0.526303; a spread that would
+        // go below zero stops there.
+        newsvendor(&p50, &p90, 1.0 / 3.0, &mut out);
+        assert!((out[0] - 73.68486).abs() < 1e-3, "{out:?}");
+        newsvendor(&[1.0], &[100.0], 0.01, &mut out);
+        assert_eq!(out, vec![0.0]);
+    }
 
     #[test]
     fn replicas_for_tolerates_float_noise() {

@@ -203,6 +203,7 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) -> curve::Poin
                 burst_quantile: None,
                 burst_span: Duration::ZERO,
                 forecast_scale_down: false,
+                shortfall_penalty: None,
                 objective: None,
             },
         });

@@ -100,6 +100,13 @@ pub struct PredictorConfig {
     /// The most services forecast at once; past it, services are refused and counted.
     #[serde(default = "default_max_services")]
     pub max_services: usize,
+    /// The HPA's tolerance (its `--horizontal-pod-autoscaler-tolerance`, 0.1 by default):
+    /// the HPA ignores a metric within it of the current replicas, so a rise of one pod at
+    /// ten or more replicas would never happen. What KEDA is told is then the smallest
+    /// count past it (at most about 10% more than decided); a fall within it stays ignored,
+    /// the safe side. 0 tells KEDA the decisions as they are.
+    #[serde(default = "default_hpa_tolerance")]
+    pub hpa_tolerance: f64,
     /// Logging.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -141,6 +148,9 @@ pub struct ServiceEntry {
     pub objective: Option<f64>,
 }
 
+fn default_hpa_tolerance() -> f64 {
+    0.1
+}
 fn default_max_services() -> usize {
     10_000
 }
@@ -195,6 +205,9 @@ impl PredictorConfig {
                 "services",
                 "list at least one [[services]] entry, or follow the ScaledObjects ([scaled_objects])",
             ));
+        }
+        if !(0.0..1.0).contains(&self.hpa_tolerance) {
+            return Err(bad("hpa_tolerance", format!("{} is not in [0, 1)", self.hpa_tolerance)));
         }
         if self.max_services == 0 {
             return Err(bad("max_services", "must be at least 1"));
@@ -298,6 +311,7 @@ impl Planner {
             burst_quantile: overrides.burst_quantile.or(d.burst_quantile),
             burst_span: overrides.burst_span.unwrap_or(d.burst_span),
             forecast_scale_down: d.forecast_scale_down,
+            shortfall_penalty: d.shortfall_penalty,
             objective: entry.and_then(|e| e.objective).or(overrides.objective).or(d.objective),
         };
         policy.validate(self.step).map_err(|e| e.to_string())?;

@@ -23,6 +23,7 @@ use prescale_models::fleet;
 use prescale_models::forecaster::{Calibration, Live};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::Series;
+use prescale_policy::mechanics;
 use prescale_policy::{Decision, ForecastView, Menu, Policy, PolicyError, Present, Reason, replicas_for};
 
 use crate::config::{Planner, ServicePlan};
@@ -116,6 +117,8 @@ pub struct Engine {
     inputs: Vec<(Series, Covariates)>,
     /// The input series of a service a baseline serves, refilled for each.
     baseline_input: Series,
+    /// The HPA's tolerance KEDA's value is made past (0: decisions as they are).
+    hpa_tolerance: f64,
 }
 
 impl Engine {
@@ -144,6 +147,7 @@ impl Engine {
             planner: None,
             inputs: Vec::new(),
             baseline_input: blank_input(grid).0,
+            hpa_tolerance: 0.0,
         })
     }
 
@@ -151,6 +155,12 @@ impl Engine {
     /// `planner` (instead of the services it was built with).
     pub fn following(self, planner: Planner) -> Self {
         Self { planner: Some(planner), ..self }
+    }
+
+    /// The engine, telling KEDA counts past the HPA's `tolerance` when a decision rises
+    /// within it (see `hpa_tolerance` in the config).
+    pub fn with_hpa_tolerance(self, tolerance: f64) -> Self {
+        Self { hpa_tolerance: tolerance, ..self }
     }
 
     /// Brings the services in line with the inventory at `t`: new ones get a run (and a
@@ -269,7 +279,7 @@ impl Engine {
         let shadow = self.shared.shadow();
         let mut served = Vec::with_capacity(self.runs.len());
         for ((run, model), forecast) in self.runs.iter_mut().zip(&loaded).zip(forecasts) {
-            let s = decide(run, model.as_deref(), forecast, &self.shared, self.grid, t, shadow);
+            let s = decide(run, model.as_deref(), forecast, &self.shared, (self.grid, self.hpa_tolerance), t, shadow);
             served.push((run.plan.id.clone(), s));
         }
         self.shared.publish(served);
@@ -445,7 +455,7 @@ fn decide(
     loaded: Option<&Loaded>,
     forecast: Option<ForecastView>,
     shared: &Shared,
-    grid: StepGrid,
+    (grid, hpa_tolerance): (StepGrid, f64),
     t: DateTime<Utc>,
     shadow: bool,
 ) -> Served {
@@ -511,7 +521,15 @@ fn decide(
         };
         m.reason.get_or_create(&labels).set(i64::from(r.label() == reason.label()));
     }
-    let replicas = if shadow { ready_now.unwrap_or(desired) } else { desired };
+    // KEDA is told a rise the HPA's tolerance would swallow as just past it; the ready
+    // count stands for the HPA's current replicas (equal once pods are up).
+    let replicas = match (shadow, ready_now) {
+        (true, _) => ready_now.unwrap_or(desired),
+        (false, Some(now)) if hpa_tolerance > 0.0 => {
+            mechanics::reported(f64::from(desired), now, hpa_tolerance, true).min(f64::from(u32::MAX)) as u32
+        }
+        (false, _) => desired,
+    };
     let reactive_replicas = demand_now.map(|d| replicas_for(d, run.plan.policy.capacity));
     if let Some(n) = reactive_replicas {
         m.reactive_replicas.get_or_create(&run.labels).set(f64::from(n));
@@ -608,7 +626,9 @@ fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid) {
     };
     match Policy::new(settings, grid) {
         Ok(policy) => run.policy = policy,
-        Err(e) => tracing::warn!(service = %run.plan.id, error = %e, "tuned settings refused; the configured ones stay"),
+        Err(e) => {
+            tracing::warn!(service = %run.plan.id, error = %e, "tuned settings refused; the configured ones stay")
+        }
     }
 }
 

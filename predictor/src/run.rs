@@ -192,8 +192,9 @@ impl Predictor {
             metrics,
         ));
         let history_steps = config.step.steps_in(config.history);
-        let mut engine =
-            Engine::new(config.step, history_steps, source, models.clone(), shared.clone(), plans)?.following(planner);
+        let mut engine = Engine::new(config.step, history_steps, source, models.clone(), shared.clone(), plans)?
+            .following(planner)
+            .with_hpa_tolerance(config.hpa_tolerance);
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {

@@ -129,6 +129,7 @@ fn policy() -> PolicySettings {
         burst_quantile: None,
         burst_span: Duration::ZERO,
         forecast_scale_down: false,
+        shortfall_penalty: None,
         objective: None,
     }
 }
@@ -547,6 +548,77 @@ async fn services_naming_one_model_folder_share_it_and_are_forecast_in_one_batch
     // Two services' windows of 240 steps: a few KiB each, not a copy of every row.
     let bytes = shared.metrics.window_bytes.get();
     assert!(bytes > 0 && bytes < 2 * 64 * 1024, "{bytes} bytes of windows and buffers for two services");
+}
+
+/// A model carrying a policy menu tuned on validation: a service stating an objective
+/// runs the cheapest entry meeting it; without one, its configured settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
+    use prescale_policy::objective::{Entry, Knobs, Menu, Score};
+
+    let dir = tempfile::tempdir().unwrap();
+    let end = (Utc::now() - chrono::Duration::minutes(2)).duration_trunc(chrono::Duration::seconds(STEP)).unwrap();
+    let prom_dir = dir.path().join("prometheus");
+    load_openmetrics(&Prometheus::data_dir(&prom_dir), &history(end.timestamp()));
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&prom_dir, "15s", ""));
+
+    // The model, with a menu of three settings: very safe and dear (headroom 400%),
+    // middling (100%), cheap and short 5% of the time (0%).
+    let folder = dir.path().join("models/order");
+    let store = LocalStore::new(&folder);
+    let grid = StepGrid::from_secs(STEP as u64).unwrap();
+    let start = DateTime::parse_from_rfc3339("2024-03-04T00:00:00Z").unwrap().with_timezone(&Utc);
+    let values: Vec<Option<f64>> = (0..2400).map(|i| Some(rate((start.timestamp() + i * STEP) as f64))).collect();
+    let series = Series::new("storefront/order", grid, start, values).unwrap();
+    let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some((PERIOD as i64 / STEP) as usize)) };
+    let (model, _) = TransformerModel::train(&series, Split::of(series.len()), 20, &config, &mut Quiet).unwrap();
+    let knobs = |headroom: f64| Knobs { headroom, scale_down_window: Duration::ZERO, ..Knobs::of(&policy()) };
+    let entry = |headroom, under, cost| Entry {
+        knobs: knobs(headroom),
+        score: Score { under_provisioned: under, tight: under, cost },
+    };
+    let menu = Menu {
+        startup: policy().startup,
+        hpa: Score { under_provisioned: 0.02, tight: 0.1, cost: 1.0 },
+        entries: vec![entry(4.0, 0.0, 3.0), entry(1.0, 0.001, 1.5), entry(0.0, 0.05, 0.8)],
+    };
+    let manifest = artifact::Manifest { policy: Some(menu), ..common::manifest(&model, "v1", Utc::now(), STEP as f64) };
+    artifact::write_version(&store, &model, manifest).await.unwrap();
+    artifact::publish(&store, "v1", true).await.unwrap();
+
+    // The same service and model run three times: without an objective, at 1%, at 0.
+    let order = ServiceId::new("storefront", "order").unwrap();
+    let with = |objective: Option<f64>| PolicySettings { objective, headroom: 0.1, ..policy() };
+    let run = |objective: Option<f64>| {
+        let (prometheus, folder, order) = (&prometheus, folder.clone(), order.clone());
+        async move {
+            let plans = vec![ServicePlan {
+                id: order.clone(),
+                models: folder.to_str().unwrap().parse().unwrap(),
+                policy: with(objective),
+            }];
+            let metrics = Metrics::new();
+            let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
+            let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
+            models.reload(&metrics).await;
+            let shared = Arc::new(Shared::new(vec![order.clone()], false, Duration::from_secs(3600), metrics));
+            let mut engine =
+                Engine::new(grid, 240, source(prometheus, &[&order]), models, shared.clone(), plans).unwrap();
+            let t0 = end - chrono::Duration::minutes(20);
+            for k in 0..3 {
+                engine.step(t0 + chrono::Duration::seconds(STEP * k)).await.unwrap();
+            }
+            let d = shared.served(&order).unwrap().decision;
+            assert!(d.forecast.is_some(), "a forecast to size from");
+            d.desired_replicas
+        }
+    };
+    let configured = run(None).await;
+    let one_percent = run(Some(0.01)).await;
+    let strict = run(Some(0.0)).await;
+    // Headroom 10% (configured), 100% (at 1%: the cheapest entry meeting it), 400% (at 0:
+    // the only one), on the same forecast.
+    assert!(configured < one_percent && one_percent < strict, "{configured} < {one_percent} < {strict}");
 }
 
 /// A fleet model serving three services of one folder: order by its transformer with

@@ -47,6 +47,50 @@ fn simulate_writes_decisions_for_every_policy_and_step() {
     assert_eq!(oracle["under_steps"], 0, "the oracle is never short");
     assert!((oracle["relative_to_oracle"].as_f64().unwrap() - 1.0).abs() < 1e-12);
     assert!(std::fs::read_to_string(out.join("plot.svg")).unwrap().contains("predictive"));
+
+    // The frontiers: 27 HPA targets at 3 windows, every predictive setting, the oracle.
+    let frontier = std::fs::read_to_string(out.join("frontier.csv")).unwrap();
+    let mut lines = frontier.lines();
+    assert_eq!(lines.next(), Some("policy,setting,under_provisioned_steps,replica_hours"));
+    let mut count = BTreeMap::<String, usize>::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 4, "{line}");
+        f[2].parse::<usize>().unwrap();
+        assert!(f[3].parse::<f64>().unwrap() > 0.0, "{line}");
+        *count.entry(f[0].to_owned()).or_default() += 1;
+    }
+    assert_eq!(count["hpa"], 81);
+    assert_eq!(count["oracle"], 1);
+    assert_eq!(count["predictive"], summary["tuning"]["candidates"].as_u64().unwrap() as usize);
+    let h = &summary["headline"];
+    let ratio = h["ratio_to_hpa_frontier"].as_f64().unwrap();
+    let expect = h["replica_hours"].as_f64().unwrap() / h["hpa_frontier_replica_hours"].as_f64().unwrap();
+    assert!(ratio.is_finite() && (ratio - expect).abs() < 1e-9, "{h}");
+    assert!(stdout.contains("x the HPA frontier"), "{stdout}");
+    // The objective defaults to the HPA's own share on validation.
+    assert_eq!(summary["tuning"]["objective_is_hpas"], true);
+    let mechanics: Vec<&str> =
+        summary["mechanics"].as_array().unwrap().iter().map(|m| m["policy"].as_str().unwrap()).collect();
+    assert_eq!(mechanics, ["hpa+tolerance", "predictive+keda_defaults", "predictive+shipped"]);
+    let svg = std::fs::read_to_string(out.join("frontier.svg")).unwrap();
+    assert!(svg.contains("frontier") && svg.contains("oracle"), "the frontier plot names its curves");
+}
+
+#[test]
+fn an_objective_that_is_not_a_share_is_refused_before_anything_runs() {
+    let trace = prescale_testkit::traces::require("azure_functions_1day_1min.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let run = trainer()
+        .args(["simulate", "--objective", "1.5", "--trace"])
+        .arg(&trace)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--objective 1.5"));
+    assert!(!dir.path().join("o").exists());
 }
 
 #[test]

@@ -99,12 +99,14 @@ pub fn tuning(sim: &Simulation, grid: StepGrid) -> String {
         format!("NO setting of {} meets it on validation: the safest is used", t.candidates)
     };
     format!(
-        "capacity {:.3} requests/s per replica; {objective}; predictive tuned on validation, {met}: {:?} quantile, \
+        "capacity {:.3} requests/s per replica; {objective}; predictive tuned on validation, {met}: {} quantile, \
          headroom {:.0}%, lookahead {} steps, scale-down window {} steps{}, reactive floor at {:.0}% utilisation, {} \
          (validation at {:.3} requests/s per replica: {} under-provisioned steps vs hpa {}, {:.1} vs {:.1} \
          replica-hours)",
         sim.capacity,
-        t.policy.quantile,
+        t.policy
+            .shortfall_penalty
+            .map_or(format!("{:?}", t.policy.quantile), |p| format!("the newsvendor rule's {:.2}", p / (p + 1.0))),
         100.0 * t.policy.headroom,
         steps.lookahead,
         steps.scale_down_window,
@@ -243,29 +245,28 @@ pub fn write_frontier_plot(path: &Path, series: &Series, sim: &Simulation) -> Re
     let x_max = (default_hpa.under_steps.max(chosen.under_steps) as f64 * 2.0).max(10.0);
     let shown = |p: &&Point| (p.under_provisioned_steps as f64) <= x_max;
     let y_of = |ps: &[Point]| ps.iter().filter(shown).map(|p| p.replica_hours).collect::<Vec<_>>();
-    let ys: Vec<f64> = [y_of(&hpa_front), y_of(&predictive_front), vec![oracle.replica_hours, default_hpa.replica_hours]]
-        .concat();
+    let ys: Vec<f64> =
+        [y_of(&hpa_front), y_of(&predictive_front), vec![oracle.replica_hours, default_hpa.replica_hours]].concat();
     let y_min = ys.iter().copied().fold(f64::INFINITY, f64::min) * 0.95;
     let y_max = ys.iter().copied().fold(0.0, f64::max) * 1.05;
     let err = plot_error(path);
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{}: replica-hours against under-provisioned steps (test part)", series.name), ("sans-serif", 18))
+        .caption(
+            format!("{}: replica-hours against under-provisioned steps (test part)", series.name),
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..x_max, y_min..y_max.max(y_min + 1.0))
         .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("under-provisioned steps")
-        .y_desc("replica-hours")
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (points, front, color, name) in
-        [(&hpa, &hpa_front, RED, "hpa (target 30-95%, 3 windows)"), (&predictive, &predictive_front, BLUE, "predictive")]
-    {
+    chart.configure_mesh().x_desc("under-provisioned steps").y_desc("replica-hours").draw().map_err(|e| err(&e))?;
+    for (points, front, color, name) in [
+        (&hpa, &hpa_front, RED, "hpa (target 30-95%, 3 windows)"),
+        (&predictive, &predictive_front, BLUE, "predictive"),
+    ] {
         chart
             .draw_series(
                 points.iter().filter(shown).map(|p| {

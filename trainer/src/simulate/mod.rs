@@ -176,8 +176,7 @@ pub fn hpa_targets() -> impl Iterator<Item = f64> {
 }
 
 /// The HPA frontier's scale-down windows: none, the pod startup, the default 300 s.
-pub const HPA_WINDOWS: [std::time::Duration; 3] =
-    [std::time::Duration::ZERO, STARTUP, HPA_WINDOW];
+pub const HPA_WINDOWS: [std::time::Duration; 3] = [std::time::Duration::ZERO, STARTUP, HPA_WINDOW];
 
 /// Scores every HPA setting of the frontier on `demand` (the test part).
 pub fn hpa_points(series: &Series, demand: &[Option<f64>], capacity: f64) -> Vec<Point> {
@@ -202,8 +201,8 @@ pub fn hpa_points(series: &Series, demand: &[Option<f64>], capacity: f64) -> Vec
 pub fn describe(s: &PolicySettings, grid: prescale_core::StepGrid) -> String {
     let st = s.in_steps(grid);
     format!(
-        "quantile={:?} headroom={} lookahead={} window={} forecast_scale_down={} floor={} burst={}",
-        s.quantile,
+        "quantile={} headroom={} lookahead={} window={} forecast_scale_down={} floor={} burst={}",
+        s.shortfall_penalty.map_or(format!("{:?}", s.quantile), |p| format!("newsvendor@{:.2}", p / (p + 1.0))),
         s.headroom,
         st.lookahead,
         st.scale_down_window,
@@ -266,7 +265,8 @@ pub fn run(
     let valid = tuning::replay(series, &forecasts, profile.as_ref(), settings, valid_capacity, vs, ve, true)?;
     let objective_is_hpas = objective.is_none();
     let objective = objective.unwrap_or(valid.hpa.under_provisioned);
-    let (chosen, met) = choose_by(&valid.candidates, objective, |(_, o)| valid.score(o)).expect("the grid is never empty");
+    let (chosen, met) =
+        choose_by(&valid.candidates, objective, |(_, o)| valid.score(o)).expect("the grid is never empty");
     let (chosen_settings, chosen_outcome) = valid.candidates[chosen].clone();
     if !met {
         tracing::warn!(
@@ -304,8 +304,16 @@ pub fn run(
     // The frontiers, on the test part.
     let mut points = hpa_points(series, test, capacity);
     let test_settings = tuning::grid(series, capacity, horizon, profile.is_some());
-    let on_test =
-        tuning::replay(series, &forecasts, profile.as_ref(), test_settings, capacity, split.test_start, series.len(), false)?;
+    let on_test = tuning::replay(
+        series,
+        &forecasts,
+        profile.as_ref(),
+        test_settings,
+        capacity,
+        split.test_start,
+        series.len(),
+        false,
+    )?;
     points.extend(on_test.candidates.iter().map(|(s, o)| Point {
         policy: "predictive".into(),
         setting: describe(s, series.grid),
@@ -398,7 +406,8 @@ mod tests {
 
     #[test]
     fn the_headline_compares_with_the_hpa_frontier_at_the_same_steps() {
-        let points = [point("hpa", 2, 200.0), point("hpa", 10, 100.0), point("hpa", 12, 150.0), point("predictive", 0, 1.0)];
+        let points =
+            [point("hpa", 2, 200.0), point("hpa", 10, 100.0), point("hpa", 12, 150.0), point("predictive", 0, 1.0)];
         let h = headline(&points, &outcome(6, 120.0), 60.0);
         assert_eq!(h.hpa_frontier_replica_hours, 150.0, "half-way from (2, 200) to (10, 100)");
         assert!((h.ratio_to_hpa_frontier - 0.8).abs() < 1e-12);
