@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ndarray::Array2;
 use prescale_policy::cluster::{self, HPA_TARGET, MAX_REPLICAS, MIN_REPLICAS, Outcome};
-use prescale_policy::objective::{Menu, Score};
+use prescale_policy::objective::{Menu, Score, choose_by};
 use prescale_policy::{Policy, PolicyError, PolicySettings, Present, Quantile};
 
 use crate::burst::{self, BurstProfile};
@@ -212,7 +212,10 @@ pub fn menu(
     let from = from.max(to.saturating_sub(MAX_TUNING_STEPS)).max(forecasts.first);
     let capacity = p99_over_20(&series.values[from..to]);
     let settings = compact_grid(series, capacity, horizon, profile.is_some());
-    Ok(replay(series, forecasts, profile, settings, capacity, from, to, true)?.menu())
+    let tuned = tune(series, forecasts, profile, settings, capacity, (from, to), None)?;
+    let mut menu = tuned.replay.menu();
+    menu.margin = tuned.margin;
+    Ok(menu)
 }
 
 /// Every grid setting and the default HPA replayed on steps `[from, to)`, scored.
@@ -246,9 +249,25 @@ impl Replay {
     }
 }
 
+/// How a replay is scored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scoring {
+    /// As the evaluation spec scores the test part.
+    AsSpec,
+    /// For tuning: demand capped at what the largest cluster serves, and a step counted
+    /// short for a candidate when demand exceeds `1 - margin` of ready capacity (for the
+    /// HPA, beyond it: its share of short steps is what "as safe as the HPA" means).
+    Tuning {
+        /// The share of ready capacity held back when counting a candidate's short steps.
+        margin: f64,
+    },
+}
+
+/// The margins tuning tries, smallest first (see [`tune`]).
+pub const MARGINS: [f64; 4] = [0.0, 0.025, 0.05, 0.1];
+
 /// Replays every setting of `settings` and the default HPA on steps `[from, to)` at
-/// `capacity`; for tuning, with demand capped at what the largest cluster serves
-/// (`cap`), for scoring as the spec does, not.
+/// `capacity`, scored as `scoring` says.
 #[allow(clippy::too_many_arguments)] // one replay's whole context; a struct would only rename it
 pub fn replay(
     series: &Series,
@@ -258,22 +277,97 @@ pub fn replay(
     capacity: f64,
     from: usize,
     to: usize,
-    cap: bool,
+    scoring: Scoring,
 ) -> Result<Replay, PolicyError> {
+    let (cap, margin) = match scoring {
+        Scoring::AsSpec => (false, 0.0),
+        Scoring::Tuning { margin } => (true, margin),
+    };
+    let mut out = replay_margins(series, forecasts, profile, settings, capacity, (from, to), cap, &[margin])?;
+    Ok(out.remove(0))
+}
+
+/// [`replay`] scored at several margins at once (one replay of the policy per setting),
+/// one [`Replay`] per margin.
+#[allow(clippy::too_many_arguments)] // one replay's whole context; a struct would only rename it
+fn replay_margins(
+    series: &Series,
+    forecasts: &StepForecasts,
+    profile: Option<&BurstProfile>,
+    settings: Vec<PolicySettings>,
+    capacity: f64,
+    (from, to): (usize, usize),
+    cap: bool,
+    margins: &[f64],
+) -> Result<Vec<Replay>, PolicyError> {
     let startup = series.grid.steps_in(STARTUP);
     let step = series.grid.seconds();
     let most = if cap { f64::from(MAX_REPLICAS) * capacity } else { f64::INFINITY };
     let capped: Vec<Option<f64>> = series.values[from..to].iter().map(|d| d.map(|v| v.min(most))).collect();
-    let score = |name: &str, desired: &[u32]| cluster::score(name, &capped, desired, capacity, startup, step);
     let hpa_window = series.grid.steps_in(HPA_WINDOW);
-    let hpa = score("hpa", &cluster::hpa(&series.values[from..to], capacity, HPA_TARGET, hpa_window));
-    let mut candidates = Vec::with_capacity(settings.len());
+    let hpa_desired = cluster::hpa(&series.values[from..to], capacity, HPA_TARGET, hpa_window);
+    let hpa = cluster::score("hpa", &capped, &hpa_desired, capacity, startup, step);
+    let mut out: Vec<Replay> = margins
+        .iter()
+        .map(|_| Replay { capacity, hpa: hpa.clone(), candidates: Vec::with_capacity(settings.len()) })
+        .collect();
     for s in settings {
         let desired = predictive(series, forecasts, profile, &s, from, to)?;
-        let o = score("predictive", &desired);
-        candidates.push((s, o));
+        for (r, m) in out.iter_mut().zip(margins) {
+            let o = cluster::score("predictive", &capped, &desired, capacity * (1.0 - m), startup, step);
+            r.candidates.push((s.clone(), o));
+        }
     }
-    Ok(Replay { capacity, hpa, candidates })
+    Ok(out)
+}
+
+/// A tuning on a validation part: the margin it settled on and every setting scored at it.
+#[derive(Debug)]
+pub struct Tuned {
+    /// The share of ready capacity held back when counting a candidate's short steps.
+    pub margin: f64,
+    /// Whether a choice at that margin on the part's first half held on its second; if
+    /// no margin's did, the largest is used.
+    pub held: bool,
+    /// Every setting scored on the whole part at that margin.
+    pub replay: Replay,
+}
+
+/// Tunes `settings` on steps `[from, to)` for `objective` (default: the default HPA's
+/// share of short steps on the same steps), choosing the **margin** on the part itself:
+/// the smallest of [`MARGINS`] whose choice on the part's first half meets the objective
+/// on its second half. Validation ends weeks before the service runs the setting; what
+/// is barely safe there is often short later (WorldCup 98's validation has no short step
+/// under hundreds of settings, and the cheapest of them is short on its test part), so
+/// the choice is checked on steps it did not see, at no cost to the test part.
+#[allow(clippy::too_many_arguments)] // one replay's whole context; a struct would only rename it
+pub fn tune(
+    series: &Series,
+    forecasts: &StepForecasts,
+    profile: Option<&BurstProfile>,
+    settings: Vec<PolicySettings>,
+    capacity: f64,
+    (from, to): (usize, usize),
+    objective: Option<f64>,
+) -> Result<Tuned, PolicyError> {
+    let mid = from + (to - from) / 2;
+    let first = replay_margins(series, forecasts, profile, settings.clone(), capacity, (from, mid), true, &MARGINS)?;
+    let second = replay_margins(series, forecasts, profile, settings.clone(), capacity, (mid, to), true, &[0.0])?;
+    let second = &second[0];
+    let (mut margin, mut held) = (MARGINS[MARGINS.len() - 1], false);
+    for (&m, r) in MARGINS.iter().zip(&first) {
+        let Some((i, _)) = choose_by(&r.candidates, objective.unwrap_or(r.hpa.under_provisioned), |(_, o)| r.score(o))
+        else {
+            break;
+        };
+        let allowed = objective.unwrap_or(second.hpa.under_provisioned);
+        if second.candidates[i].1.under_provisioned <= allowed + 1e-12 {
+            (margin, held) = (m, true);
+            break;
+        }
+    }
+    let mut full = replay_margins(series, forecasts, profile, settings, capacity, (from, to), true, &[margin])?;
+    Ok(Tuned { margin, held, replay: full.remove(0) })
 }
 
 #[cfg(test)]

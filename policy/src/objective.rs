@@ -135,6 +135,9 @@ pub struct Menu {
     pub hpa: Score,
     /// The frontier, safest first.
     pub entries: Vec<Entry>,
+    /// The share of ready capacity held back when the entries' short steps were counted.
+    #[serde(default)]
+    pub margin: f64,
 }
 
 /// What an objective chose from a menu.
@@ -166,7 +169,7 @@ impl Menu {
                 entries.push(Entry { knobs: Knobs::of(settings), score: *score });
             }
         }
-        Self { startup, hpa, entries }
+        Self { startup, hpa, entries, margin: 0.0 }
     }
 
     /// The entry `objective` picks, applied to the service's `settings`; `None` when the

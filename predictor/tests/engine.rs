@@ -581,6 +581,7 @@ async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
         startup: policy().startup,
         hpa: Score { under_provisioned: 0.02, tight: 0.1, cost: 1.0 },
         entries: vec![entry(4.0, 0.0, 3.0), entry(1.0, 0.001, 1.5), entry(0.0, 0.05, 0.8)],
+        margin: 0.0,
     };
     let manifest = artifact::Manifest { policy: Some(menu), ..common::manifest(&model, "v1", Utc::now(), STEP as f64) };
     artifact::write_version(&store, &model, manifest).await.unwrap();

@@ -360,6 +360,7 @@ async fn simulate_cmd(
     {
         anyhow::bail!("--objective {o} is not a share of under-provisioned steps in [0, 1) (0.001 is 0.1%)");
     }
+
     let config = train_config(cli)?;
     let series = data.load(&cli.s3).await?;
     eprintln!("simulate: {} steps of {} s from {}", series.len(), series.grid.seconds(), series.name);
@@ -385,6 +386,7 @@ async fn simulate_cmd(
     println!("{}", files::table(&sim.outcomes));
     println!("{}", files::headline(&sim));
     println!("{}", files::table(&sim.mechanics));
+    println!("{}", files::mechanics(&sim));
     println!("wrote {}/decisions.csv, frontier.csv, summary.json, plot.svg, frontier.svg", out.display());
     Ok(())
 }

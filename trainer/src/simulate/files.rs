@@ -62,6 +62,8 @@ pub struct Summary<'a> {
     pub headline: &'a Headline,
     /// The decisions through KEDA's and the HPA's mechanics.
     pub mechanics: &'a [Outcome],
+    /// Each of those against the HPA frontier.
+    pub mechanics_headlines: &'a [Headline],
     /// Training time, seconds.
     pub training_seconds: f64,
 }
@@ -78,6 +80,7 @@ pub fn write_summary(path: &Path, series: &Series, sim: &Simulation) -> Result<(
         tuning: &sim.tuning,
         headline: &sim.headline,
         mechanics: &sim.mechanics,
+        mechanics_headlines: &sim.mechanics_headlines,
         training_seconds: sim.training_seconds,
     };
     output::write_json(path, &summary)
@@ -92,6 +95,11 @@ pub fn tuning(sim: &Simulation, grid: StepGrid) -> String {
         "objective at most {:.3}% under-provisioned{}",
         100.0 * t.objective,
         if t.objective_is_hpas { " (the default HPA's share on validation)" } else { "" }
+    );
+    let objective = format!(
+        "{objective}, short steps counted above {:.1}% of ready capacity on validation (the margin chosen there{})",
+        100.0 * (1.0 - t.margin),
+        if t.margin_held { "" } else { ": NONE held on its second half, the largest is used" }
     );
     let met = if t.met {
         format!("the cheapest of {} settings meeting it", t.candidates)
@@ -123,6 +131,20 @@ pub fn tuning(sim: &Simulation, grid: StepGrid) -> String {
         t.validation.replica_hours,
         t.validation_hpa.replica_hours
     )
+}
+
+/// The mechanics rows against the HPA frontier, one line each.
+pub fn mechanics(sim: &Simulation) -> String {
+    sim.mechanics
+        .iter()
+        .zip(&sim.mechanics_headlines)
+        .map(|(o, h)| {
+            format!(
+                "{}: {:.3} x the HPA frontier's replica-hours at its {} under-provisioned steps ({})\n",
+                o.policy, h.ratio_to_hpa_frontier, h.under_provisioned_steps, h.position
+            )
+        })
+        .collect()
 }
 
 /// The headline in a sentence: the chosen setting against the HPA frontier.

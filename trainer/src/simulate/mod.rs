@@ -36,7 +36,7 @@ use prescale_models::burst::BurstProfile;
 use prescale_models::forecaster::{ModelError, TransformerModel};
 use prescale_models::series::{Series, Split};
 use prescale_models::train::{Observer, TrainConfig};
-use prescale_models::tuning::{self, HPA_WINDOW, STARTUP, StepForecasts};
+use prescale_models::tuning::{self, HPA_WINDOW, STARTUP, Scoring, StepForecasts};
 use prescale_policy::cluster::{self, HPA_TARGET, Outcome};
 use prescale_policy::frontier::{self, Point, Position};
 use prescale_policy::mechanics::{self, Mechanics};
@@ -78,6 +78,11 @@ pub struct Tuning {
     pub objective_is_hpas: bool,
     /// Whether the chosen setting meets it on validation (if not, it is the safest).
     pub met: bool,
+    /// The share of ready capacity held back when counting short steps on validation,
+    /// chosen there (see `tuning::tune`).
+    pub margin: f64,
+    /// Whether that margin's choice on validation's first half held on its second.
+    pub margin_held: bool,
     /// The chosen settings (at the test part's capacity).
     pub policy: PolicySettings,
     /// The capacity the validation part was replayed at.
@@ -132,6 +137,8 @@ pub struct Simulation {
     pub headline: Headline,
     /// The decisions through KEDA's and the HPA's mechanics, scored on the test part.
     pub mechanics: Vec<Outcome>,
+    /// Each of those against the HPA frontier (of the spec's model, without them).
+    pub mechanics_headlines: Vec<Headline>,
     /// Training time, seconds.
     pub training_seconds: f64,
 }
@@ -262,7 +269,11 @@ pub fn run(
 
     // Tune on validation only.
     let settings = tuning::grid(series, valid_capacity, horizon, profile.is_some());
-    let valid = tuning::replay(series, &forecasts, profile.as_ref(), settings, valid_capacity, vs, ve, true)?;
+    let tuned = tuning::tune(series, &forecasts, profile.as_ref(), settings, valid_capacity, (vs, ve), objective)?;
+    let (margin, margin_held, valid) = (tuned.margin, tuned.held, tuned.replay);
+    if !margin_held {
+        tracing::warn!(margin, "no margin's choice on validation's first half held on its second; the largest is used");
+    }
     let objective_is_hpas = objective.is_none();
     let objective = objective.unwrap_or(valid.hpa.under_provisioned);
     let (chosen, met) =
@@ -279,6 +290,8 @@ pub fn run(
         objective,
         objective_is_hpas,
         met,
+        margin,
+        margin_held,
         policy: PolicySettings { capacity, ..chosen_settings },
         validation_capacity: valid_capacity,
         validation: chosen_outcome,
@@ -312,7 +325,7 @@ pub fn run(
         capacity,
         split.test_start,
         series.len(),
-        false,
+        Scoring::AsSpec,
     )?;
     points.extend(on_test.candidates.iter().map(|(s, o)| Point {
         policy: "predictive".into(),
@@ -327,9 +340,13 @@ pub fn run(
         under_provisioned_steps: oracle.under_steps,
         replica_hours: oracle.replica_hours,
     });
-    let headline = headline(&points, &outcomes[1], oracle.replica_hours);
+    let chosen = headline(&points, &outcomes[1], oracle.replica_hours);
 
-    let mechanics = through_mechanics(series, test, capacity, &decisions[1].1);
+    let mut mechanics = through_mechanics(series, test, capacity, &decisions[1].1);
+    for o in &mut mechanics {
+        o.relative_to_oracle = o.replica_hours / oracle.replica_hours;
+    }
+    let mechanics_headlines = mechanics.iter().map(|o| headline(&points, o, oracle.replica_hours)).collect();
     Ok(Simulation {
         capacity,
         test_start: split.test_start,
@@ -337,8 +354,9 @@ pub fn run(
         outcomes,
         tuning,
         points,
-        headline,
+        headline: chosen,
         mechanics,
+        mechanics_headlines,
         training_seconds,
     })
 }
