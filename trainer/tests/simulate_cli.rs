@@ -77,34 +77,30 @@ fn simulate_writes_decisions_for_every_policy_and_step() {
     assert!(svg.contains("frontier") && svg.contains("oracle"), "the frontier plot names its curves");
 }
 
-#[test]
-fn an_objective_that_is_not_a_share_is_refused_before_anything_runs() {
+/// Runs `simulate` with a bad flag and checks it is refused, naming `expected`, before
+/// anything is written.
+fn refused(flag: &str, value: &str, expected: &str) {
     let trace = prescale_testkit::traces::require("azure_functions_1day_1min.csv");
     let dir = tempfile::tempdir().unwrap();
     let run = trainer()
-        .args(["simulate", "--objective", "1.5", "--trace"])
+        .args(["simulate", flag, value, "--trace"])
         .arg(&trace)
         .arg("--out")
         .arg(dir.path().join("o"))
         .output()
         .unwrap();
     assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("--objective 1.5"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains(expected), "{stderr}");
     assert!(!dir.path().join("o").exists());
 }
 
 #[test]
+fn an_objective_that_is_not_a_share_is_refused_before_anything_runs() {
+    refused("--objective", "1.5", "--objective 1.5");
+}
+
+#[test]
 fn bad_capacity_is_refused() {
-    let trace = prescale_testkit::traces::require("azure_functions_1day_1min.csv");
-    let dir = tempfile::tempdir().unwrap();
-    let run = trainer()
-        .args(["simulate", "--capacity", "0", "--trace"])
-        .arg(&trace)
-        .arg("--out")
-        .arg(dir.path().join("o"))
-        .output()
-        .unwrap();
-    assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("capacity 0"));
-    assert!(!dir.path().join("o").exists());
+    refused("--capacity", "0", "capacity 0");
 }
