@@ -134,6 +134,31 @@ async fn trains_evaluates_and_publishes_from_collector_parquet_on_s3() {
     assert!(manifest["features"].as_array().unwrap().len() > 1, "covariates are recorded with the model");
     assert!(manifest["params"]["preprocess"]["offsets"].is_array(), "the fitted scaler is saved with the model");
 
+    // The model carries its policy tuned on validation, safest first; and the scaling
+    // benchmark runs on the collector's Parquet with it.
+    let menu = manifest["policy"]["entries"].as_array().expect("a tuned policy menu");
+    assert!(!menu.is_empty(), "{}", manifest["policy"]);
+    let sim_out = dir.path().join("sim");
+    let sim = ok(&trainer(
+        &server,
+        &[
+            "simulate",
+            "--data",
+            "s3://data/metrics",
+            "--service",
+            "shop/order",
+            "--models",
+            models,
+            "--version",
+            version,
+            "--out",
+            sim_out.to_str().unwrap(),
+        ],
+    )
+    .await);
+    assert!(sim.contains("| predictive |") && sim.contains("x the HPA frontier"), "{sim}");
+    assert!(std::fs::read_to_string(sim_out.join("frontier.csv")).unwrap().lines().count() > 82);
+
     // A model trained with covariates refuses data without them, saying so.
     let trace = dir.path().join("t.csv");
     let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
