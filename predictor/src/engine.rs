@@ -475,7 +475,7 @@ fn decide(
         m.forecast_error.get_or_create(&run.labels).set((p50 - d).abs());
     }
 
-    tune(run, loaded, grid);
+    tune(run, loaded, grid, m);
     let present = Present {
         time: t,
         forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
@@ -597,7 +597,7 @@ fn menu<'a>(loaded: &'a Loaded, service: &str) -> Option<&'a Menu> {
 /// validation part, the safest when none does (a warning), the configured settings when
 /// the model has no menu (or one tuned for another pod startup). The stabilisation
 /// window starts afresh with new settings.
-fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid) {
+fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid, m: &crate::metrics::Metrics) {
     let Some(objective) = run.plan.policy.objective else { return };
     let version = loaded.map(|l| l.manifest.version.as_str());
     if run.tuned_for.as_deref() == version {
@@ -605,8 +605,12 @@ fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid) {
     }
     run.tuned_for = version.map(str::to_owned);
     let choice = loaded.and_then(|l| menu(l, &run.name)).and_then(|m| m.choose(objective, &run.plan.policy));
+    m.objective_validation_share.remove(&run.labels);
+    m.objective_met.remove(&run.labels);
     let settings = match choice {
         Some(c) => {
+            m.objective_validation_share.get_or_create(&run.labels).set(c.score.under_provisioned);
+            m.objective_met.get_or_create(&run.labels).set(i64::from(c.met));
             if c.met {
                 tracing::info!(service = %run.plan.id, objective, version, under_provisioned = c.score.under_provisioned,
                     cost_vs_hpa = c.score.cost, "policy chosen for the objective on the model's validation part");

@@ -77,6 +77,13 @@ pub struct Metrics {
     pub observed: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     /// Replicas ready at the last step, as observed.
     pub ready_replicas: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// For a service stating an objective and served by a model with a tuned policy:
+    /// the validation share of short steps of the setting it runs, and whether that meets
+    /// the objective (absent otherwise).
+    pub objective_validation_share: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
+    /// 1 when the setting run meets the service's objective on validation, 0 when none
+    /// did and the safest runs.
+    pub objective_met: Family<ServiceLabels, Gauge>,
     /// Replicas the demand observed at the last step needs by itself (the reactive need).
     pub reactive_replicas: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     /// Absolute error of the forecast made one horizon ago for the last step, requests/s.
@@ -126,6 +133,8 @@ impl Metrics {
             forecast: Family::default(),
             observed: Family::default(),
             ready_replicas: Family::default(),
+            objective_validation_share: Family::default(),
+            objective_met: Family::default(),
             reactive_replicas: Family::default(),
             forecast_error: Family::default(),
             model_info: Family::default(),
@@ -163,6 +172,16 @@ impl Metrics {
             m.forecast_error.clone(),
         );
         p.register("model_info", "The model version and forecaster in use", m.model_info.clone());
+        p.register(
+            "objective_validation_share",
+            "Validation share of short steps of the policy setting chosen for the service's objective",
+            m.objective_validation_share.clone(),
+        );
+        p.register(
+            "objective_met",
+            "1 when the chosen setting met the service's objective on validation, 0 when the safest runs instead",
+            m.objective_met.clone(),
+        );
         p.register("model_age_seconds", "Seconds since the model in use was built", m.model_age.clone());
         p.register("decision_reason", "1 for the policy term that set the last decision", m.reason.clone());
         p.register("fallbacks", "Fallbacks taken, by kind", m.fallbacks.clone());
@@ -199,6 +218,8 @@ impl Metrics {
         self.reactive_replicas.remove(service);
         self.forecast_error.remove(service);
         self.model_age.remove(service);
+        self.objective_validation_share.remove(service);
+        self.objective_met.remove(service);
     }
 
     /// Counts a fallback.

@@ -602,7 +602,7 @@ async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
             let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
             let models = Arc::new(Models::open(grid, &locations, &S3Options::default()).await.unwrap());
             models.reload(&metrics).await;
-            let shared = Arc::new(Shared::new(vec![order.clone()], false, Duration::from_secs(3600), metrics));
+            let shared = Arc::new(Shared::new(vec![order.clone()], false, Duration::from_secs(3600), metrics.clone()));
             let mut engine =
                 Engine::new(grid, 240, source(prometheus, &[&order]), models, shared.clone(), plans).unwrap();
             let t0 = end - chrono::Duration::minutes(20);
@@ -611,6 +611,9 @@ async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
             }
             let d = shared.served(&order).unwrap().decision;
             assert!(d.forecast.is_some(), "a forecast to size from");
+            let text = metrics.encode();
+            let met = r#"prescale_predictor_objective_met{namespace="storefront",service="order"} 1"#;
+            assert_eq!(text.contains(met), objective.is_some(), "{text}");
             d.desired_replicas
         }
     };
