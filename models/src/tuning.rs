@@ -249,48 +249,41 @@ impl Replay {
     }
 }
 
-/// How a replay is scored.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Scoring {
-    /// As the evaluation spec scores the test part.
-    AsSpec,
-    /// For tuning: demand capped at what the largest cluster serves, and a step counted
-    /// short for a candidate when demand exceeds `1 - margin` of ready capacity (for the
-    /// HPA, beyond it: its share of short steps is what "as safe as the HPA" means).
-    Tuning {
-        /// The share of ready capacity held back when counting a candidate's short steps.
-        margin: f64,
-    },
-}
-
 /// The margins tuning tries, smallest first (see [`tune`]).
 pub const MARGINS: [f64; 4] = [0.0, 0.025, 0.05, 0.1];
 
 /// Replays every setting of `settings` and the default HPA on steps `[from, to)` at
-/// `capacity`, scored as `scoring` says.
-#[allow(clippy::too_many_arguments)] // one replay's whole context; a struct would only rename it
+/// `capacity`, scored as the evaluation spec scores the test part.
 pub fn replay(
     series: &Series,
     forecasts: &StepForecasts,
     profile: Option<&BurstProfile>,
     settings: Vec<PolicySettings>,
     capacity: f64,
-    from: usize,
-    to: usize,
-    scoring: Scoring,
+    (from, to): (usize, usize),
 ) -> Result<Replay, PolicyError> {
-    let (cap, margin) = match scoring {
-        Scoring::AsSpec => (false, 0.0),
-        Scoring::Tuning { margin } => (true, margin),
-    };
-    let mut out = replay_margins(series, forecasts, profile, settings, capacity, (from, to), cap, &[margin])?;
+    let all = View { steps: 0..to - from, margin: 0.0 };
+    let mut out = replay_views(series, forecasts, profile, settings, capacity, (from, to), false, &[all])?;
     Ok(out.remove(0))
 }
 
-/// [`replay`] scored at several margins at once (one replay of the policy per setting),
-/// one [`Replay`] per margin.
+/// Which steps of a replay (relative to its first) are scored, and the margin a
+/// candidate's short steps are counted with.
+#[derive(Debug, Clone)]
+struct View {
+    steps: std::ops::Range<usize>,
+    margin: f64,
+}
+
+/// Replays the policy once per setting on steps `[from, to)` and scores it in each of
+/// `views`, one [`Replay`] per view. For tuning (`cap`), demand is capped at what the
+/// largest cluster serves and a candidate's step counts as short when demand exceeds
+/// `1 - margin` of ready capacity; the HPA is scored without the margin (its share of
+/// short steps is what "as safe as the HPA" means). The policy and the HPA decide from
+/// the past only, so a view starting at the first step scores what a replay of just its
+/// steps would.
 #[allow(clippy::too_many_arguments)] // one replay's whole context; a struct would only rename it
-fn replay_margins(
+fn replay_views(
     series: &Series,
     forecasts: &StepForecasts,
     profile: Option<&BurstProfile>,
@@ -298,7 +291,7 @@ fn replay_margins(
     capacity: f64,
     (from, to): (usize, usize),
     cap: bool,
-    margins: &[f64],
+    views: &[View],
 ) -> Result<Vec<Replay>, PolicyError> {
     let startup = series.grid.steps_in(STARTUP);
     let step = series.grid.seconds();
@@ -306,16 +299,22 @@ fn replay_margins(
     let capped: Vec<Option<f64>> = series.values[from..to].iter().map(|d| d.map(|v| v.min(most))).collect();
     let hpa_window = series.grid.steps_in(HPA_WINDOW);
     let hpa_desired = cluster::hpa(&series.values[from..to], capacity, HPA_TARGET, hpa_window);
-    let hpa = cluster::score("hpa", &capped, &hpa_desired, capacity, startup, step);
-    let mut out: Vec<Replay> = margins
+    let score = |name: &str, view: &View, desired: &[u32], serves: f64| {
+        let r = view.steps.clone();
+        cluster::score(name, &capped[r.clone()], &desired[r], serves, startup, step)
+    };
+    let mut out: Vec<Replay> = views
         .iter()
-        .map(|_| Replay { capacity, hpa: hpa.clone(), candidates: Vec::with_capacity(settings.len()) })
+        .map(|v| Replay {
+            capacity,
+            hpa: score("hpa", v, &hpa_desired, capacity),
+            candidates: Vec::with_capacity(settings.len()),
+        })
         .collect();
     for s in settings {
         let desired = predictive(series, forecasts, profile, &s, from, to)?;
-        for (r, m) in out.iter_mut().zip(margins) {
-            let o = cluster::score("predictive", &capped, &desired, capacity * (1.0 - m), startup, step);
-            r.candidates.push((s.clone(), o));
+        for (r, v) in out.iter_mut().zip(views) {
+            r.candidates.push((s.clone(), score("predictive", v, &desired, capacity * (1.0 - v.margin))));
         }
     }
     Ok(out)
@@ -340,6 +339,9 @@ pub struct Tuned {
 /// is barely safe there is often short later (WorldCup 98's validation has no short step
 /// under hundreds of settings, and the cheapest of them is short on its test part), so
 /// the choice is checked on steps it did not see, at no cost to the test part.
+///
+/// One replay of the whole part gives both the first half's scores and the whole's; the
+/// second half is replayed on its own, as a service starting there would run.
 #[allow(clippy::too_many_arguments)] // one replay's whole context; a struct would only rename it
 pub fn tune(
     series: &Series,
@@ -351,23 +353,27 @@ pub fn tune(
     objective: Option<f64>,
 ) -> Result<Tuned, PolicyError> {
     let mid = from + (to - from) / 2;
-    let first = replay_margins(series, forecasts, profile, settings.clone(), capacity, (from, mid), true, &MARGINS)?;
-    let second = replay_margins(series, forecasts, profile, settings.clone(), capacity, (mid, to), true, &[0.0])?;
+    let views: Vec<View> = [0..mid - from, 0..to - from]
+        .into_iter()
+        .flat_map(|steps| MARGINS.map(|margin| View { steps: steps.clone(), margin }))
+        .collect();
+    let mut whole = replay_views(series, forecasts, profile, settings.clone(), capacity, (from, to), true, &views)?;
+    let second_view = View { steps: 0..to - mid, margin: 0.0 };
+    let second = replay_views(series, forecasts, profile, settings, capacity, (mid, to), true, &[second_view])?;
     let second = &second[0];
-    let (mut margin, mut held) = (MARGINS[MARGINS.len() - 1], false);
-    for (&m, r) in MARGINS.iter().zip(&first) {
+    let (mut chosen, mut held) = (MARGINS.len() - 1, false);
+    for (k, r) in whole[..MARGINS.len()].iter().enumerate() {
         let Some((i, _)) = choose_by(&r.candidates, objective.unwrap_or(r.hpa.under_provisioned), |(_, o)| r.score(o))
         else {
             break;
         };
         let allowed = objective.unwrap_or(second.hpa.under_provisioned);
         if second.candidates[i].1.under_provisioned <= allowed + 1e-12 {
-            (margin, held) = (m, true);
+            (chosen, held) = (k, true);
             break;
         }
     }
-    let mut full = replay_margins(series, forecasts, profile, settings, capacity, (from, to), true, &[margin])?;
-    Ok(Tuned { margin, held, replay: full.remove(0) })
+    Ok(Tuned { margin: MARGINS[chosen], held, replay: whole.swap_remove(MARGINS.len() + chosen) })
 }
 
 #[cfg(test)]

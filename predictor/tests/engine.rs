@@ -84,13 +84,20 @@ fn history_of(end: i64, services: &[Synthetic<'_>]) -> String {
 
 /// A tiny transformer trained on the same wave at 30 s steps, published as `v1`.
 async fn publish_model(store: &dyn ObjectStore) {
+    publish_model_with(store, None).await;
+}
+
+/// [`publish_model`], its manifest carrying `policy` (a menu tuned on validation).
+async fn publish_model_with(store: &dyn ObjectStore, policy: Option<prescale_policy::Menu>) {
     let grid = StepGrid::from_secs(STEP as u64).unwrap();
     let start = DateTime::parse_from_rfc3339("2024-03-04T00:00:00Z").unwrap().with_timezone(&Utc);
     let values: Vec<Option<f64>> = (0..2400).map(|i| Some(rate((start.timestamp() + i * STEP) as f64))).collect();
     let series = Series::new("storefront/order", grid, start, values).unwrap();
     let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some((PERIOD as i64 / STEP) as usize)) };
     let (model, _) = TransformerModel::train(&series, Split::of(series.len()), 20, &config, &mut Quiet).unwrap();
-    common::publish(store, &model, "v1", STEP as f64).await;
+    let manifest = artifact::Manifest { policy, ..common::manifest(&model, "v1", Utc::now(), STEP as f64) };
+    artifact::write_version(store, &model, manifest).await.unwrap();
+    artifact::publish(store, "v1", true).await.unwrap();
 }
 
 /// The storefront catalog's source over `prometheus` for `services`, failing fast.
@@ -565,13 +572,7 @@ async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
     // The model, with a menu of three settings: very safe and dear (headroom 400%),
     // middling (100%), cheap and short 5% of the time (0%).
     let folder = dir.path().join("models/order");
-    let store = LocalStore::new(&folder);
     let grid = StepGrid::from_secs(STEP as u64).unwrap();
-    let start = DateTime::parse_from_rfc3339("2024-03-04T00:00:00Z").unwrap().with_timezone(&Utc);
-    let values: Vec<Option<f64>> = (0..2400).map(|i| Some(rate((start.timestamp() + i * STEP) as f64))).collect();
-    let series = Series::new("storefront/order", grid, start, values).unwrap();
-    let config = TrainConfig { max_epochs: 2, ..TrainConfig::small(Some((PERIOD as i64 / STEP) as usize)) };
-    let (model, _) = TransformerModel::train(&series, Split::of(series.len()), 20, &config, &mut Quiet).unwrap();
     let knobs = |headroom: f64| Knobs { headroom, scale_down_window: Duration::ZERO, ..Knobs::of(&policy()) };
     let entry = |headroom, under, cost| Entry {
         knobs: knobs(headroom),
@@ -583,9 +584,7 @@ async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
         entries: vec![entry(4.0, 0.0, 3.0), entry(1.0, 0.001, 1.5), entry(0.0, 0.05, 0.8)],
         margin: 0.0,
     };
-    let manifest = artifact::Manifest { policy: Some(menu), ..common::manifest(&model, "v1", Utc::now(), STEP as f64) };
-    artifact::write_version(&store, &model, manifest).await.unwrap();
-    artifact::publish(&store, "v1", true).await.unwrap();
+    publish_model_with(&LocalStore::new(&folder), Some(menu)).await;
 
     // The same service and model run three times: without an objective, at 1%, at 0.
     let order = ServiceId::new("storefront", "order").unwrap();

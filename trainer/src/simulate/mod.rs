@@ -36,7 +36,7 @@ use prescale_models::burst::BurstProfile;
 use prescale_models::forecaster::{ModelError, TransformerModel};
 use prescale_models::series::{Series, Split};
 use prescale_models::train::{Observer, TrainConfig};
-use prescale_models::tuning::{self, HPA_WINDOW, STARTUP, Scoring, StepForecasts};
+use prescale_models::tuning::{self, HPA_WINDOW, STARTUP, StepForecasts};
 use prescale_policy::cluster::{self, HPA_TARGET, Outcome};
 use prescale_policy::frontier::{self, Point, Position};
 use prescale_policy::mechanics::{self, Mechanics};
@@ -323,9 +323,7 @@ pub fn run(
         profile.as_ref(),
         test_settings,
         capacity,
-        split.test_start,
-        series.len(),
-        Scoring::AsSpec,
+        (split.test_start, series.len()),
     )?;
     points.extend(on_test.candidates.iter().map(|(s, o)| Point {
         policy: "predictive".into(),
