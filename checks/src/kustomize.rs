@@ -1,9 +1,11 @@
-//! Builds a kustomization the way `kubectl kustomize` does, for the subset of kustomize
-//! that `deploy/` and `keda/` use: `resources` (files and folders), `namespace`, `images`,
-//! `configMapGenerator` and `secretGenerator` (without the name hash: references are
-//! checked by name), and JSON 6902 `patches` with a kind and name target. Any other field
-//! is refused, so a kustomization can never use a feature this build would silently skip.
-//! (No kustomize runs here: `kubectl` is not a dependency of `make test`.)
+//! Builds a kustomization. With `kubectl` on the PATH (or `KUBECTL` naming it), the real
+//! kustomize builds it (`kubectl kustomize`), and the content hash it appends to generated
+//! ConfigMap and Secret names is taken off again (names and every reference to them), so
+//! checks name them as the files do. Without `kubectl`, a fallback builds the subset of
+//! kustomize that `deploy/` and `keda/` use: `resources` (files and folders), `components`,
+//! `namespace`, `images`, `configMapGenerator` and `secretGenerator`, and JSON 6902
+//! `patches` with a kind and name target. Any other field is refused, so a kustomization
+//! can never use a feature the fallback would silently skip. [`builder`] says which ran.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,14 @@ pub enum BuildError {
         /// What is wrong.
         message: String,
     },
+    /// `kubectl kustomize` failed.
+    #[error("kubectl kustomize {path}: {message}")]
+    Kubectl {
+        /// The folder.
+        path: PathBuf,
+        /// Its error output.
+        message: String,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +65,8 @@ struct Kustomization {
     namespace: Option<String>,
     #[serde(default)]
     resources: Vec<String>,
+    #[serde(default)]
+    components: Vec<String>,
     #[serde(default)]
     images: Vec<Image>,
     #[serde(default)]
@@ -98,21 +110,113 @@ struct Target {
     name: String,
 }
 
-/// Every object of the kustomization in `dir`, as JSON, in the order kustomize emits
-/// them within each source.
+/// The `kubectl` binary the checks use, if any: `KUBECTL`, else `kubectl` on the PATH.
+pub fn kubectl() -> Option<PathBuf> {
+    if let Some(k) = std::env::var_os("KUBECTL") {
+        return Some(PathBuf::from(k));
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kubectl")).find(|p| p.is_file()))
+}
+
+/// Which builder [`build`] uses here: `kubectl kustomize` or the fallback.
+pub fn builder() -> &'static str {
+    if kubectl().is_some() { "kubectl kustomize" } else { "the fallback subset of kustomize (no kubectl found)" }
+}
+
+/// Every object of the kustomization in `dir`, as JSON (see the module header for which
+/// builder runs).
 pub fn build(dir: &Path) -> Result<Vec<Value>, BuildError> {
+    match kubectl() {
+        Some(bin) => build_with_kubectl(&bin, dir),
+        None => build_subset(dir),
+    }
+}
+
+/// The build of `kubectl kustomize`, with generated names' hash suffixes taken off.
+pub fn build_with_kubectl(kubectl: &Path, dir: &Path) -> Result<Vec<Value>, BuildError> {
+    let out = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|source| BuildError::Read { path: kubectl.to_owned(), source })?;
+    if !out.status.success() {
+        return Err(BuildError::Kubectl {
+            path: dir.to_owned(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut objects = parse_documents(&text, dir)?;
+    // kustomize appends `-<10-character hash>` to generated names and rewrites references.
+    let mut renamed = BTreeMap::new();
+    for o in &objects {
+        if !matches!(o["kind"].as_str(), Some("ConfigMap" | "Secret")) {
+            continue;
+        }
+        let Some(name) = o["metadata"]["name"].as_str() else { continue };
+        if let Some((base, hash)) = name.rsplit_once('-')
+            && hash.len() == 10
+            && hash.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            renamed.insert(name.to_owned(), base.to_owned());
+        }
+    }
+    for o in &mut objects {
+        unhash(o, &renamed);
+        // Secrets as the files write them: `stringData`, not kustomize's wrapped base64.
+        if o["kind"] == "Secret"
+            && let Some(data) = o.as_object_mut().and_then(|m| m.remove("data"))
+        {
+            let mut plain = serde_json::Map::new();
+            for (k, v) in data.as_object().into_iter().flatten() {
+                let b64: String = v.as_str().unwrap_or_default().split_whitespace().collect();
+                let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).map_err(|e| {
+                    BuildError::Kubectl { path: dir.to_owned(), message: format!("Secret data {k}: {e}") }
+                })?;
+                plain.insert(k.clone(), json!(String::from_utf8_lossy(&bytes)));
+            }
+            o["stringData"] = Value::Object(plain);
+        }
+    }
+    Ok(objects)
+}
+
+fn unhash(v: &mut Value, renamed: &BTreeMap<String, String>) {
+    match v {
+        Value::String(s) => {
+            if let Some(base) = renamed.get(s.as_str()) {
+                *s = base.clone();
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| unhash(x, renamed)),
+        Value::Object(m) => m.values_mut().for_each(|x| unhash(x, renamed)),
+        _ => {}
+    }
+}
+
+/// The fallback build of the subset of kustomize the repository uses.
+pub fn build_subset(dir: &Path) -> Result<Vec<Value>, BuildError> {
+    build_onto(dir, Vec::new())
+}
+
+/// Builds the kustomization (or component) in `dir` onto `objects`: a kustomization gets
+/// none, a component the objects built so far, which its transformations then change.
+fn build_onto(dir: &Path, mut objects: Vec<Value>) -> Result<Vec<Value>, BuildError> {
     let path = dir.join("kustomization.yaml");
     let text = read(&path)?;
     let k: Kustomization =
         serde_yaml_ng::from_str(&text).map_err(|e| BuildError::Yaml { path: path.clone(), message: e.to_string() })?;
-    let mut objects = Vec::new();
     for r in &k.resources {
         let p = dir.join(r);
         if p.is_dir() {
-            objects.extend(build(&p)?);
+            objects.extend(build_subset(&p)?);
         } else {
             objects.extend(documents(&p)?);
         }
+    }
+    for c in &k.components {
+        objects = build_onto(&dir.join(c), objects)?;
     }
     for (g, kind) in
         k.config_map_generator.iter().map(|g| (g, "ConfigMap")).chain(k.secret_generator.iter().map(|g| (g, "Secret")))
@@ -186,9 +290,12 @@ pub fn build(dir: &Path) -> Result<Vec<Value>, BuildError> {
 
 /// The objects of a multi-document YAML file.
 pub fn documents(path: &Path) -> Result<Vec<Value>, BuildError> {
-    let text = read(path)?;
+    parse_documents(&read(path)?, path)
+}
+
+fn parse_documents(text: &str, path: &Path) -> Result<Vec<Value>, BuildError> {
     let mut out = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let v =
             Value::deserialize(doc).map_err(|e| BuildError::Yaml { path: path.to_owned(), message: e.to_string() })?;
         if !v.is_null() {
@@ -247,7 +354,7 @@ mod tests {
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base]\nimages: [{name: x/a, newTag: '1.0'}]\npatches:\n  - target: {kind: Deployment, name: a}\n    patch: |-\n      - op: replace\n        path: /spec/replicas\n        value: 3\n",
         )
         .unwrap();
-        let objects = build(&over).unwrap();
+        let objects = build_subset(&over).unwrap();
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[0]["spec"]["replicas"], 3);
         assert_eq!(objects[0]["metadata"]["namespace"], "n");
@@ -260,6 +367,6 @@ mod tests {
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base]\nreplicas: [{name: a, count: 2}]\n",
         )
         .unwrap();
-        assert!(build(&over).unwrap_err().to_string().contains("replicas"));
+        assert!(build_subset(&over).unwrap_err().to_string().contains("replicas"));
     }
 }

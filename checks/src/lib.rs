@@ -1,7 +1,8 @@
 //! `prescale-checks`: checks of the files operators apply, run by `make test`.
 //!
-//! [`kustomize`] builds the overlays of `deploy/` and the `keda/` folder the way kustomize
-//! does (for the subset they use); [`typed`] parses each object strictly into its
+//! [`kustomize`] builds the overlays of `deploy/` and the `keda/` folder with `kubectl
+//! kustomize` (a fallback subset without kubectl); [`netpol`] evaluates NetworkPolicies;
+//! [`typed`] parses each object strictly into its
 //! `k8s-openapi` type; [`keda`] does the same for KEDA's resources after its CRD schema;
 //! [`dashboards`] lists the PromQL of the Grafana dashboards. The tests in `tests/` apply
 //! them to the real files, check the configs inside the ConfigMaps with the components' own
@@ -11,6 +12,7 @@
 pub mod dashboards;
 pub mod keda;
 pub mod kustomize;
+pub mod netpol;
 pub mod typed;
 
 /// The project's root (the tests' repository files are found from it).

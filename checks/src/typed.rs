@@ -3,7 +3,7 @@
 //! the same value. A misspelt or misplaced field (which the API server would drop or
 //! refuse) is reported with its path.
 
-use k8s_openapi::api::{apps, batch, core, policy, rbac};
+use k8s_openapi::api::{apps, batch, core, networking, policy, rbac};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -49,6 +49,8 @@ pub fn check(o: &Value) -> Result<(), TypeError> {
         "Deployment" => strict::<apps::v1::Deployment>(o),
         "StatefulSet" => strict::<apps::v1::StatefulSet>(o),
         "CronJob" => strict::<batch::v1::CronJob>(o),
+        "Job" => strict::<batch::v1::Job>(o),
+        "NetworkPolicy" => strict::<networking::v1::NetworkPolicy>(o),
         "PodDisruptionBudget" => strict::<policy::v1::PodDisruptionBudget>(o),
         "Role" => strict::<rbac::v1::Role>(o),
         "RoleBinding" => strict::<rbac::v1::RoleBinding>(o),

@@ -72,6 +72,7 @@ fn every_image_is_built_multi_stage_non_root_with_libtorch_only_where_linked() {
     let images: BTreeMap<&str, (&str, Option<&str>, &str, bool)> = BTreeMap::from([
         ("prescale/storefront", ("storefront.Dockerfile", None, "storefront", false)),
         ("prescale/collector", ("collector.Dockerfile", None, "prescale-collector", false)),
+        ("prescale/scaler", ("scaler.Dockerfile", None, "prescale-scaler", false)),
         ("prescale/predictor", ("torch.Dockerfile", Some("predictor"), "prescale-predictor", true)),
         ("prescale/trainer", ("torch.Dockerfile", Some("trainer"), "prescale-trainer", true)),
     ]);

@@ -13,6 +13,175 @@ use serde_json::Value;
 /// Secrets operators create themselves (documented in the overlays and the README).
 const OPERATOR_SECRETS: [&str; 4] = ["predictor-tls", "storefront-jwt", "storefront-db", "keda-predictor-client"];
 
+#[test]
+fn the_overlays_build_with_the_real_kustomize_and_the_fallback_alike() {
+    eprintln!("building with {}", prescale_checks::kustomize::builder());
+    let Some(kubectl) = prescale_checks::kustomize::kubectl() else {
+        eprintln!("no kubectl: the fallback alone is checked");
+        return;
+    };
+    let key =
+        |o: &Value| (o["kind"].to_string(), o["metadata"]["namespace"].to_string(), o["metadata"]["name"].to_string());
+    for dir in ["deploy/overlays/dev", "deploy/overlays/prod", "keda"] {
+        let real = prescale_checks::kustomize::build_with_kubectl(&kubectl, &repo().join(dir)).unwrap();
+        let fallback = prescale_checks::kustomize::build_subset(&repo().join(dir)).unwrap();
+        let real: BTreeSet<_> = real.iter().map(key).collect();
+        let fallback: BTreeSet<_> = fallback.iter().map(key).collect();
+        assert_eq!(real, fallback, "{dir}: the fallback builds other objects than kubectl kustomize");
+    }
+}
+
+/// Disruptions a PodDisruptionBudget allows at `replicas` healthy pods (percentages
+/// rounded up, as the disruption controller does).
+fn disruptions_allowed(pdb: &Value, replicas: i64) -> i64 {
+    let scaled = |v: &Value| -> i64 {
+        match v {
+            Value::Number(n) => n.as_i64().unwrap(),
+            Value::String(p) => {
+                let percent: i64 = p.trim_end_matches('%').parse().unwrap();
+                (percent * replicas + 99) / 100
+            }
+            other => panic!("{other}"),
+        }
+    };
+    let spec = &pdb["spec"];
+    if !spec["maxUnavailable"].is_null() {
+        scaled(&spec["maxUnavailable"])
+    } else {
+        replicas - scaled(&spec["minAvailable"])
+    }
+}
+
+#[test]
+fn no_disruption_budget_blocks_a_drain_at_any_replica_count() {
+    let keda = build(&repo().join("keda")).unwrap();
+    for name in ["dev", "prod"] {
+        let objects = overlay(name);
+        let mut checked = 0;
+        for pdb in objects.iter().filter(|o| o["kind"] == "PodDisruptionBudget") {
+            let ns = pdb["metadata"]["namespace"].as_str().unwrap();
+            let selector = &pdb["spec"]["selector"]["matchLabels"];
+            let workload = objects
+                .iter()
+                .find(|o| {
+                    o["metadata"]["namespace"] == ns
+                        && matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet"))
+                        && labels_match(selector, &o["spec"]["template"]["metadata"]["labels"])
+                })
+                .unwrap_or_else(|| panic!("{name}: {} selects no workload", describe(pdb)));
+            let wname = workload["metadata"]["name"].as_str().unwrap();
+            // The counts it can have: a ScaledObject's range, else its replicas (1 unset).
+            let scaled = keda.iter().find(|o| {
+                o["kind"] == "ScaledObject"
+                    && o["metadata"]["namespace"] == ns
+                    && o["spec"]["scaleTargetRef"]["name"] == wname
+            });
+            let counts = match scaled {
+                Some(so) => {
+                    so["spec"]["minReplicaCount"].as_i64().unwrap_or(1)
+                        ..=so["spec"]["maxReplicaCount"].as_i64().unwrap()
+                }
+                None => {
+                    let n = workload["spec"]["replicas"].as_i64().unwrap_or(1);
+                    n..=n
+                }
+            };
+            for n in counts {
+                assert!(
+                    disruptions_allowed(pdb, n) >= 1,
+                    "{name}: {} allows no disruption at {n} replicas of {wname}: a node drain hangs",
+                    describe(pdb)
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 8, "{name}: {checked} budgets");
+    }
+}
+
+#[test]
+fn the_scaler_runs_with_its_rbac_and_reaches_the_predictors_service() {
+    let keda = build(&repo().join("keda")).unwrap();
+    for name in ["dev", "prod"] {
+        let objects = overlay(name);
+        let deployment = find(&objects, "Deployment", "prescale-scaler");
+        let spec = pod_spec(deployment).unwrap();
+        let sa = spec["serviceAccountName"].as_str().unwrap();
+        let sa_ns = deployment["metadata"]["namespace"].as_str().unwrap();
+        let config: prescale_scaler::run::RunConfig = prescale_core::config::from_toml_str(
+            find(&objects, "ConfigMap", "scaler-config")["data"]["scaler.toml"].as_str().unwrap(),
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert!(config.shadow, "{name}: the scaler ships in shadow mode");
+        // Its RBAC is exactly what `prescale-scaler rbac` prints for its targets, bound to
+        // the ServiceAccount the Deployment runs as.
+        let wanted = prescale_scaler::rbac::for_targets(&config.targets, sa_ns);
+        for item in wanted["items"].as_array().unwrap() {
+            let kind = item["kind"].as_str().unwrap();
+            let ns = item["metadata"]["namespace"].as_str().unwrap();
+            let shipped = objects
+                .iter()
+                .find(|o| {
+                    o["kind"] == kind
+                        && o["metadata"]["namespace"] == ns
+                        && o["metadata"]["name"] == item["metadata"]["name"]
+                })
+                .unwrap_or_else(|| panic!("{name}: no {kind} in {ns} for the scaler"));
+            let field = if kind == "Role" { "rules" } else { "subjects" };
+            assert_eq!(shipped[field], item[field], "{name}: {kind} in {ns}");
+            if kind == "RoleBinding" {
+                assert_eq!(shipped["subjects"][0]["name"], sa);
+                assert_eq!(shipped["roleRef"], item["roleRef"]);
+            }
+        }
+        assert_eq!(find(&objects, "ServiceAccount", sa)["metadata"]["namespace"], sa_ns);
+        // The predictor URL names the predictor's Service, on the port that reaches its
+        // HTTP API.
+        let url = reqwest::Url::parse(&config.predictor_url).unwrap();
+        let host = url.host_str().unwrap();
+        let mut parts = host.split('.');
+        let (svc, ns) = (parts.next().unwrap(), parts.next().unwrap_or(sa_ns));
+        let service = objects
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == svc && o["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("{name}: the scaler's {host} is no Service"));
+        let port = url.port_or_known_default().unwrap();
+        let sp = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == port)
+            .unwrap_or_else(|| panic!("{name}: Service {svc} has no port {port}"));
+        let predictor = find(&objects, "Deployment", "predictor");
+        let container = &pod_spec(predictor).unwrap()["containers"][0];
+        let target = container["ports"].as_array().unwrap().iter().find(|p| p["name"] == sp["targetPort"]).unwrap();
+        assert!(labels_match(&service["spec"]["selector"], &predictor["spec"]["template"]["metadata"]["labels"]));
+        let predictor_config: prescale_predictor::config::PredictorConfig = prescale_core::config::from_toml_str(
+            find(&objects, "ConfigMap", "predictor-config")["data"]["predictor.toml"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            target["containerPort"].as_u64(),
+            Some(u64::from(predictor_config.listen.port())),
+            "{name}: the Service port {port} is not the predictor's HTTP listener"
+        );
+        // Its targets are the ScaledObjects' workloads with the same bounds.
+        for t in &config.targets {
+            let so = keda
+                .iter()
+                .find(|o| {
+                    o["kind"] == "ScaledObject"
+                        && o["metadata"]["namespace"] == t.namespace.as_str()
+                        && o["spec"]["scaleTargetRef"]["name"] == t.name.as_str()
+                })
+                .unwrap_or_else(|| panic!("{name}: the scaler's target {} has no ScaledObject", t.describe()));
+            assert_eq!(so["spec"]["minReplicaCount"].as_u64(), Some(u64::from(t.min_replicas)), "{}", t.describe());
+            assert_eq!(so["spec"]["maxReplicaCount"].as_u64(), Some(u64::from(t.max_replicas)), "{}", t.describe());
+        }
+    }
+}
+
 fn overlay(name: &str) -> Vec<Value> {
     build(&repo().join("deploy/overlays").join(name)).unwrap_or_else(|e| panic!("overlay {name}: {e}"))
 }
@@ -66,6 +235,8 @@ fn workloads_are_wired_bounded_probed_and_unprivileged() {
             let ns = o["metadata"]["namespace"].as_str().unwrap();
             let template_labels = if o["kind"] == "CronJob" {
                 &o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+            } else if o["kind"] == "Job" {
+                &o["spec"]["template"]["metadata"]["labels"]
             } else {
                 assert!(
                     labels_match(&o["spec"]["selector"]["matchLabels"], &o["spec"]["template"]["metadata"]["labels"]),
@@ -85,7 +256,7 @@ fn workloads_are_wired_bounded_probed_and_unprivileged() {
                         assert!(c["resources"][kind][r].is_string(), "{what}: no resources.{kind}.{r}");
                     }
                 }
-                if o["kind"] != "CronJob" {
+                if o["kind"] != "CronJob" && o["kind"] != "Job" {
                     assert!(c["readinessProbe"].is_object() && c["livenessProbe"].is_object(), "{what}: probes");
                 }
                 assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{what}");

@@ -1,5 +1,6 @@
 //! The least privilege of `prescale-scaler run` for a list of targets: in each namespace,
-//! `get` and `update` of `deployments/scale` for exactly the Deployments listed
+//! `get` and `update` of `<kind>s/scale` (`deployments/scale`, `statefulsets/scale`,
+//! `rollouts/scale` in `argoproj.io`, ...) for exactly the workloads listed
 //! (`resourceNames`), bound to the scaler's ServiceAccount. `deploy/base/scaler-rbac.yaml`
 //! is the namespace-wide fallback for when the targets are not known up front.
 
@@ -14,11 +15,15 @@ use crate::kube_backend::Target;
 /// The ServiceAccount, Role and RoleBinding name.
 pub const NAME: &str = "prescale-scaler";
 
-/// A `v1` `List` of a Role and a RoleBinding per namespace of `targets`.
+/// A `v1` `List` of a Role and a RoleBinding per namespace of `targets`: one rule per
+/// API group and resource, naming exactly the targets' workloads. Targets whose kind is
+/// unknown (no API resource) are left out; `RunConfig::validate` refuses them first.
 pub fn for_targets(targets: &[Target], service_account_namespace: &str) -> Value {
-    let mut by_namespace: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // namespace -> (group, plural) -> names
+    let mut by_namespace: BTreeMap<&str, BTreeMap<(String, String), Vec<String>>> = BTreeMap::new();
     for t in targets {
-        by_namespace.entry(&t.namespace).or_default().push(t.deployment.clone());
+        let Some(r) = t.api_resource() else { continue };
+        by_namespace.entry(&t.namespace).or_default().entry((r.group, r.plural)).or_default().push(t.name.clone());
     }
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), NAME.to_owned()),
@@ -31,19 +36,22 @@ pub fn for_targets(targets: &[Target], service_account_namespace: &str) -> Value
         ..ObjectMeta::default()
     };
     let mut items = Vec::new();
-    for (namespace, mut deployments) in by_namespace {
-        deployments.sort();
-        deployments.dedup();
-        let role = Role {
-            metadata: meta(namespace),
-            rules: Some(vec![PolicyRule {
-                api_groups: Some(vec!["apps".into()]),
-                resources: Some(vec!["deployments/scale".into()]),
-                resource_names: Some(deployments),
-                verbs: vec!["get".into(), "update".into()],
-                ..PolicyRule::default()
-            }]),
-        };
+    for (namespace, resources) in by_namespace {
+        let rules = resources
+            .into_iter()
+            .map(|((group, plural), mut names)| {
+                names.sort();
+                names.dedup();
+                PolicyRule {
+                    api_groups: Some(vec![group]),
+                    resources: Some(vec![format!("{plural}/scale")]),
+                    resource_names: Some(names),
+                    verbs: vec!["get".into(), "update".into()],
+                    ..PolicyRule::default()
+                }
+            })
+            .collect();
+        let role = Role { metadata: meta(namespace), rules: Some(rules) };
         let binding = RoleBinding {
             metadata: meta(namespace),
             role_ref: RoleRef {

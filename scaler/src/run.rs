@@ -1,4 +1,5 @@
-//! `prescale-scaler run`: poll the predictor's decisions and apply them to Deployments.
+//! `prescale-scaler run`: poll the predictor's decisions and apply them to workloads
+//! (Deployments, StatefulSets, Argo Rollouts: anything with a scale subresource).
 //!
 //! Every interval it reads `GET {predictor}/api/v1/services`, and for each decision whose
 //! `namespace/name` matches a configured [`Target`] applies it through the [`Applier`]
@@ -41,7 +42,7 @@ pub struct RunConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The Deployments that may be scaled.
+    /// The workloads that may be scaled.
     #[serde(default)]
     pub targets: Vec<Target>,
     /// Decisions older than this are not applied, whatever the predictor says of them
@@ -75,13 +76,25 @@ impl RunConfig {
             let field = |name: &str| format!("targets[{i}].{name}");
             prescale_core::service::validate_label("namespace", &t.namespace)
                 .map_err(|e| FieldError::new(field("namespace"), e))?;
-            prescale_core::service::validate_label("deployment", &t.deployment)
-                .map_err(|e| FieldError::new(field("deployment"), e))?;
-            if !seen.insert((t.namespace.as_str(), t.deployment.as_str())) {
-                return Err(FieldError::new(
-                    field("deployment"),
-                    format!("{}/{} is listed twice", t.namespace, t.deployment),
-                ));
+            prescale_core::service::validate_label("name", &t.name).map_err(|e| FieldError::new(field("name"), e))?;
+            if t.api_resource().is_none() {
+                return Err(match &t.api_version {
+                    Some(v) => FieldError::new(
+                        field("api_version"),
+                        format!("{v:?} with kind {:?} is not group/version and a kind name", t.kind),
+                    ),
+                    None => FieldError::new(
+                        field("kind"),
+                        format!(
+                            "{:?} is not a kind known without api_version (Deployment, StatefulSet, ReplicaSet, Rollout)",
+                            t.kind
+                        ),
+                    ),
+                });
+            }
+            // The predictor names a service by namespace and name: one workload per name.
+            if !seen.insert((t.namespace.as_str(), t.name.as_str())) {
+                return Err(FieldError::new(field("name"), format!("{}/{} is listed twice", t.namespace, t.name)));
             }
             if t.max_replicas > i32::MAX as u32 {
                 return Err(FieldError::new(
@@ -111,23 +124,25 @@ fn default_listen() -> SocketAddr {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct DeploymentLabels {
+struct WorkloadLabels {
     namespace: String,
-    deployment: String,
+    kind: String,
+    name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ActionLabels {
     namespace: String,
-    deployment: String,
+    kind: String,
+    name: String,
     action: String,
 }
 
 /// The scaler's own metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    desired: Family<DeploymentLabels, Gauge>,
-    current: Family<DeploymentLabels, Gauge>,
+    desired: Family<WorkloadLabels, Gauge>,
+    current: Family<WorkloadLabels, Gauge>,
     actions: Family<ActionLabels, Counter>,
     poll_errors: Counter,
     shadow: Gauge,
@@ -143,7 +158,7 @@ impl Metrics {
         );
         registry.register(
             "prescale_scaler_current_replicas",
-            "Replicas the Deployment had when the decision was applied",
+            "Replicas the workload had when the decision was applied",
             self.current.clone(),
         );
         registry.register(
@@ -206,18 +221,23 @@ pub async fn round(
         let Some(target) = config
             .targets
             .iter()
-            .find(|t| decision.service.namespace() == t.namespace && decision.service.name() == t.deployment)
+            .find(|t| decision.service.namespace() == t.namespace && decision.service.name() == t.name)
         else {
             tracing::debug!(service = %decision.service, "no target configured; not scaled");
             continue;
         };
-        let labels = DeploymentLabels { namespace: target.namespace.clone(), deployment: target.deployment.clone() };
+        let labels = WorkloadLabels {
+            namespace: target.namespace.clone(),
+            kind: target.kind.clone(),
+            name: target.name.clone(),
+        };
         let count = |action: &str| {
             metrics
                 .actions
                 .get_or_create(&ActionLabels {
                     namespace: labels.namespace.clone(),
-                    deployment: labels.deployment.clone(),
+                    kind: labels.kind.clone(),
+                    name: labels.name.clone(),
                     action: action.into(),
                 })
                 .inc();

@@ -114,8 +114,10 @@ fn run_refuses_inverted_or_oversized_bounds_naming_the_target() {
                 "{}[[targets]]\nnamespace = \"shop\"\ndeployment = \"order\"\nmin_replicas = 1\nmax_replicas = 2\n",
                 target(1, 2)
             ),
-            "targets[1].deployment",
+            "targets[1].name",
         ),
+        (format!("{}kind = \"Gadget\"\n", target(1, 2)), "targets[0].kind"),
+        (format!("{}kind = \"Gadget\"\napi_version = \"a/b/c\"\n", target(1, 2)), "targets[0].api_version"),
     ] {
         std::fs::write(&config, text).unwrap();
         let run = scaler().args(["run", "--config"]).arg(&config).output().unwrap();
@@ -126,15 +128,22 @@ fn run_refuses_inverted_or_oversized_bounds_naming_the_target() {
 }
 
 #[test]
-fn rbac_grants_exactly_the_listed_deployments_scale() {
+fn rbac_grants_exactly_the_listed_workloads_scale() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("scaler.toml");
-    let targets = [("shop", "order"), ("shop", "cart"), ("storefront", "gateway")]
-        .iter()
-        .map(|(ns, d)| {
-            format!("[[targets]]\nnamespace = \"{ns}\"\ndeployment = \"{d}\"\nmin_replicas = 1\nmax_replicas = 9\n")
-        })
-        .collect::<String>();
+    let targets = [
+        ("shop", "order", "Deployment"),
+        ("shop", "cart", "Deployment"),
+        ("storefront", "gateway", "Deployment"),
+    ]
+    .iter()
+    .chain(&[("shop", "ledger", "StatefulSet"), ("shop", "checkout", "Rollout")])
+    .map(|(ns, d, kind)| {
+        format!(
+            "[[targets]]\nnamespace = \"{ns}\"\nkind = \"{kind}\"\nname = \"{d}\"\nmin_replicas = 1\nmax_replicas = 9\n"
+        )
+    })
+    .collect::<String>();
     std::fs::write(&config, format!("predictor_url = \"http://127.0.0.1:1\"\n{targets}")).unwrap();
     let out = scaler().args(["rbac", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -143,10 +152,17 @@ fn rbac_grants_exactly_the_listed_deployments_scale() {
     assert_eq!(items.len(), 4, "a Role and a RoleBinding per namespace");
     let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(items[0].clone()).unwrap();
     assert_eq!(role.metadata.namespace.as_deref(), Some("shop"));
-    let rule = &role.rules.unwrap()[0];
-    assert_eq!(rule.resource_names.as_deref(), Some(&["cart".to_owned(), "order".to_owned()][..]));
-    assert_eq!(rule.resources.as_deref(), Some(&["deployments/scale".to_owned()][..]));
-    assert_eq!(rule.verbs, ["get", "update"]);
+    let rules = role.rules.unwrap();
+    let rule = |group: &str| rules.iter().find(|r| r.api_groups.as_deref() == Some(&[group.to_owned()][..])).unwrap();
+    assert_eq!(rules.len(), 3, "{rules:?}");
+    let deployments = rules.iter().find(|r| r.resources.as_deref() == Some(&["deployments/scale".to_owned()][..]));
+    assert_eq!(deployments.unwrap().resource_names.as_deref(), Some(&["cart".to_owned(), "order".to_owned()][..]));
+    let stateful = rules.iter().find(|r| r.resources.as_deref() == Some(&["statefulsets/scale".to_owned()][..]));
+    assert_eq!(stateful.unwrap().resource_names.as_deref(), Some(&["ledger".to_owned()][..]));
+    let argo = rule("argoproj.io");
+    assert_eq!(argo.resources.as_deref(), Some(&["rollouts/scale".to_owned()][..]));
+    assert_eq!(argo.resource_names.as_deref(), Some(&["checkout".to_owned()][..]));
+    assert!(rules.iter().all(|r| r.verbs == ["get", "update"]));
     let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(items[1].clone()).unwrap();
     assert_eq!(binding.subjects.unwrap()[0].namespace.as_deref(), Some("prescale"));
     assert_eq!(items[2]["metadata"]["namespace"], "storefront");

@@ -14,7 +14,7 @@ use tower_test::mock::{Handle, pair};
 const SCALE_PATH: &str = "/apis/apps/v1/namespaces/shop/deployments/order/scale";
 
 fn target() -> Target {
-    Target { namespace: "shop".into(), deployment: "order".into(), min_replicas: 1, max_replicas: 10 }
+    Target::deployment("shop", "order", 1, 10)
 }
 
 fn scale(replicas: i32, version: &str) -> Vec<u8> {
@@ -51,20 +51,63 @@ async fn expect_no_request(handle: &mut ApiHandle) {
 
 /// Answers one GET of the scale.
 async fn expect_get(handle: &mut ApiHandle, replicas: i32, version: &str) {
+    expect_get_at(handle, SCALE_PATH, replicas, version).await;
+}
+
+/// Answers one GET of the scale at `path`.
+async fn expect_get_at(handle: &mut ApiHandle, path: &str, replicas: i32, version: &str) {
     let (request, send) = handle.next_request().await.expect("a GET of the scale");
     assert_eq!(request.method(), Method::GET);
-    assert_eq!(request.uri().path(), SCALE_PATH);
+    assert_eq!(request.uri().path(), path);
     send.send_response(Response::builder().body(Body::from(scale(replicas, version))).unwrap());
 }
 
 /// Receives one PUT of the scale, returns its body, and answers with `response`.
 async fn expect_put(handle: &mut ApiHandle, response: Response<Body>) -> Value {
+    expect_put_at(handle, SCALE_PATH, response).await
+}
+
+/// Receives one PUT of the scale at `path`, returns its body, and answers with `response`.
+async fn expect_put_at(handle: &mut ApiHandle, path: &str, response: Response<Body>) -> Value {
     let (request, send) = handle.next_request().await.expect("a PUT of the scale");
     assert_eq!(request.method(), Method::PUT);
-    assert_eq!(request.uri().path(), SCALE_PATH);
+    assert_eq!(request.uri().path(), path);
     let body = request.into_body().collect_bytes().await.unwrap();
     send.send_response(response);
     serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn statefulsets_and_argo_rollouts_scale_through_their_own_scale_subresource() {
+    for (kind, api_version, path) in [
+        ("StatefulSet", None, "/apis/apps/v1/namespaces/shop/statefulsets/order/scale"),
+        ("Rollout", None, "/apis/argoproj.io/v1alpha1/namespaces/shop/rollouts/order/scale"),
+        ("Widget", Some("example.com/v2"), "/apis/example.com/v2/namespaces/shop/widgets/order/scale"),
+    ] {
+        let target = Target {
+            kind: kind.into(),
+            api_version: api_version.map(str::to_owned),
+            ..Target::deployment("shop", "order", 1, 10)
+        };
+        let (client, mut handle) = mock();
+        let api = tokio::spawn(async move {
+            expect_get_at(&mut handle, path, 3, "7").await;
+            let put =
+                expect_put_at(&mut handle, path, Response::builder().body(Body::from(scale(6, "8"))).unwrap()).await;
+            assert_eq!(put["spec"]["replicas"], 6);
+            assert_eq!(put["metadata"]["resourceVersion"], "7");
+            expect_no_request(&mut handle).await;
+        });
+        let applied = Applier::new(client, false).apply(&target, 6).await.unwrap();
+        assert_eq!(applied, Applied::Scaled { from: 3, to: 6, conflicts: 0 }, "{kind}");
+        api.await.unwrap();
+    }
+    // A kind the scaler cannot place without its API version: refused before any request.
+    let (client, mut handle) = mock();
+    let unknown = Target { kind: "Widget".into(), ..Target::deployment("shop", "order", 1, 10) };
+    let err = Applier::new(client, false).apply(&unknown, 5).await.unwrap_err();
+    assert!(matches!(err, ApplyError::UnknownKind { .. }) && err.to_string().contains("shop/Widget/order"), "{err}");
+    expect_no_request(&mut handle).await;
 }
 
 #[tokio::test]
@@ -195,17 +238,16 @@ fn the_rbac_manifest_grants_only_the_scale_subresource() {
         .map(|d| serde_yaml_ng::from_str(d).unwrap())
         .collect();
     let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
-    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(docs[1].clone()).unwrap();
-    let rules = role.rules.unwrap();
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].api_groups.as_deref(), Some(&["apps".to_owned()][..]));
-    assert_eq!(rules[0].resources.as_deref(), Some(&["deployments/scale".to_owned()][..]));
-    let mut verbs = rules[0].verbs.clone();
-    verbs.sort();
-    assert_eq!(verbs, ["get", "update"], "exactly what Applier uses: get_scale and replace_scale");
-    let _: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(docs[2].clone()).unwrap();
-    let _: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(docs[0].clone()).unwrap();
+    assert_eq!(kinds, ["Role", "RoleBinding"]);
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(docs[0].clone()).unwrap();
+    for rule in role.rules.unwrap() {
+        assert!(rule.resources.unwrap().iter().all(|r| r.ends_with("/scale")), "only scale subresources");
+        assert!(rule.resource_names.is_some_and(|n| !n.is_empty()), "only named workloads");
+        let mut verbs = rule.verbs.clone();
+        verbs.sort();
+        assert_eq!(verbs, ["get", "update"], "exactly what Applier uses: get_scale and replace_scale");
+    }
+    let _: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(docs[1].clone()).unwrap();
 }
 
 /// Serves `decisions` as the predictor's `GET /api/v1/services` on loopback; its base URL.
@@ -262,7 +304,9 @@ async fn stale_decisions_are_not_applied() {
     marked.stale = true;
     let text = round_touching_nothing(ServicesResponse { services: vec![marked], shadow: false }).await;
     assert!(
-        text.contains(r#"prescale_scaler_actions_total{namespace="shop",deployment="order",action="stale"} 1"#),
+        text.contains(
+            r#"prescale_scaler_actions_total{namespace="shop",kind="Deployment",name="order",action="stale"} 1"#
+        ),
         "{text}"
     );
     // Not marked (an older predictor), but older than max_decision_age.
