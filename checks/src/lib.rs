@@ -2,6 +2,7 @@
 //!
 //! [`kustomize`] builds the overlays of `deploy/` and the `keda/` folder with `kubectl
 //! kustomize` (a fallback subset without kubectl); [`netpol`] evaluates NetworkPolicies;
+//! [`monitoring`] types the Prometheus Operator's resources;
 //! [`typed`] parses each object strictly into its
 //! `k8s-openapi` type; [`keda`] does the same for KEDA's resources after its CRD schema;
 //! [`dashboards`] lists the PromQL of the Grafana dashboards. The tests in `tests/` apply
@@ -12,6 +13,7 @@
 pub mod dashboards;
 pub mod keda;
 pub mod kustomize;
+pub mod monitoring;
 pub mod netpol;
 pub mod typed;
 

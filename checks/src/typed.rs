@@ -39,6 +39,9 @@ pub fn describe(o: &Value) -> String {
 
 /// Checks that `o` is a well-formed object of its kind.
 pub fn check(o: &Value) -> Result<(), TypeError> {
+    if let Some(result) = crate::monitoring::check(o) {
+        return result.map_err(|message| TypeError::Parse { object: describe(o), message });
+    }
     match o["kind"].as_str().unwrap_or_default() {
         "Namespace" => strict::<core::v1::Namespace>(o),
         "ConfigMap" => strict::<core::v1::ConfigMap>(o),

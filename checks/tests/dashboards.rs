@@ -56,7 +56,7 @@ fn known() -> BTreeSet<String> {
             .get_or_create(&ForecastLabels {
                 namespace: namespace.clone(),
                 service: service.clone(),
-                quantile: "p50",
+                quantile: "0.5",
                 horizon_seconds: 600,
             })
             .set(1.0);

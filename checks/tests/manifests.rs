@@ -22,7 +22,7 @@ fn the_overlays_build_with_the_real_kustomize_and_the_fallback_alike() {
     };
     let key =
         |o: &Value| (o["kind"].to_string(), o["metadata"]["namespace"].to_string(), o["metadata"]["name"].to_string());
-    for dir in ["deploy/overlays/dev", "deploy/overlays/prod", "keda"] {
+    for dir in ["deploy/overlays/dev", "deploy/overlays/prod", "deploy/overlays/operator", "keda"] {
         let real = prescale_checks::kustomize::build_with_kubectl(&kubectl, &repo().join(dir)).unwrap();
         let fallback = prescale_checks::kustomize::build_subset(&repo().join(dir)).unwrap();
         let real: BTreeSet<_> = real.iter().map(key).collect();
@@ -55,7 +55,7 @@ fn disruptions_allowed(pdb: &Value, replicas: i64) -> i64 {
 #[test]
 fn no_disruption_budget_blocks_a_drain_at_any_replica_count() {
     let keda = build(&repo().join("keda")).unwrap();
-    for name in ["dev", "prod"] {
+    for name in ["dev", "prod", "operator"] {
         let objects = overlay(name);
         let mut checked = 0;
         for pdb in objects.iter().filter(|o| o["kind"] == "PodDisruptionBudget") {
@@ -102,7 +102,7 @@ fn no_disruption_budget_blocks_a_drain_at_any_replica_count() {
 #[test]
 fn the_scaler_runs_with_its_rbac_and_reaches_the_predictors_service() {
     let keda = build(&repo().join("keda")).unwrap();
-    for name in ["dev", "prod"] {
+    for name in ["dev", "prod", "operator"] {
         let objects = overlay(name);
         let deployment = find(&objects, "Deployment", "prescale-scaler");
         let spec = pod_spec(deployment).unwrap();
@@ -198,8 +198,8 @@ fn labels_match(selector: &Value, labels: &Value) -> bool {
 }
 
 #[test]
-fn every_object_of_both_overlays_is_a_valid_kubernetes_object() {
-    for name in ["dev", "prod"] {
+fn every_object_of_every_overlay_is_a_valid_kubernetes_object() {
+    for name in ["dev", "prod", "operator"] {
         let objects = overlay(name);
         assert!(objects.len() > 30, "{name}: {} objects", objects.len());
         let mut seen = BTreeSet::new();

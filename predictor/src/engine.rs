@@ -74,7 +74,7 @@ fn forget(run: &ServiceRun, grid: StepGrid, m: &crate::metrics::Metrics) {
     }
     for k in 1..=run.exported_points {
         let horizon_seconds = (k as f64 * grid.seconds()).round() as u32;
-        for quantile in ["p50", "p90"] {
+        for quantile in crate::metrics::QUANTILES {
             m.forecast.remove(&ForecastLabels {
                 namespace: namespace.clone(),
                 service: service.clone(),
@@ -502,7 +502,7 @@ fn decide(
         run.exported_points = run.exported_points.max(f.p50.len());
         for (k, (p50, p90)) in f.p50.iter().zip(&f.p90).enumerate() {
             let horizon_seconds = ((k + 1) as f64 * grid.seconds()).round() as u32;
-            for (quantile, v) in [("p50", p50), ("p90", p90)] {
+            for (quantile, v) in crate::metrics::QUANTILES.into_iter().zip([p50, p90]) {
                 let labels = ForecastLabels {
                     namespace: run.labels.namespace.clone(),
                     service: run.labels.service.clone(),

@@ -20,6 +20,10 @@ pub struct ServiceLabels {
     pub service: String,
 }
 
+/// The `quantile` label of the forecast series: Prometheus' convention (`"0.5"`, as a
+/// summary writes it), for the p50 and the p90.
+pub const QUANTILES: [&str; 2] = ["0.5", "0.9"];
+
 /// A forecast point.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ForecastLabels {

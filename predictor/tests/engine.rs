@@ -274,7 +274,7 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
     let (_, metrics) = get(&app, "/metrics", None, "GET", "").await;
     for needle in [
         r#"ml_predicted_replicas{namespace="storefront",service="order"}"#,
-        r#"prescale_predictor_forecast_requests_per_second{namespace="storefront",service="order",quantile="p90",horizon_seconds="600"}"#,
+        r#"prescale_predictor_forecast_requests_per_second{namespace="storefront",service="order",quantile="0.9",horizon_seconds="600"}"#,
         r#"prescale_predictor_model_info{namespace="storefront",service="order",version="v1",forecaster="transformer"} 1"#,
         r#"prescale_predictor_decision_reason{namespace="storefront",service="cart",reason="reactive"} 1"#,
         r#"prescale_predictor_fallbacks_total{kind="no_model"}"#,

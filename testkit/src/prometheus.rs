@@ -101,6 +101,18 @@ impl Prometheus {
         (p, secured)
     }
 
+    /// As [`Prometheus::start`], evaluating the rule groups of `rules` (a rule file's YAML).
+    pub fn start_with_rules(dir: &Path, scrape_interval: &str, scrape_configs: &str, rules: &str) -> Self {
+        let mut p = Self::configured(dir, scrape_interval, scrape_configs);
+        let file = dir.join("rules.yml");
+        std::fs::write(&file, rules).expect("writing the rules");
+        let config = std::fs::read_to_string(dir.join("prometheus.yml")).expect("reading prometheus.yml");
+        std::fs::write(dir.join("prometheus.yml"), format!("rule_files: ['{}']\n{config}", file.display()))
+            .expect("writing prometheus.yml");
+        p.launch();
+        p
+    }
+
     fn configured(dir: &Path, scrape_interval: &str, scrape_configs: &str) -> Self {
         let scrape = if scrape_configs.trim().is_empty() { "[]".to_owned() } else { format!("\n{scrape_configs}") };
         let config = format!(
