@@ -68,6 +68,13 @@ pub fn queries(path: &Path) -> Result<Vec<Query>, DashboardError> {
             inner.rsplit_once(',').ok_or_else(|| err(format!("variable {name}: label_values needs a selector")))?;
         out.push(Query::Variable { name, selector: substitute(selector.trim()), label: label.trim().to_owned() });
     }
+    // Annotation queries (built-in ones have no expr).
+    for a in d["annotations"]["list"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        if let Some(expr) = a["expr"].as_str() {
+            let name = a["name"].as_str().unwrap_or("?");
+            out.push(Query::Panel { panel: format!("annotation {name}"), expr: substitute(expr) });
+        }
+    }
     let panels = d["panels"].as_array().ok_or_else(|| err("no panels".into()))?;
     for p in panels {
         let title = p["title"].as_str().unwrap_or("?").to_owned();

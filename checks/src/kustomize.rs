@@ -94,6 +94,17 @@ struct Generator {
     files: Vec<String>,
     #[serde(default)]
     literals: Vec<String>,
+    #[serde(default)]
+    options: Option<GeneratorOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneratorOptions {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +247,14 @@ fn build_onto(dir: &Path, mut objects: Vec<Value>) -> Result<Vec<Value>, BuildEr
         let mut metadata = json!({"name": g.name});
         if let Some(ns) = &g.namespace {
             metadata["namespace"] = json!(ns);
+        }
+        if let Some(o) = &g.options {
+            if !o.labels.is_empty() {
+                metadata["labels"] = json!(o.labels);
+            }
+            if !o.annotations.is_empty() {
+                metadata["annotations"] = json!(o.annotations);
+            }
         }
         let data_field = if kind == "Secret" { "stringData" } else { "data" };
         objects.push(json!({"apiVersion": "v1", "kind": kind, "metadata": metadata, data_field: data}));

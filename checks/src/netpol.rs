@@ -17,6 +17,9 @@ use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, Network
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// A rule's peers and ports (`None`: every peer or port).
+type Rule<'a> = (Option<&'a Vec<NetworkPolicyPeer>>, Option<&'a Vec<NetworkPolicyPort>>);
+
 /// One end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Endpoint {
@@ -165,12 +168,11 @@ impl Policies {
                 continue;
             }
             isolated = true;
-            let rules: Vec<(Option<&Vec<NetworkPolicyPeer>>, Option<&Vec<NetworkPolicyPort>>)> =
-                if direction == "Ingress" {
-                    spec.ingress.iter().flatten().map(|r| (r.from.as_ref(), r.ports.as_ref())).collect()
-                } else {
-                    spec.egress.iter().flatten().map(|r| (r.to.as_ref(), r.ports.as_ref())).collect()
-                };
+            let rules: Vec<Rule<'_>> = if direction == "Ingress" {
+                spec.ingress.iter().flatten().map(|r| (r.from.as_ref(), r.ports.as_ref())).collect()
+            } else {
+                spec.egress.iter().flatten().map(|r| (r.to.as_ref(), r.ports.as_ref())).collect()
+            };
             let allows = rules.iter().any(|(peers, ports)| {
                 let peer_ok = match peers {
                     None => true,

@@ -83,6 +83,15 @@ fn known() -> BTreeSet<String> {
             };
         }
     }
+    // KEDA's operator metrics and kube-state-metrics' HPA series (the KEDA/HPA panels).
+    for n in [
+        "keda_scaler_metrics_value",
+        "keda_scaler_errors_total",
+        "kube_horizontalpodautoscaler_status_desired_replicas",
+        "kube_horizontalpodautoscaler_status_current_replicas",
+    ] {
+        known.insert(n.to_owned());
+    }
     // The storefront's families (services/src/common), and the gateway's.
     for n in [
         "http_requests_total",
@@ -98,8 +107,11 @@ fn known() -> BTreeSet<String> {
 #[test]
 fn every_query_parses_and_reads_existing_series() {
     let known = known();
-    let mut files: Vec<_> =
-        std::fs::read_dir(repo().join("deploy/grafana")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("deploy/grafana"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     files.sort();
     assert_eq!(files.len(), 2);
     let mut count = 0;
@@ -120,4 +132,38 @@ fn every_query_parses_and_reads_existing_series() {
         }
     }
     assert!(count > 20, "{count} queries");
+}
+
+#[test]
+fn grafana_loads_the_dashboards_from_labelled_config_maps() {
+    for overlay in ["dev", "prod", "operator"] {
+        let objects = prescale_checks::kustomize::build(&repo().join("deploy/overlays").join(overlay)).unwrap();
+        for file in ["prescale.json", "storefront.json"] {
+            let cm = objects
+                .iter()
+                .find(|o| o["kind"] == "ConfigMap" && o["data"][file].is_string())
+                .unwrap_or_else(|| panic!("{overlay}: no ConfigMap carries {file}"));
+            assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1", "{overlay}: the sidecar's label");
+            let shipped = std::fs::read_to_string(repo().join("deploy/grafana").join(file)).unwrap();
+            assert_eq!(cm["data"][file].as_str().unwrap().trim_end(), shipped.trim_end(), "{overlay}: {file}");
+        }
+    }
+    // The panels of what KEDA and the HPA did, and the model-published annotation.
+    let text = std::fs::read_to_string(repo().join("deploy/grafana/prescale.json")).unwrap();
+    for series in [
+        "keda_scaler_metrics_value",
+        "keda_scaler_errors_total",
+        "kube_horizontalpodautoscaler_status_desired_replicas",
+    ] {
+        assert!(text.contains(series), "no panel reads {series}");
+    }
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        d["annotations"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["expr"].as_str().is_some_and(|e| e.contains("model_info"))),
+        "no annotation when a model is published"
+    );
 }
