@@ -66,7 +66,9 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every family under `prescale_collector_`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("prescale_collector");
+        let mut root = Registry::default();
+        prescale_core::ops::register_build_info(&mut root, "collector");
+        let registry = root.sub_registry_with_prefix("prescale_collector");
         let steps = Family::<OutcomeLabels, Counter>::default();
         let query_errors = Counter::default();
         let rows_spooled = Counter::default();
@@ -124,7 +126,7 @@ impl Metrics {
             services_refused,
             ready: Arc::new(AtomicBool::new(false)),
             store_down: Arc::new(AtomicBool::new(false)),
-            registry: Arc::new(registry),
+            registry: Arc::new(root),
         }
     }
 

@@ -44,6 +44,17 @@ impl Probe for Registry {
     }
 }
 
+/// Registers `prescale_build_info{component, version}` (always 1) on `registry`, which must
+/// be unprefixed: every component exports the same family, so one query lists what runs
+/// where and at which version.
+pub fn register_build_info(registry: &mut Registry, component: &str) {
+    let info = prometheus_client::metrics::info::Info::new(vec![
+        ("component".to_owned(), component.to_owned()),
+        ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+    ]);
+    registry.register("prescale_build", "The component and the version it was built from", info);
+}
+
 /// `/metrics`, `/healthz` and `/readyz` for a component.
 pub fn router(probe: Arc<dyn Probe>) -> Router {
     Router::new()
@@ -61,6 +72,22 @@ async fn ready(State(probe): State<Arc<dyn Probe>>) -> impl IntoResponse {
     match probe.not_ready() {
         None => (StatusCode::OK, "ready"),
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+#[cfg(test)]
+mod build_info_tests {
+    use super::*;
+
+    #[test]
+    fn build_info_names_the_component_and_version() {
+        let mut r = Registry::default();
+        register_build_info(&mut r, "collector");
+        let text = encode(&r);
+        let line =
+            format!("prescale_build_info{{component=\"collector\",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        assert!(text.contains(&line), "{text}");
+        assert!(text.contains("# TYPE prescale_build info"), "{text}");
     }
 }
 

@@ -305,7 +305,7 @@ impl Engine {
         let mut needed = self.history_steps;
         for (i, (run, model)) in self.runs.iter_mut().zip(loaded).enumerate() {
             let Some(model) = model else {
-                m.fallback("no_model");
+                m.fallback_for(&run.labels, "no_model");
                 continue;
             };
             let serving = model.serving(&run.name);
@@ -314,7 +314,7 @@ impl Engine {
             let params = &model.manifest.params;
             let context = params.window.context;
             if w.end() != Some(t) || w.at(t, Feature::RequestsPerSecond).is_none() {
-                m.fallback("short_history");
+                m.fallback_for(&run.labels, "short_history");
                 continue;
             }
             let calib = match serving {
@@ -331,7 +331,7 @@ impl Engine {
                     continue;
                 }
                 _ if w.len() < context => {
-                    m.fallback("short_history");
+                    m.fallback_for(&run.labels, "short_history");
                     continue;
                 }
                 Serving::Own => Calib::Model,
@@ -361,7 +361,7 @@ impl Engine {
             (Ok(net), Ok(scratch)) => (net, scratch),
             _ => {
                 tracing::warn!(model = %model.manifest.version, "the model's lock is poisoned; reactive decisions");
-                members.iter().for_each(|_| m.fallback("forecast_failed"));
+                members.iter().for_each(|(i, _)| m.fallback_for(&self.runs[*i].labels, "forecast_failed"));
                 return vec![None; members.len()];
             }
         };
@@ -406,7 +406,7 @@ impl Engine {
                     Ok(f) => Some(view(self.grid, model, name, &f)),
                     Err(e) => {
                         tracing::warn!(service = %self.runs[*i].plan.id, error = %e, "forecast failed; reactive decision");
-                        m.fallback("forecast_failed");
+                        m.fallback_for(&self.runs[*i].labels, "forecast_failed");
                         None
                     }
                 });

@@ -68,6 +68,29 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+/// A fallback: for one service (`namespace`, `service`), or for every service at once
+/// (both empty: Prometheus unreachable, a query failed). Bounded: a service's series go
+/// with the service ([`Metrics::forget`]).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabels {
+    /// The service's namespace; empty for a fallback of every service.
+    pub namespace: String,
+    /// The service's name; empty for a fallback of every service.
+    pub service: String,
+    /// What happened.
+    pub kind: &'static str,
+}
+
+impl FallbackLabels {
+    /// A fallback of every service.
+    pub fn every(kind: &'static str) -> Self {
+        Self { namespace: String::new(), service: String::new(), kind }
+    }
+}
+
+/// The fallbacks taken for one service at a time.
+pub const SERVICE_FALLBACKS: [&str; 4] = ["no_model", "short_history", "forecast_failed", "stale"];
+
 /// Every metric the predictor exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -99,7 +122,7 @@ pub struct Metrics {
     /// 1 for the reason of the last decision.
     pub reason: Family<ReasonLabels, Gauge>,
     /// Fallbacks taken: `no_model`, `short_history`, `prometheus_unreachable`, `stale`.
-    pub fallbacks: Family<KindLabels, Counter>,
+    pub fallbacks: Family<FallbackLabels, Counter>,
     /// Model reload checks by outcome.
     pub reloads: Family<KindLabels, Counter>,
     /// Time of one step for every service.
@@ -156,6 +179,7 @@ impl Metrics {
             registry: Arc::new(Registry::default()),
         };
         r.register("ml_predicted_replicas", "Replicas served to KEDA", m.predicted_replicas.clone());
+        prescale_core::ops::register_build_info(&mut r, "predictor");
         let p = r.sub_registry_with_prefix("prescale_predictor");
         p.register(
             "decided_replicas",
@@ -224,15 +248,62 @@ impl Metrics {
         self.model_age.remove(service);
         self.objective_validation_share.remove(service);
         self.objective_met.remove(service);
+        for kind in SERVICE_FALLBACKS {
+            self.fallbacks.remove(&FallbackLabels {
+                namespace: service.namespace.clone(),
+                service: service.service.clone(),
+                kind,
+            });
+        }
     }
 
-    /// Counts a fallback.
+    /// Counts a fallback of every service.
     pub fn fallback(&self, kind: &'static str) {
-        self.fallbacks.get_or_create(&KindLabels { kind }).inc();
+        self.fallbacks.get_or_create(&FallbackLabels::every(kind)).inc();
+    }
+
+    /// Counts a fallback of one service.
+    pub fn fallback_for(&self, service: &ServiceLabels, kind: &'static str) {
+        self.fallbacks
+            .get_or_create(&FallbackLabels {
+                namespace: service.namespace.clone(),
+                service: service.service.clone(),
+                kind,
+            })
+            .inc();
     }
 
     /// The text exposition.
     pub fn encode(&self) -> String {
         prescale_core::ops::encode(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod fallback_tests {
+    use super::*;
+
+    #[test]
+    fn fallbacks_name_the_service_and_go_with_it() {
+        let m = Metrics::new();
+        let order = ServiceLabels { namespace: "shop".into(), service: "order".into() };
+        m.fallback_for(&order, "no_model");
+        m.fallback("prometheus_unreachable");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"prescale_predictor_fallbacks_total{namespace="shop",service="order",kind="no_model"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"prescale_predictor_fallbacks_total{namespace="",service="",kind="prometheus_unreachable"} 1"#
+            ),
+            "{text}"
+        );
+        m.forget(&order);
+        let text = m.encode();
+        assert!(!text.contains(r#"service="order""#), "{text}");
+        assert!(text.contains("prometheus_unreachable"), "{text}");
+        assert!(text.contains("prescale_build_info{component=\"predictor\""), "{text}");
     }
 }

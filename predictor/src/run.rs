@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::config::{PredictorConfig, ServicePlan};
 use crate::engine::Engine;
 use crate::http::{self, Api};
-use crate::metrics::{KindLabels, Metrics};
+use crate::metrics::{FallbackLabels, Metrics};
 use crate::model::Models;
 use crate::state::Shared;
 
@@ -176,7 +176,7 @@ impl Predictor {
     ) -> Result<(), RunError> {
         let Predictor { config, catalog, plans, planner } = self;
         let metrics = Metrics::new();
-        let errors = metrics.fallbacks.get_or_create(&KindLabels { kind: "query_error" }).clone();
+        let errors = metrics.fallbacks.get_or_create(&FallbackLabels::every("query_error")).clone();
         let mut source = Source::new(config.prometheus.clone(), catalog, config.services_config(), errors)?;
         if let Some(so) = &config.scaled_objects {
             let wait = Duration::from_secs(30);

@@ -153,7 +153,10 @@ impl Shared {
         let age_ms = (Utc::now() - served.decision.time).num_milliseconds();
         if age_ms > self.staleness.as_millis() as i64 {
             let age = age_ms / 1000;
-            self.metrics.fallback("stale");
+            self.metrics.fallback_for(
+                &crate::metrics::ServiceLabels { namespace: id.namespace().to_owned(), service: id.name().to_owned() },
+                "stale",
+            );
             return Err(Unavailable::Stale {
                 service: id.to_string(),
                 age_seconds: age,

@@ -131,7 +131,11 @@ async fn the_binary_steps_and_serves_grpc_and_http() {
     let res = reqwest::get(format!("{base}/api/v1/services/order")).await.unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"prescale_predictor_fallbacks_total{kind="prometheus_unreachable"}"#), "{metrics}");
+    assert!(
+        metrics
+            .contains(r#"prescale_predictor_fallbacks_total{namespace="",service="",kind="prometheus_unreachable"}"#),
+        "{metrics}"
+    );
 
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();

@@ -277,7 +277,8 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
         r#"prescale_predictor_forecast_requests_per_second{namespace="storefront",service="order",quantile="0.9",horizon_seconds="600"}"#,
         r#"prescale_predictor_model_info{namespace="storefront",service="order",version="v1",forecaster="transformer"} 1"#,
         r#"prescale_predictor_decision_reason{namespace="storefront",service="cart",reason="reactive"} 1"#,
-        r#"prescale_predictor_fallbacks_total{kind="no_model"}"#,
+        r#"prescale_predictor_fallbacks_total{namespace="storefront",service="cart",kind="no_model"}"#,
+        r#"prescale_build_info{component="predictor",version="#,
         r#"prescale_predictor_model_reloads_total{kind="rejected"} 2"#,
     ] {
         assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");

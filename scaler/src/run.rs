@@ -297,6 +297,7 @@ pub async fn run(config: RunConfig, client: kube::Client, shutdown: impl Future<
     let metrics = Arc::new(Metrics::default());
     metrics.shadow.set(i64::from(config.shadow));
     let mut registry = Registry::default();
+    prescale_core::ops::register_build_info(&mut registry, "scaler");
     metrics.register(&mut registry);
     let app = prescale_core::ops::router(Arc::new(registry));
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -58,7 +58,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
     in_flight: Family<ServiceLabels, Gauge>,
-    cpu: Gauge<f64, AtomicU64>,
+    cpu: Counter<f64, AtomicU64>,
+    /// Serialises the read-and-advance of `cpu` (two scrapes at once would add twice).
+    cpu_advance: Arc<std::sync::Mutex<()>>,
     rss: Gauge,
     registry: Arc<Registry>,
 }
@@ -67,25 +69,42 @@ impl Metrics {
     /// Metrics of `service`; `extra` registers service-specific ones.
     pub fn new(service: &str, extra: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::default();
+        prescale_core::ops::register_build_info(&mut registry, &format!("storefront-{service}"));
         let requests = Family::<RequestLabels, Counter>::default();
         let duration =
             Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(BUCKETS.iter().copied()));
         let in_flight = Family::<ServiceLabels, Gauge>::default();
-        let cpu = Gauge::<f64, AtomicU64>::default();
+        let cpu = Counter::<f64, AtomicU64>::default();
         let rss = Gauge::default();
         registry.register("http_requests", "Requests served", requests.clone());
         registry.register("http_request_duration_seconds", "Request latency, queueing included", duration.clone());
         registry.register("http_requests_in_flight", "Requests being served or queued", in_flight.clone());
+        // A counter (exposed as `process_cpu_seconds_total`, Prometheus' convention, which
+        // the collector's storefront catalog reads with rate()).
         registry.register("process_cpu_seconds", "CPU time of the process (user and system), seconds", cpu.clone());
         registry.register("process_resident_memory_bytes", "Resident memory of the process", rss.clone());
         extra(&mut registry);
-        Self { service: service.to_owned(), requests, duration, in_flight, cpu, rss, registry: Arc::new(registry) }
+        Self {
+            service: service.to_owned(),
+            requests,
+            duration,
+            in_flight,
+            cpu,
+            cpu_advance: Arc::default(),
+            rss,
+            registry: Arc::new(registry),
+        }
     }
 
     /// The text exposition, with process figures read now.
     pub fn render(&self) -> String {
         if let Some((cpu, rss)) = process_usage() {
-            self.cpu.set(cpu);
+            let _one = self.cpu_advance.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The process' total CPU time only grows; advance the counter to it.
+            let delta = cpu - self.cpu.get();
+            if delta > 0.0 {
+                self.cpu.inc_by(delta);
+            }
             self.rss.set(rss as i64);
         }
         prescale_core::ops::encode(&self.registry)
