@@ -322,8 +322,21 @@ fn workloads_are_wired_bounded_probed_and_unprivileged() {
     let (dev, prod) = (overlay("dev"), overlay("prod"));
     assert_eq!(find(&dev, "Deployment", "predictor")["spec"]["replicas"], 1);
     assert_eq!(find(&prod, "Deployment", "predictor")["spec"]["replicas"], 3);
-    let dev_env = &find(&dev, "Deployment", "predictor")["spec"]["template"]["spec"]["containers"][0]["env"];
-    assert!(dev_env.as_array().unwrap().iter().any(|e| e["name"] == "PRESCALE__SHADOW"), "dev runs in shadow mode");
+    // Shadow mode is the ConfigMap every replica mounts as a folder (so updates reach it).
+    assert_eq!(find(&dev, "ConfigMap", "predictor-shadow")["data"]["shadow"], "true", "dev runs in shadow mode");
+    assert_eq!(find(&prod, "ConfigMap", "predictor-shadow")["data"]["shadow"], "false");
+    for objects in [&dev, &prod] {
+        let spec = pod_spec(find(objects, "Deployment", "predictor")).unwrap();
+        let mount = spec["containers"][0]["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "shadow");
+        let mount = mount.expect("the shadow ConfigMap is mounted");
+        assert!(mount["subPath"].is_null(), "a subPath mount is never refreshed");
+        let predictor: prescale_predictor::config::PredictorConfig = prescale_core::config::from_toml_str(
+            find(objects, "ConfigMap", "predictor-config")["data"]["predictor.toml"].as_str().unwrap(),
+        )
+        .unwrap();
+        let file = predictor.shadow_file.expect("shadow_file is set");
+        assert_eq!(file, std::path::Path::new(mount["mountPath"].as_str().unwrap()).join("shadow"));
+    }
     assert!(prod.iter().all(|o| o["kind"] != "Secret"), "prod ships no secret values");
     // The storefront keeps no data in its pods; the services with data share one database.
     for objects in [&dev, &prod] {

@@ -48,11 +48,18 @@ impl Probe for Registry {
 /// be unprefixed: every component exports the same family, so one query lists what runs
 /// where and at which version.
 pub fn register_build_info(registry: &mut Registry, component: &str) {
-    let info = prometheus_client::metrics::info::Info::new(vec![
+    // A gauge at 1, as `go_build_info` and most exporters do (an OpenMetrics `info` type
+    // would not parse in Prometheus' classic text format).
+    let info = prometheus_client::metrics::family::Family::<
+        Vec<(String, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >::default();
+    info.get_or_create(&vec![
         ("component".to_owned(), component.to_owned()),
         ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
-    ]);
-    registry.register("prescale_build", "The component and the version it was built from", info);
+    ])
+    .set(1);
+    registry.register("prescale_build_info", "The component and the version it was built from", info);
 }
 
 /// `/metrics`, `/healthz` and `/readyz` for a component.
@@ -87,7 +94,7 @@ mod build_info_tests {
         let line =
             format!("prescale_build_info{{component=\"collector\",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         assert!(text.contains(&line), "{text}");
-        assert!(text.contains("# TYPE prescale_build info"), "{text}");
+        assert!(text.contains("# TYPE prescale_build_info gauge"), "{text}");
     }
 }
 

@@ -56,6 +56,14 @@ pub struct PredictorConfig {
     /// Compute and export, act on nothing: KEDA is told to keep the replicas ready now.
     #[serde(default)]
     pub shadow: bool,
+    /// A file holding `true` or `false` that sets shadow mode instead of `shadow`, read at
+    /// start and every `shadow_file_interval` (in a cluster: the `predictor-shadow`
+    /// ConfigMap, mounted in every replica). The admin endpoint then refuses to change it.
+    #[serde(default)]
+    pub shadow_file: Option<PathBuf>,
+    /// How often `shadow_file` is read.
+    #[serde(default = "default_shadow_file_interval", with = "humantime_serde")]
+    pub shadow_file_interval: Duration,
     /// How often the models' `latest` pointers are checked.
     #[serde(default = "default_reload_interval", with = "humantime_serde")]
     pub reload_interval: Duration,
@@ -160,6 +168,10 @@ fn default_query_delay() -> Duration {
 fn default_history() -> Duration {
     Duration::from_secs(86_400 + 600)
 }
+fn default_shadow_file_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
 fn default_staleness() -> Duration {
     Duration::from_secs(300)
 }
@@ -211,6 +223,13 @@ impl PredictorConfig {
         }
         if self.max_services == 0 {
             return Err(bad("max_services", "must be at least 1"));
+        }
+        for (field, d) in
+            [("reload_interval", self.reload_interval), ("shadow_file_interval", self.shadow_file_interval)]
+        {
+            if d.is_zero() {
+                return Err(bad(field, "must be positive"));
+            }
         }
         if let Some(so) = &self.scaled_objects {
             let check = ServicesConfig { scaled_objects: Some(so.clone()), ..Default::default() };

@@ -248,7 +248,8 @@ async fn reload(State(api): State<Api>, headers: HeaderMap) -> Result<impl IntoR
         (status = 200, description = "Shadow mode as now set", body = ShadowBody),
         (status = 400, description = "The body is not `{\"shadow\": true|false}` as JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
-        (status = 403, description = "Admin endpoints disabled (no admin_token)", body = ErrorBody)))]
+        (status = 403, description = "Admin endpoints disabled (no admin_token)", body = ErrorBody),
+        (status = 409, description = "Shadow mode is set by `shadow_file` (the ConfigMap every replica reads); change it there", body = ErrorBody)))]
 async fn shadow(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -256,6 +257,16 @@ async fn shadow(
 ) -> Result<impl IntoResponse, ApiError> {
     authorise(&api, &headers)?;
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if let Some(file) = api.shared.shadow_file() {
+        // Flipping one replica would leave the others (and the next restart) disagreeing.
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "shadow mode is set by {} (the predictor-shadow ConfigMap every replica reads); change it there",
+                file.display()
+            ),
+        ));
+    }
     api.shared.set_shadow(body.shadow);
     tracing::info!(shadow = body.shadow, "shadow mode changed by an admin");
     Ok(Json(ShadowBody { shadow: body.shadow }))

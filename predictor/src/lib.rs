@@ -25,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod run;
+pub mod shadow_file;
 pub mod state;
 pub mod window;
 

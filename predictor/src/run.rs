@@ -53,6 +53,9 @@ pub enum RunError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[source] crate::grpc::ServeError),
+    /// The shadow file could not be read at start.
+    #[error(transparent)]
+    ShadowFile(#[from] crate::shadow_file::ShadowFileError),
     /// The Kubernetes API could not be reached to watch the ScaledObjects.
     #[error("scaled_objects: connecting to Kubernetes: {0}")]
     Kube(#[source] kube::Error),
@@ -185,12 +188,15 @@ impl Predictor {
         }
         let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
         let models = Arc::new(Models::open(config.step, &locations, &config.models.s3).await?);
-        let shared = Arc::new(Shared::new(
-            plans.iter().map(|p| p.id.clone()).collect(),
-            config.shadow,
-            config.staleness,
-            metrics,
-        ));
+        let shadow = match &config.shadow_file {
+            Some(path) => crate::shadow_file::read(path)?,
+            None => config.shadow,
+        };
+        let shared =
+            Arc::new(Shared::new(plans.iter().map(|p| p.id.clone()).collect(), shadow, config.staleness, metrics));
+        if let Some(path) = &config.shadow_file {
+            shared.follow_shadow_file(path.clone());
+        }
         let history_steps = config.step.steps_in(config.history);
         let mut engine = Engine::new(config.step, history_steps, source, models.clone(), shared.clone(), plans)?
             .following(planner)
@@ -209,6 +215,10 @@ impl Predictor {
                 (models.clone(), shared.clone(), reload.clone(), config.reload_interval, stopped.clone());
             tokio::spawn(supervise_reloads(models, shared, reload, interval, stopped))
         };
+        if let Some(path) = config.shadow_file.clone() {
+            let (shared, interval, stopped) = (shared.clone(), config.shadow_file_interval, stopped.clone());
+            tokio::spawn(crate::shadow_file::follow(path, interval, shared, stopped()));
+        }
         let api = Api { shared: shared.clone(), admin_token: config.admin_token.clone(), reload };
         let http_server = {
             let stopped = stopped.clone();

@@ -47,6 +47,9 @@ pub struct Shared {
     steps: watch::Sender<u64>,
     /// Set while the model reloader is down (it ended unexpectedly and is restarting).
     reloader_down: AtomicBool,
+    /// The file shadow mode is read from, when configured (the admin endpoint then
+    /// refuses to change it in one replica).
+    shadow_file: std::sync::OnceLock<std::path::PathBuf>,
     /// The metrics.
     pub metrics: Metrics,
 }
@@ -62,8 +65,19 @@ impl Shared {
             staleness,
             steps: watch::channel(0).0,
             reloader_down: AtomicBool::new(false),
+            shadow_file: std::sync::OnceLock::new(),
             metrics,
         }
+    }
+
+    /// Shadow mode is read from `path` from now on (see `shadow_file`).
+    pub fn follow_shadow_file(&self, path: std::path::PathBuf) {
+        let _ = self.shadow_file.set(path);
+    }
+
+    /// The file shadow mode is read from, if any.
+    pub fn shadow_file(&self) -> Option<&std::path::Path> {
+        self.shadow_file.get().map(|p| p.as_path())
     }
 
     /// Marks the model reloader down (readiness fails) or running again.

@@ -298,3 +298,91 @@ async fn the_live_api_answers_as_its_openapi_document_says() {
     assert!(status.success(), "the predictor exited {status}");
     drop(prometheus);
 }
+
+/// Shadow mode from a file every replica reads (the `predictor-shadow` ConfigMap in a
+/// cluster): two predictor processes follow it together, the admin endpoint refuses to
+/// flip one of them, and a file saying something else changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_follow_one_shadow_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = tokio::task::block_in_place(|| Prometheus::start(&dir.path().join("prometheus"), "1s", ""));
+    let shadow = dir.path().join("shadow");
+    std::fs::write(&shadow, "false\n").unwrap();
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let (http, grpc) = (free_port(), free_port());
+        let path = config(&home, &prometheus.url(), http, grpc);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "shadow_file = {:?}\nshadow_file_interval = \"200ms\"\nadmin_token = \"{TOKEN}\"\n{text}",
+                shadow.display().to_string()
+            ),
+        )
+        .unwrap();
+        replicas.push(start_ready(&home, &path, http).await);
+    }
+    let shadows = || async {
+        let mut out = Vec::new();
+        for (_, base) in &replicas {
+            let body: serde_json::Value =
+                reqwest::get(format!("{base}/api/v1/services")).await.unwrap().json().await.unwrap();
+            out.push(body["shadow"].as_bool().unwrap());
+        }
+        out
+    };
+    let until = |want: bool| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = shadows().await;
+            if now.iter().all(|s| *s == want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "replicas say {now:?}, the file {want}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(shadows().await, [false, false]);
+    std::fs::write(&shadow, "true\n").unwrap();
+    until(true).await;
+    // One replica cannot be flipped on its own.
+    let res = reqwest::Client::new()
+        .put(format!("{}/api/v1/admin/shadow", replicas[0].1))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"shadow": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::CONFLICT);
+    assert!(res.text().await.unwrap().contains("predictor-shadow"));
+    assert_eq!(shadows().await, [true, true]);
+    std::fs::write(&shadow, "false\n").unwrap();
+    until(false).await;
+    // Something else in the file: the last setting holds.
+    std::fs::write(&shadow, "maybe\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(shadows().await, [false, false]);
+    let metrics = reqwest::get(format!("{}/metrics", replicas[1].1)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("prescale_predictor_shadow 0"), "{metrics}");
+    for (mut child, _) in replicas {
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+        assert!(status.success(), "exit {status}");
+    }
+    // At start, a file that is not true or false is refused, naming it.
+    let (http, grpc) = (free_port(), free_port());
+    let home = dir.path().join("c");
+    std::fs::create_dir_all(&home).unwrap();
+    let path = config(&home, &prometheus.url(), http, grpc);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("shadow_file = {:?}\n{text}", shadow.display().to_string())).unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_prescale-predictor")).arg("--config").arg(&path).arg("run").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shadow_file") && err.contains("maybe"), "{err}");
+}
