@@ -33,12 +33,14 @@ pub enum Reason {
     /// No forecast is available (no model, too little history): replicas follow current
     /// demand.
     Reactive,
+    /// Raised to a scheduled floor an operator set (`[[schedule]]`).
+    Scheduled,
 }
 
 impl Reason {
     /// One of each kind (the steps ahead zeroed), in the order of [`Reason::label`]'s
     /// match: for metrics that export every label, the one in force at 1.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Forecast { at_seconds: 0 },
         Reason::Burst { at_seconds: 0 },
         Reason::ReactiveFloor,
@@ -47,6 +49,7 @@ impl Reason {
         Reason::Stabilised,
         Reason::RateLimited,
         Reason::Reactive,
+        Reason::Scheduled,
     ];
 
     /// A short label for metrics and logs.
@@ -60,6 +63,7 @@ impl Reason {
             Reason::Stabilised => "stabilised",
             Reason::RateLimited => "rate_limited",
             Reason::Reactive => "reactive",
+            Reason::Scheduled => "scheduled",
         }
     }
 }

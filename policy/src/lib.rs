@@ -17,7 +17,8 @@
 //! - [`frontier`]: cost against safety over a family of settings (the HPA's frontier);
 //! - [`objective`]: the operator's objective (the largest share of under-provisioned
 //!   time) and the validation [`Menu`] of tuned settings it chooses from;
-//! - [`mechanics`]: what KEDA and the HPA do to a decision on its way to the cluster.
+//! - [`mechanics`]: what KEDA and the HPA do to a decision on its way to the cluster;
+//! - [`schedule`]: scheduled floors (a cron or a date range, a timezone, a minimum).
 //!
 //! [`StepGrid`]: prescale_core::StepGrid
 
@@ -27,11 +28,13 @@ pub mod frontier;
 pub mod mechanics;
 pub mod objective;
 pub mod policy;
+pub mod schedule;
 pub mod settings;
 pub mod terms;
 
 pub use decision::{Decision, ForecastView, NotActionable, Reason, Served, ServicesResponse};
 pub use objective::{Choice, Menu};
 pub use policy::{BurstRatios, Input, Policy, Present};
+pub use schedule::{Schedule, ScheduleSettings};
 pub use settings::{PolicyError, PolicySettings, Quantile, StepSettings};
 pub use terms::replicas_for;

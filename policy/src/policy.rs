@@ -88,6 +88,8 @@ pub struct Policy {
     recent: VecDeque<u32>,
     /// The newsvendor quantile per step, refilled at each decision.
     level: Vec<f64>,
+    /// Scheduled floors, applied by [`Policy::decide_at`] (which knows the time).
+    schedules: Vec<crate::schedule::Schedule>,
 }
 
 impl Policy {
@@ -95,7 +97,18 @@ impl Policy {
     pub fn new(settings: PolicySettings, grid: StepGrid) -> Result<Self, PolicyError> {
         settings.validate(grid)?;
         let steps = settings.in_steps(grid);
-        Ok(Self { settings, steps, recent: VecDeque::new(), level: Vec::new() })
+        Ok(Self { settings, steps, recent: VecDeque::new(), level: Vec::new(), schedules: Vec::new() })
+    }
+
+    /// The same policy with scheduled floors.
+    pub fn with_schedules(mut self, schedules: Vec<crate::schedule::Schedule>) -> Self {
+        self.schedules = schedules;
+        self
+    }
+
+    /// The scheduled floors.
+    pub fn schedules(&self) -> &[crate::schedule::Schedule] {
+        &self.schedules
     }
 
     /// The settings.
@@ -124,11 +137,17 @@ impl Policy {
             ),
             _ => None,
         };
-        self.decide(Input {
+        let (n, reason) = self.decide(Input {
             forecast: present.forecast,
             demand_now: present.demand_now,
             replicas_now: present.replicas_now,
             burst: ratios.as_deref(),
+        })?;
+        // A scheduled floor is what an operator knows and the forecaster cannot: it wins
+        // over every term but the service's maximum.
+        Ok(match crate::schedule::floor_at(&self.schedules, present.time) {
+            Some((floor, _)) if floor > n => (floor.min(self.settings.max_replicas), Reason::Scheduled),
+            _ => (n, reason),
         })
     }
 

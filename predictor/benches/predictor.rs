@@ -206,6 +206,7 @@ async fn step_time(dir: &std::path::Path, services: &[ServiceId]) -> curve::Poin
                 shortfall_penalty: None,
                 objective: None,
             },
+            schedules: Vec::new(),
         });
     }
     let catalog = Catalog::from_config(&CatalogConfig {

@@ -101,6 +101,11 @@ pub struct PredictorConfig {
     /// Services to forecast, with settings that win over their ScaledObject's.
     #[serde(default)]
     pub services: Vec<ServiceEntry>,
+    /// Scheduled floors (`[[schedule]]`): a dated minimum for the services an entry's
+    /// `services` selector names, in force within its cron window or date range in its
+    /// timezone (`prescale_policy::schedule`).
+    #[serde(default, rename = "schedule")]
+    pub schedules: Vec<prescale_policy::ScheduleSettings>,
     /// Forecast every service a KEDA ScaledObject pointing at this predictor declares,
     /// with the settings of its trigger metadata; followed without restarts.
     #[serde(default)]
@@ -194,6 +199,8 @@ pub struct ServicePlan {
     pub models: Location,
     /// Its policy: `[policy]` with the entry's overrides.
     pub policy: PolicySettings,
+    /// The scheduled floors that name it (checked when the config was built).
+    pub schedules: Vec<prescale_policy::ScheduleSettings>,
 }
 
 /// Shortest admin token accepted: an empty or short one would open the admin endpoints
@@ -256,12 +263,24 @@ impl PredictorConfig {
             }
         }
         // The listed services are planned as the inventory's are at every step.
+        for (i, entry) in self.schedules.iter().enumerate() {
+            prescale_policy::Schedule::new(entry).map_err(|e| match e {
+                prescale_policy::PolicyError::Config { field, reason }
+                | prescale_policy::PolicyError::Input { field, reason } => {
+                    bad(format!("schedule[{i}].{field}"), reason)
+                }
+            })?;
+            if entry.services.trim().is_empty() {
+                return Err(bad(format!("schedule[{i}].services"), "an empty selector names no service"));
+            }
+        }
         let planner = Planner {
             step: self.step,
             policy: self.policy.clone(),
             models: self.models.location.clone(),
             fleet: self.fleet_model.clone(),
             entries,
+            schedules: self.schedules.clone(),
         };
         let mut plans = Vec::new();
         for (i, entry) in self.services.iter().enumerate() {
@@ -303,6 +322,7 @@ pub struct Planner {
     models: Location,
     fleet: Option<Location>,
     entries: std::collections::BTreeMap<ServiceId, ServiceEntry>,
+    schedules: Vec<prescale_policy::ScheduleSettings>,
 }
 
 impl Planner {
@@ -338,7 +358,8 @@ impl Planner {
             .and_then(|e| e.models.clone())
             .or_else(|| self.fleet.clone())
             .unwrap_or_else(|| self.models.join(&format!("{}/{}", id.namespace(), id.name())));
-        Ok(ServicePlan { id: id.clone(), models, policy })
+        let schedules = self.schedules.iter().filter(|s| id.matches(&s.services)).cloned().collect();
+        Ok(ServicePlan { id: id.clone(), models, policy, schedules })
     }
 }
 

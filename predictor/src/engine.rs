@@ -85,8 +85,13 @@ fn forget(run: &ServiceRun, grid: StepGrid, m: &crate::metrics::Metrics) {
     }
 }
 
+/// The plan's scheduled floors (checked when the config was built, so none is refused).
+fn schedules(plan: &ServicePlan) -> Vec<prescale_policy::Schedule> {
+    plan.schedules.iter().filter_map(|s| prescale_policy::Schedule::new(s).ok()).collect()
+}
+
 fn new_run(plan: ServicePlan, grid: StepGrid, history_steps: usize) -> Result<ServiceRun, PolicyError> {
-    let policy = Policy::new(plan.policy.clone(), grid)?;
+    let policy = Policy::new(plan.policy.clone(), grid)?.with_schedules(schedules(&plan));
     let labels = ServiceLabels { namespace: plan.id.namespace().to_owned(), service: plan.id.name().to_owned() };
     Ok(ServiceRun {
         name: plan.id.to_string(),
@@ -188,7 +193,7 @@ impl Engine {
                 Some(run) if run.plan == plan => run,
                 Some(mut run) => match Policy::new(plan.policy.clone(), self.grid) {
                     Ok(policy) => {
-                        run.policy = policy;
+                        run.policy = policy.with_schedules(schedules(&plan));
                         run.plan = plan;
                         // Chosen again from the model's menu for the new settings.
                         run.tuned_for = None;
@@ -629,7 +634,7 @@ fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid, m: &crate
         }
     };
     match Policy::new(settings, grid) {
-        Ok(policy) => run.policy = policy,
+        Ok(policy) => run.policy = policy.with_schedules(schedules(&run.plan)),
         Err(e) => {
             tracing::warn!(service = %run.plan.id, error = %e, "tuned settings refused; the configured ones stay")
         }

@@ -174,6 +174,7 @@ async fn forecasts_decide_fall_back_and_reload_safely() {
             models: models_root.join(format!("{}/{}", id.namespace(), id.name())).to_str().unwrap().parse().unwrap(),
             // Order covers the burst profile's 90th percentile; its first model has none.
             policy: PolicySettings { burst_quantile: (*id == &order).then_some(0.9), ..policy() },
+            schedules: Vec::new(),
         })
         .collect();
     let metrics = Metrics::new();
@@ -446,8 +447,28 @@ startup = "60s"
 lookahead = "120s"
 [scaled_objects]
 predictor = "predictor.prescale.svc.cluster.local"
+# A sale for cart in force now (in New York's time), one for every service long over.
+[[schedule]]
+name = "sale"
+services = "shop/cart"
+min_replicas = 3
+timezone = "America/New_York"
+from = "2020-01-01T00:00:00"
+to = "2100-01-01T00:00:00"
+[[schedule]]
+name = "over"
+min_replicas = 9
+cron = "0 9 * * *"
+duration = "1h"
+except = [{except}]
 "#,
-        dir.path().join("models").display().to_string()
+        dir.path().join("models").display().to_string(),
+        // The "over" entry's daily window excluded today and tomorrow, so it is never in
+        // force during the test, whatever the hour.
+        except = {
+            let today = Utc::now().date_naive();
+            format!("\"{}\", \"{}\", \"{}\"", today.pred_opt().unwrap(), today, today.succ_opt().unwrap())
+        }
     );
     let config: prescale_predictor::config::PredictorConfig = prescale_core::config::from_toml_str(&toml).unwrap();
     let predictor = config.build(&S3Options::default()).unwrap();
@@ -492,8 +513,15 @@ predictor = "predictor.prescale.svc.cluster.local"
     step().await;
     assert_eq!(shared.services(), vec![cart.clone(), order.clone()]);
     assert_eq!(shared.served(&order).unwrap().replicas, 5, "the new bounds apply without a restart");
-    assert_eq!(shared.served(&cart).unwrap().replicas, 2);
+    // The scheduled floor: above what cart's bounds and (missing) demand give.
+    let served = shared.served(&cart).unwrap();
+    assert_eq!(served.replicas, 3);
+    assert_eq!(served.decision.reason, Reason::Scheduled);
     let text = metrics.encode();
+    assert!(
+        text.contains(r#"prescale_predictor_decision_reason{namespace="shop",service="cart",reason="scheduled"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("prescale_predictor_services 2\n"), "{text}");
     assert!(text.contains("prescale_predictor_services_refused 2\n"), "{text}");
 
@@ -503,7 +531,13 @@ predictor = "predictor.prescale.svc.cluster.local"
     assert!(matches!(shared.served(&order), Err(Unavailable::UnknownService(_))));
     let text = metrics.encode();
     assert!(!text.contains(r#"service="order""#), "{text}");
-    assert!(text.contains(r#"ml_predicted_replicas{namespace="shop",service="cart"} 2"#), "{text}");
+    assert!(text.contains(r#"ml_predicted_replicas{namespace="shop",service="cart"} 3"#), "{text}");
+
+    // A bad cron is refused at start, naming the entry and field.
+    let bad = toml.replace("cron = \"0 9 * * *\"", "cron = \"0 9 * * Funday\"");
+    let config: prescale_predictor::config::PredictorConfig = prescale_core::config::from_toml_str(&bad).unwrap();
+    let err = config.build(&S3Options::default()).unwrap_err().to_string();
+    assert!(err.contains("schedule[1].cron") && err.contains("Funday"), "{err}");
 }
 
 /// Services whose plans name one model folder (as a fleet model's do) share one loaded
@@ -523,7 +557,12 @@ async fn services_naming_one_model_folder_share_it_and_are_forecast_in_one_batch
     let ids = [ServiceId::new("storefront", "order").unwrap(), ServiceId::new("storefront", "cart").unwrap()];
     let plans: Vec<ServicePlan> = ids
         .iter()
-        .map(|id| ServicePlan { id: id.clone(), models: fleet.to_str().unwrap().parse().unwrap(), policy: policy() })
+        .map(|id| ServicePlan {
+            id: id.clone(),
+            models: fleet.to_str().unwrap().parse().unwrap(),
+            policy: policy(),
+            schedules: Vec::new(),
+        })
         .collect();
     let metrics = Metrics::new();
     let source = source(&prometheus, &[&ids[0], &ids[1]]);
@@ -597,6 +636,7 @@ async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
                 id: order.clone(),
                 models: folder.to_str().unwrap().parse().unwrap(),
                 policy: with(objective),
+                schedules: Vec::new(),
             }];
             let metrics = Metrics::new();
             let locations: Vec<_> = plans.iter().map(|p| (p.id.clone(), p.models.clone())).collect();
@@ -684,7 +724,12 @@ async fn a_fleet_model_serves_each_service_with_its_forecaster_and_a_new_one_col
         ["order", "cart", "new"].iter().map(|n| ServiceId::new("storefront", *n).unwrap()).collect();
     let plans: Vec<ServicePlan> = ids
         .iter()
-        .map(|id| ServicePlan { id: id.clone(), models: folder.to_str().unwrap().parse().unwrap(), policy: policy() })
+        .map(|id| ServicePlan {
+            id: id.clone(),
+            models: folder.to_str().unwrap().parse().unwrap(),
+            policy: policy(),
+            schedules: Vec::new(),
+        })
         .collect();
     let metrics = Metrics::new();
     let source = source(&prometheus, &ids.iter().collect::<Vec<_>>());
