@@ -1,10 +1,12 @@
 //! Feature rows to and from Parquet, one file at a time.
 //!
 //! One file holds rows of any services and steps, one column per schema field:
-//! `timestamp` (UTC, milliseconds, no time-zone tag), `namespace`, `service`, then one
+//! `timestamp` (milliseconds, tagged UTC: Parquet's `isAdjustedToUTC`, so Spark, DuckDB
+//! and pandas read instants, not naive local times), `namespace`, `service`, then one
 //! nullable `Float64` column per [`Feature`] in schema order. Missing values are Parquet
 //! nulls, never zeros. Reading is by column name, so a file with extra columns reads, and
 //! one missing a feature column reads that feature as missing (older schema versions).
+//! Files written before the UTC tag (naive timestamps, which were UTC) read the same.
 
 use std::io::Cursor;
 
@@ -18,8 +20,10 @@ use crate::service::ServiceId;
 /// The rows as a data frame with the schema's columns.
 pub fn to_frame(rows: &[FeatureRow]) -> Result<DataFrame, TableError> {
     let ts: Vec<i64> = rows.iter().map(|r| r.timestamp.timestamp_millis()).collect();
+    let ts =
+        Int64Chunked::from_vec(TIMESTAMP_COLUMN.into(), ts).into_datetime(TimeUnit::Milliseconds, Some(TimeZone::UTC));
     let mut columns = vec![
-        Column::new(TIMESTAMP_COLUMN.into(), ts).cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?,
+        ts.into_column(),
         Column::new(NAMESPACE_COLUMN.into(), rows.iter().map(|r| r.service.namespace()).collect::<Vec<_>>()),
         Column::new(SERVICE_COLUMN.into(), rows.iter().map(|r| r.service.name()).collect::<Vec<_>>()),
     ];
@@ -84,9 +88,17 @@ pub fn from_frame(frame: &DataFrame) -> Result<Vec<FeatureRow>, TableError> {
 fn decode(frame: &DataFrame, scan: &Scan) -> Result<Vec<FeatureRow>, TableError> {
     let column =
         |name: &str| frame.column(name).map_err(|_| TableError::Invalid(format!("the file has no `{name}` column")));
-    let ts =
-        column(TIMESTAMP_COLUMN)?.cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?.cast(&DataType::Int64)?;
-    let ts = ts.i64()?;
+    // Milliseconds since the epoch whatever the unit and tag (a naive timestamp is UTC:
+    // files written before the tag, and other writers).
+    let raw = column(TIMESTAMP_COLUMN)?;
+    let per_ms = match raw.dtype() {
+        DataType::Datetime(TimeUnit::Nanoseconds, _) => 1_000_000,
+        DataType::Datetime(TimeUnit::Microseconds, _) => 1_000,
+        _ => 1,
+    };
+    let ts = raw.cast(&DataType::Int64)?;
+    let ts = ts.i64()?.apply_values(|v| v.div_euclid(per_ms));
+    let ts = &ts;
     let ns = column(NAMESPACE_COLUMN)?.str()?.clone();
     let svc = column(SERVICE_COLUMN)?.str()?.clone();
     let mut features = Vec::new();
