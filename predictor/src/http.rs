@@ -38,8 +38,9 @@ const LIVE_PAGE: &str = include_str!("live.html");
         version = "1",
         description = "Ten-minute forecasts and the replicas decided from them, per service. KEDA's metrics-api trigger reads /api/v1/services/{namespace}/{name} with valueLocation `replicas`."
     ),
-    paths(live_page, list, one_by_name, one, reload, shadow, openapi_json),
-    components(schemas(ServicesResponse, Served, Decision, ForecastView, Reason, ShadowBody, ErrorBody, ReloadRequested)),
+    paths(live_page, list, history, one_by_name, one, reload, shadow, openapi_json),
+    components(schemas(ServicesResponse, Served, Decision, ForecastView, Reason, ShadowBody, ErrorBody, ReloadRequested,
+        crate::history::HistoryResponse, crate::history::ServiceHistory, crate::history::Point)),
     modifiers(&OpsAndSecurity),
     tags(
         (name = "decisions", description = "The latest scaling decision per service"),
@@ -152,6 +153,7 @@ pub fn app(api: Api) -> Router {
     Router::new()
         .route("/", get(live_page))
         .route("/api/v1/services", get(list))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/services/{name}", get(one_by_name))
         .route("/api/v1/services/{namespace}/{name}", get(one))
         .route("/api/v1/admin/reload", post(reload))
@@ -180,6 +182,14 @@ async fn openapi_json() -> impl IntoResponse {
     responses((status = 200, description = "The latest decision of every service that has one; stale ones are marked", body = ServicesResponse)))]
 async fn list(State(api): State<Api>) -> Json<ServicesResponse> {
     Json(ServicesResponse { services: api.shared.all(), shadow: api.shared.shadow() })
+}
+
+/// The last hour of every service, step by step: observed demand, the forecast made one
+/// horizon earlier for the step, replicas decided, served and needed by demand alone.
+#[utoipa::path(get, path = "/api/v1/history", tag = "decisions",
+    responses((status = 200, description = "Every served service's last hour, oldest point first", body = crate::history::HistoryResponse)))]
+async fn history(State(api): State<Api>) -> Json<crate::history::HistoryResponse> {
+    Json(api.shared.history.snapshot())
 }
 
 /// One service by name, when the name is unique across namespaces.

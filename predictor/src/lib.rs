@@ -21,6 +21,7 @@
 pub mod config;
 pub mod engine;
 pub mod grpc;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod model;

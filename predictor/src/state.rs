@@ -50,6 +50,8 @@ pub struct Shared {
     /// The file shadow mode is read from, when configured (the admin endpoint then
     /// refuses to change it in one replica).
     shadow_file: std::sync::OnceLock<std::path::PathBuf>,
+    /// The last hour of every service, for the live page.
+    pub history: crate::history::History,
     /// The metrics.
     pub metrics: Metrics,
 }
@@ -66,6 +68,7 @@ impl Shared {
             steps: watch::channel(0).0,
             reloader_down: AtomicBool::new(false),
             shadow_file: std::sync::OnceLock::new(),
+            history: crate::history::History::new(Duration::from_secs(3600)),
             metrics,
         }
     }
@@ -97,6 +100,7 @@ impl Shared {
         if let Ok(mut latest) = self.latest.write() {
             latest.retain(|id, _| now.contains(id));
         }
+        self.history.retain(&now);
         if let Ok(mut s) = self.services.write() {
             *s = now;
         }
@@ -130,6 +134,7 @@ impl Shared {
 
     /// Publishes a step's decisions and wakes the `StreamIsActive` streams.
     pub fn publish(&self, served: Vec<(ServiceId, Served)>) {
+        self.history.record(&served);
         if let Ok(mut latest) = self.latest.write() {
             latest.extend(served);
         }

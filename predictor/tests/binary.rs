@@ -86,7 +86,25 @@ async fn the_binary_steps_and_serves_grpc_and_http() {
     assert!(openapi["paths"]["/api/v1/services/{namespace}/{name}"].is_object());
     let page = reqwest::get(format!("{base}/")).await.unwrap();
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
-    assert!(page.text().await.unwrap().contains(r#"fetch("api/v1/services""#), "the live page reads the API");
+    let page = page.text().await.unwrap();
+    assert!(page.contains(r#"fetch("api/v1/services""#), "the live page reads the API");
+    assert!(page.contains(r#"fetch("api/v1/history""#), "the live page reads the server's last hour");
+    // The server keeps each service's steps: a page opened now draws the past at once.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let history = loop {
+        let h: serde_json::Value = reqwest::get(format!("{base}/api/v1/history")).await.unwrap().json().await.unwrap();
+        if h["services"][0]["points"].as_array().is_some_and(|p| p.len() >= 3) {
+            break h;
+        }
+        assert!(Instant::now() < deadline, "no history: {h}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(history["span_seconds"], 3600);
+    assert_eq!(history["services"][0]["service"], "storefront/order");
+    let points = history["services"][0]["points"].as_array().unwrap();
+    let times: Vec<&str> = points.iter().map(|p| p["time"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    assert!(points.iter().all(|p| p["decided_replicas"] == 2 && p["served_replicas"] == 2), "{points:?}");
 
     let mut client = ExternalScalerClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
     let object = ScaledObjectRef {
