@@ -212,7 +212,7 @@ impl Metrics {
         );
         p.register("model_age_seconds", "Seconds since the model in use was built", m.model_age.clone());
         p.register("decision_reason", "1 for the policy term that set the last decision", m.reason.clone());
-        p.register("fallbacks", "Fallbacks taken, by kind", m.fallbacks.clone());
+        p.register("fallbacks", "Fallbacks taken, by service (empty: every service) and kind", m.fallbacks.clone());
         p.register("model_reloads", "Model reload checks, by outcome", m.reloads.clone());
         p.register("step_duration_seconds", "Time of one step for every service", m.step_seconds.clone());
         p.register("shadow", "1 in shadow mode", m.shadow.clone());
