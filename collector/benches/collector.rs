@@ -50,6 +50,15 @@ fn exposition(started: Instant, services: usize) -> String {
         let rate = 5.0 + (i % 50) as f64;
         let ing = format!(r#"namespace="bench",service="{svc}""#);
         let pod = format!(r#"namespace="bench",pod="{svc}-6d5f7c8b9-x{i:05}",container="app""#);
+        // The owner series the catalog maps pods to workloads with (kube-state-metrics').
+        let _ = writeln!(
+            out,
+            "kube_pod_owner{{namespace=\"bench\",pod=\"{svc}-6d5f7c8b9-x{i:05}\",owner_kind=\"ReplicaSet\",owner_name=\"{svc}-6d5f7c8b9\"}} 1"
+        );
+        let _ = writeln!(
+            out,
+            "kube_replicaset_owner{{namespace=\"bench\",replicaset=\"{svc}-6d5f7c8b9\",owner_kind=\"Deployment\",owner_name=\"{svc}\"}} 1"
+        );
         let _ = writeln!(out, "nginx_ingress_controller_requests{{{ing},status=\"200\"}} {}", rate * s);
         let _ = writeln!(out, "nginx_ingress_controller_requests{{{ing},status=\"503\"}} {}", 0.01 * rate * s);
         let total = 1.01 * rate * s;

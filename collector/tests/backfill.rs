@@ -1,6 +1,6 @@
 //! Backfill against a real Prometheus holding a known synthetic history (cAdvisor,
-//! kube-state-metrics and NGINX ingress series, loaded with `promtool`), through the
-//! shipped `kubernetes` catalog, into a real S3 protocol server: every step's values are
+//! kube-state-metrics and NGINX ingress series, loaded with `promtool`; services that are
+//! Deployments, a StatefulSet and an Argo Rollout), through the shipped `kubernetes` catalog, into a real S3 protocol server: every step's values are
 //! what the history implies, a rerun writes nothing twice, and `inspect` reports it.
 
 mod common;
@@ -17,23 +17,63 @@ const SCRAPE: i64 = 15;
 const WINDOW: i64 = 60;
 const MINUTES: i64 = 40;
 const BUCKETS: [f64; 5] = [0.05, 0.1, 0.25, 0.5, 1.0];
-const SERVICES: [&str; 3] = ["order", "cart", "order-history"];
+/// The services and the kind of workload each is: Deployments, a StatefulSet and an
+/// Argo Rollout. `order-history` is a decoy whose pods look like `order`'s to a careless
+/// matcher, `cart-db`'s pods (`cart-db-0`) look like a Deployment `cart`'s to a pod-name
+/// pattern, and a Job's pod named `order-migrate-...` belongs to no service at all.
+const SERVICES: [(&str, Kind); 5] = [
+    ("order", Kind::Deployment),
+    ("cart", Kind::Deployment),
+    ("order-history", Kind::Deployment),
+    ("cart-db", Kind::StatefulSet),
+    ("checkout", Kind::Rollout),
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Deployment,
+    StatefulSet,
+    Rollout,
+}
+
+/// The pods of a service, as its controller names them.
+fn pods(svc: &str, kind: Kind) -> [String; 2] {
+    match kind {
+        Kind::StatefulSet => [format!("{svc}-0"), format!("{svc}-1")],
+        Kind::Deployment | Kind::Rollout => [format!("{svc}-5f7d8c9b4-abcde"), format!("{svc}-5f7d8c9b4-fghij")],
+    }
+}
+
+/// Its ready-replica series: kube-state-metrics' for Deployments and StatefulSets, Argo
+/// Rollouts' controller's for Rollouts.
+fn replicas_series(svc: &str, kind: Kind) -> (&'static str, String) {
+    match kind {
+        Kind::Deployment => {
+            ("kube_deployment_status_replicas_available", format!(r#"namespace="shop",deployment="{svc}""#))
+        }
+        Kind::StatefulSet => {
+            ("kube_statefulset_status_replicas_ready", format!(r#"namespace="shop",statefulset="{svc}""#))
+        }
+        Kind::Rollout => ("rollout_info_replicas_available", format!(r#"namespace="shop",name="{svc}""#)),
+    }
+}
 
 /// Series name + labels → samples (unix seconds, value).
 type History = BTreeMap<(String, String), Vec<(i64, f64)>>;
 
 /// A history for each service: request counters by status, a latency histogram, CPU
-/// counters and memory gauges of two pods, requests and limits, and available replicas,
-/// all changing minute by minute. `order-history` is a decoy whose pods look like
-/// `order`'s to a careless matcher.
+/// counters and memory gauges of two pods, requests and limits, the pods' owners (as
+/// kube-state-metrics exports them) and ready replicas, all changing minute by minute; and
+/// a Job's pod using CPU.
 fn history(start: i64) -> History {
     let mut h = History::new();
     let mut push =
         |name: &str, labels: String, t: i64, v: f64| h.entry((name.to_owned(), labels)).or_default().push((t, v));
-    for (k, svc) in SERVICES.iter().enumerate() {
-        let k = k as f64 * if *svc == "order-history" { 10.0 } else { 1.0 };
+    for (k, (svc, kind)) in SERVICES.iter().enumerate() {
+        let (svc, kind) = (*svc, *kind);
+        let k = k as f64 * if svc == "order-history" { 10.0 } else { 1.0 };
         let ingress = format!(r#"namespace="shop",service="{svc}""#);
-        let pods = [format!("{svc}-5f7d8c9b4-abcde"), format!("{svc}-5f7d8c9b4-fghij")];
+        let pods = pods(svc, kind);
         let (mut ok_c, mut err_c, mut sum_c, mut count_c) = (0.0, 0.0, 0.0, 0.0);
         let mut buckets = [0.0; 5];
         let mut cpu = [0.0; 2];
@@ -44,7 +84,7 @@ fn history(start: i64) -> History {
                 let m = ((t - SCRAPE - start) / 60) as f64;
                 let ok_rate = 10.0 + 5.0 * k + 3.0 * (m % 7.0);
                 let err_rate = 0.5 * (m % 3.0);
-                let total = ok_rate + if *svc == "cart" { 0.0 } else { err_rate };
+                let total = ok_rate + if svc == "cart" { 0.0 } else { err_rate };
                 ok_c += ok_rate * SCRAPE as f64;
                 err_c += err_rate * SCRAPE as f64;
                 count_c += total * SCRAPE as f64;
@@ -58,7 +98,7 @@ fn history(start: i64) -> History {
             }
             let m = ((t - start) / 60) as f64;
             push("nginx_ingress_controller_requests", format!(r#"{ingress},status="200""#), t, ok_c);
-            if *svc != "cart" {
+            if svc != "cart" {
                 push("nginx_ingress_controller_requests", format!(r#"{ingress},status="503""#), t, err_c);
             }
             let hist = "nginx_ingress_controller_request_duration_seconds";
@@ -77,14 +117,43 @@ fn history(start: i64) -> History {
                 push("kube_pod_container_resource_requests", r("memory"), t, 1.28e8);
                 push("kube_pod_container_resource_limits", r("cpu"), t, 0.5);
                 push("kube_pod_container_resource_limits", r("memory"), t, 2.56e8);
+                let owner = match kind {
+                    Kind::StatefulSet => format!(r#"owner_kind="StatefulSet",owner_name="{svc}""#),
+                    _ => format!(r#"owner_kind="ReplicaSet",owner_name="{svc}-5f7d8c9b4""#),
+                };
+                push(
+                    "kube_pod_owner",
+                    format!(r#"namespace="shop",pod="{pod}",{owner},owner_is_controller="true""#),
+                    t,
+                    1.0,
+                );
             }
-            push(
-                "kube_deployment_status_replicas_available",
-                format!(r#"namespace="shop",deployment="{svc}""#),
-                t,
-                2.0 + (m % 3.0) + k,
-            );
+            if kind != Kind::StatefulSet {
+                let owner = if kind == Kind::Rollout { "Rollout" } else { "Deployment" };
+                // The current ReplicaSet and an old one scaled to zero, both owned.
+                for rs in ["5f7d8c9b4", "6c8b7a9d5"] {
+                    let labels = format!(
+                        r#"namespace="shop",replicaset="{svc}-{rs}",owner_kind="{owner}",owner_name="{svc}",owner_is_controller="true""#
+                    );
+                    push("kube_replicaset_owner", labels, t, 1.0);
+                }
+            }
+            let (name, labels) = replicas_series(svc, kind);
+            push(name, labels, t, 2.0 + (m % 3.0) + k);
         }
+    }
+    // A migration Job's pod: its name looks like `order`'s pods, its owner says otherwise.
+    let job_pod = r#"namespace="shop",pod="order-migrate-x7k2p""#;
+    for j in 0..=(MINUTES * 60 / SCRAPE) {
+        let t = start + j * SCRAPE;
+        push("container_cpu_usage_seconds_total", format!(r#"{job_pod},container="migrate""#), t, 5.0 * j as f64);
+        push("container_memory_working_set_bytes", format!(r#"{job_pod},container="migrate""#), t, 7e8);
+        push(
+            "kube_pod_owner",
+            format!(r#"{job_pod},owner_kind="Job",owner_name="order-migrate",owner_is_controller="true""#),
+            t,
+            1.0,
+        );
     }
     h
 }
@@ -128,8 +197,9 @@ fn quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
 
 /// The row the `kubernetes` catalog should give for `svc` at `t`.
 fn expected(h: &History, svc: &str, t: i64) -> [Option<f64>; Feature::COUNT] {
+    let kind = SERVICES.iter().find(|(s, _)| *s == svc).unwrap().1;
     let ingress = format!(r#"namespace="shop",service="{svc}""#);
-    let pods = [format!("{svc}-5f7d8c9b4-abcde"), format!("{svc}-5f7d8c9b4-fghij")];
+    let pods = pods(svc, kind);
     let req = "nginx_ingress_controller_requests";
     let ok = rate(h, req, &format!(r#"{ingress},status="200""#), t);
     let err = if svc == "cart" { 0.0 } else { rate(h, req, &format!(r#"{ingress},status="503""#), t) };
@@ -162,8 +232,8 @@ fn expected(h: &History, svc: &str, t: i64) -> [Option<f64>; Feature::COUNT] {
     v[Feature::LatencyP95Seconds.index()] = Some(quantile(0.95, &buckets));
     v[Feature::ErrorRatio.index()] = Some(err / (ok + err));
     v[Feature::InFlight.index()] = Some(rate(h, &format!("{hist}_sum"), &ingress, t));
-    v[Feature::ReplicasReady.index()] =
-        Some(at(h, "kube_deployment_status_replicas_available", &format!(r#"namespace="shop",deployment="{svc}""#), t));
+    let (name, labels) = replicas_series(svc, kind);
+    v[Feature::ReplicasReady.index()] = Some(at(h, name, &labels, t));
     v
 }
 
@@ -194,8 +264,8 @@ chunk_steps = 25
 base = "kubernetes"
 window = "60s"
 [services.discover]
-query = 'group by (namespace, deployment) (kube_deployment_status_replicas_available{namespace="shop"})'
-service_label = "deployment""#,
+query = 'group by (namespace, service) (label_replace(kube_deployment_status_replicas_available{namespace="shop"}, "service", "$1", "deployment", "(.+)") or label_replace(kube_statefulset_status_replicas_ready{namespace="shop"}, "service", "$1", "statefulset", "(.+)") or label_replace(rollout_info_replicas_available{namespace="shop"}, "service", "$1", "name", "(.+)"))'
+service_label = "service""#,
     );
     let ts = |s: i64| DateTime::from_timestamp(s, 0).unwrap().to_rfc3339();
     // Every step with a full rate window, through the last sample.
@@ -207,10 +277,10 @@ service_label = "deployment""#,
     };
     let first = ok(&backfill(&server).await);
     let steps = (to - from) / 30 + 1;
-    assert!(first.contains(&format!("backfilled {steps} steps of 3 services")), "{first}");
+    assert!(first.contains(&format!("backfilled {steps} steps of 5 services")), "{first}");
 
     let rows = stored_rows(&server).await;
-    assert_eq!(rows.len() as i64, steps * 3, "one row per service per step");
+    assert_eq!(rows.len() as i64, steps * 5, "one row per service per step");
     let mut checked = 0;
     for row in &rows {
         let t = row.timestamp.timestamp();
@@ -226,23 +296,23 @@ service_label = "deployment""#,
             checked += 1;
         }
     }
-    assert_eq!(checked, steps * 3 * Feature::COUNT as i64);
+    assert_eq!(checked, steps * 5 * Feature::COUNT as i64);
     let partitions: std::collections::BTreeSet<String> =
         rows.iter().map(|r: &FeatureRow| r.timestamp.format("%H").to_string()).collect();
     assert_eq!(partitions.len(), 2, "the range spans two hours");
 
     // A rerun finds every row stored and writes nothing.
     let again = ok(&backfill(&server).await);
-    assert!(again.contains(&format!("0 rows written in 0 objects (0 bytes), {} already stored", steps * 3)), "{again}");
+    assert!(again.contains(&format!("0 rows written in 0 objects (0 bytes), {} already stored", steps * 5)), "{again}");
     assert_eq!(stored_rows(&server).await.len(), rows.len());
 
     // inspect sees the range, the services and no gaps.
     let mut cmd = collector(&server, &config);
     cmd.args(["inspect", "s3://data"]);
     let text = ok(&output(cmd).await);
-    assert!(text.contains(&format!("rows       {}", steps * 3)), "{text}");
+    assert!(text.contains(&format!("rows       {}", steps * 5)), "{text}");
     assert!(text.contains("step       30 s"), "{text}");
-    for svc in SERVICES {
+    for (svc, _) in SERVICES {
         let line = text.lines().find(|l| l.starts_with(&format!("shop/{svc} "))).unwrap_or_else(|| panic!("{text}"));
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[1..5], &[steps.to_string().as_str(), "0", "0", "0"], "{line}");

@@ -10,7 +10,8 @@
 //! (never zero); a feature the catalog leaves out is stored as missing.
 //!
 //! Two catalogs ship: [`CatalogName::Kubernetes`] (cAdvisor, kube-state-metrics and the
-//! NGINX ingress controller; pods are mapped to their Deployment with `label_replace`) and
+//! NGINX ingress controller; pods are mapped to their Deployment, StatefulSet or Argo Rollout
+//! through kube-state-metrics' owner series) and
 //! [`CatalogName::Storefront`] (the storefront's own metrics, scraped with `namespace` and
 //! `service` target labels, for local runs). Config starts from one of them and may
 //! replace or drop single features. Every template is parsed and checked to group by
@@ -279,34 +280,64 @@ pub fn builtin(name: CatalogName) -> Vec<(Feature, &'static str)> {
     }
 }
 
-// Pods of a Deployment are named `<deployment>-<replicaset hash>-<pod hash>`:
-// `label_replace` names each pod's service after its Deployment (pods of StatefulSets and
-// bare pods do not match and fall out with an empty `service`). The matcher is spelled
-// out in each template and a test checks that they all agree.
+// Which workload each pod belongs to, from kube-state-metrics' owner series: a
+// StatefulSet's pods directly (`kube_pod_owner`), a Deployment's or an Argo Rollout's
+// through the ReplicaSet that owns them (`kube_replicaset_owner`). One series per pod, so
+// a feature joins it `on (namespace, pod) group_left (service)`; pods of Jobs, DaemonSets
+// and bare pods have no such owner and fall out. Pod names are not parsed: a StatefulSet
+// `cart-db` (pods `cart-db-0`) would look like a Deployment `cart`'s to a pattern.
+macro_rules! pod_service {
+    () => {
+        r#"max by (namespace, pod, service) (label_replace(kube_pod_owner{namespace=~"{namespaces}",owner_kind="StatefulSet"}, "service", "$1", "owner_name", "(.+)") or on (namespace, pod) (label_replace(kube_pod_owner{namespace=~"{namespaces}",owner_kind="ReplicaSet"}, "replicaset", "$1", "owner_name", "(.+)") * on (namespace, replicaset) group_left (service) max by (namespace, replicaset, service) (label_replace(kube_replicaset_owner{namespace=~"{namespaces}",owner_kind=~"Deployment|Rollout"}, "service", "$1", "owner_name", "(.+)"))))"#
+    };
+}
+
+/// `sum by (namespace, service)` of a per-pod (or per-container) vector, its pods mapped
+/// to their workloads.
+macro_rules! per_workload {
+    ($pods:literal) => {
+        concat!(
+            "sum by (namespace, service) (",
+            $pods,
+            " * on (namespace, pod) group_left (service) ",
+            pod_service!(),
+            ")"
+        )
+    };
+}
+
+/// The pod-to-workload mapping every per-pod template uses.
+#[cfg(test)]
+const POD_SERVICE: &str = pod_service!();
+
 const KUBERNETES: [(Feature, &str); 11] = [
     (
         Feature::CpuCores,
-        r#"sum by (namespace, service) (label_replace(rate(container_cpu_usage_seconds_total{namespace=~"{namespaces}",container!="",container!="POD"}[{window}]), "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
+        per_workload!(
+            r#"rate(container_cpu_usage_seconds_total{namespace=~"{namespaces}",container!="",container!="POD"}[{window}])"#
+        ),
     ),
     (
         Feature::CpuRequestCores,
-        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_requests{namespace=~"{namespaces}",resource="cpu"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
+        per_workload!(r#"kube_pod_container_resource_requests{namespace=~"{namespaces}",resource="cpu"}"#),
     ),
     (
         Feature::CpuLimitCores,
-        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_limits{namespace=~"{namespaces}",resource="cpu"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
+        per_workload!(r#"kube_pod_container_resource_limits{namespace=~"{namespaces}",resource="cpu"}"#),
     ),
     (
         Feature::MemoryBytes,
-        r#"sum by (namespace, service) (label_replace(container_memory_working_set_bytes{namespace=~"{namespaces}",container!="",container!="POD"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
+        per_workload!(
+            r#"container_memory_working_set_bytes{namespace=~"{namespaces}",container!="",container!="POD"}"#
+        ),
     ),
     (
         Feature::MemoryRequestBytes,
-        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_requests{namespace=~"{namespaces}",resource="memory"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
+        per_workload!(r#"kube_pod_container_resource_requests{namespace=~"{namespaces}",resource="memory"}"#),
     ),
     (
         Feature::MemoryLimitBytes,
-        r#"sum by (namespace, service) (label_replace(kube_pod_container_resource_limits{namespace=~"{namespaces}",resource="memory"}, "service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"))"#,
+        per_workload!(r#"kube_pod_container_resource_limits{namespace=~"{namespaces}",resource="memory"}"#),
     ),
     (
         Feature::RequestsPerSecond,
@@ -329,8 +360,10 @@ const KUBERNETES: [(Feature, &str); 11] = [
         r#"sum by (namespace, service) (rate(nginx_ingress_controller_request_duration_seconds_sum{namespace=~"{namespaces}"}[{window}]))"#,
     ),
     (
+        // Ready replicas of whichever kind the service is: kube-state-metrics' Deployment
+        // and StatefulSet series, Argo Rollouts' own controller metric.
         Feature::ReplicasReady,
-        r#"sum by (namespace, service) (label_replace(kube_deployment_status_replicas_available{namespace=~"{namespaces}"}, "service", "$1", "deployment", "(.+)"))"#,
+        r#"sum by (namespace, service) (label_replace(kube_deployment_status_replicas_available{namespace=~"{namespaces}"}, "service", "$1", "deployment", "(.+)")) or sum by (namespace, service) (label_replace(kube_statefulset_status_replicas_ready{namespace=~"{namespaces}"}, "service", "$1", "statefulset", "(.+)")) or sum by (namespace, service) (label_replace(rollout_info_replicas_available{namespace=~"{namespaces}"}, "service", "$1", "name", "(.+)"))"#,
     ),
 ];
 
@@ -479,8 +512,6 @@ mod tests {
         }
     }
 
-    const POD_TO_DEPLOYMENT: &str = r#""service", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+")"#;
-
     fn config(base: CatalogName, features: &[(&str, &str)]) -> CatalogConfig {
         CatalogConfig {
             base,
@@ -495,8 +526,9 @@ mod tests {
         assert_eq!(k8s.features().collect::<Vec<_>>(), Feature::ALL.to_vec());
         let store = Catalog::from_config(&config(CatalogName::Storefront, &[])).unwrap();
         assert!(store.features().any(|f| f == Feature::RequestsPerSecond));
-        for (_, template) in KUBERNETES.iter().filter(|(_, t)| t.contains("\"pod\"")) {
-            assert!(template.contains(POD_TO_DEPLOYMENT), "{template}");
+        // Every template reading per-pod series maps pods through the owner series.
+        for (_, template) in KUBERNETES.iter().filter(|(_, t)| t.contains("container")) {
+            assert!(template.contains(POD_SERVICE), "{template}");
         }
     }
 
