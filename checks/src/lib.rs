@@ -2,8 +2,8 @@
 //!
 //! [`kustomize`] builds the overlays of `deploy/` and the `keda/` folder with `kubectl
 //! kustomize` (a fallback subset without kubectl); [`netpol`] evaluates NetworkPolicies;
-//! [`monitoring`] types the Prometheus Operator's resources;
-//! [`typed`] parses each object strictly into its
+//! [`monitoring`] types the Prometheus Operator's resources; [`published`] validates
+//! KEDA's and the Operator's resources against the projects' published schemas; [`typed`] parses each object strictly into its
 //! `k8s-openapi` type; [`keda`] does the same for KEDA's resources after its CRD schema;
 //! [`dashboards`] lists the PromQL of the Grafana dashboards. The tests in `tests/` apply
 //! them to the real files, check the configs inside the ConfigMaps with the components' own
@@ -15,6 +15,7 @@ pub mod keda;
 pub mod kustomize;
 pub mod monitoring;
 pub mod netpol;
+pub mod published;
 pub mod typed;
 
 /// The project's root (the tests' repository files are found from it).

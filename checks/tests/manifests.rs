@@ -368,6 +368,47 @@ fn workloads_are_wired_bounded_probed_and_unprivileged() {
 }
 
 #[test]
+fn the_dev_credentials_are_random_generated_once_and_agree() {
+    // The script: random values, files only the owner reads, never rewritten.
+    let script = repo().join("scripts/dev-secrets.sh");
+    let run = |dir: &std::path::Path| {
+        let out = std::process::Command::new(&script).arg(dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run(a.path());
+    run(b.path());
+    let read = |dir: &std::path::Path, f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    for f in ["minio.env", "s3.env", "postgres.env", "database.env", "jwt.env"] {
+        assert_ne!(read(a.path(), f), read(b.path(), f), "{f}: two clones got the same values");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(a.path().join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let before = read(a.path(), "postgres.env");
+    run(a.path());
+    assert_eq!(read(a.path(), "postgres.env"), before, "a second run rewrote the password");
+
+    // The overlay: the pairs that must agree do, and nothing is a fixed literal.
+    let dev = overlay("dev");
+    let secret = |name: &str, key: &str| -> String {
+        find(&dev, "Secret", name)["stringData"][key].as_str().unwrap_or_else(|| panic!("{name}.{key}")).to_owned()
+    };
+    assert_eq!(secret("minio-credentials", "MINIO_ROOT_USER"), secret("prescale-s3", "AWS_ACCESS_KEY_ID"));
+    let minio = secret("minio-credentials", "MINIO_ROOT_PASSWORD");
+    assert_eq!(minio, secret("prescale-s3", "AWS_SECRET_ACCESS_KEY"));
+    let pg = secret("storefront-postgres", "password");
+    assert!(secret("storefront-db", "url").contains(&format!(":{pg}@postgres.storefront.svc:5432/")));
+    let jwt = secret("storefront-jwt", "secret");
+    assert!(jwt.len() >= 32, "the services refuse a JWT secret under 32 bytes");
+    for value in [minio, pg, jwt] {
+        assert!(value.len() >= 32 && value.chars().all(|c| c.is_ascii_hexdigit()), "{value}");
+    }
+    let text = serde_json::to_string(&dev).unwrap();
+    assert!(!text.contains("dev-only"), "a fixed development literal is left");
+}
+
+#[test]
 fn the_settings_in_the_config_maps_load_with_the_components_types() {
     for name in ["dev", "prod"] {
         let objects = overlay(name);
