@@ -1,6 +1,6 @@
 //! `prescale-demo`: the whole Prescale loop on one machine, as `make demo` runs it.
 //!
-//! It starts the storefront (`storefront all`), a real Prometheus scraping it (with the
+//! It starts the storefront (`storefront run`, a process per service), a real Prometheus scraping it (with the
 //! shipped rules from `deploy/prometheus/rules`), k6 replaying the built-in synthetic day
 //! at a compressed speed ([`traffic`]), and the collector writing Parquet to a local
 //! folder; writes each service's synthetic history (the same shape) into the collector's
@@ -171,14 +171,22 @@ impl Demo {
         // the steps it sees live) never share a step with it.
         let history_end = chrono::Utc::now() - chrono::Duration::seconds(s.step_secs as i64);
 
-        say("starting the storefront (7 services)");
-        let mut cmd = Command::new(bin("storefront"));
-        cmd.arg("--dev").arg("--data-dir").arg(dir.join("storefront")).arg("all");
-        for (name, port) in configs::storefront_ports(&s) {
-            cmd.arg("--port").arg(format!("{name}={port}"));
+        // One process per service, as pods are: each service's CPU and memory are then its
+        // own (a process serving several reports neither).
+        say("starting the storefront (7 services, a process each)");
+        let ports = configs::storefront_ports(&s);
+        for (name, port) in &ports {
+            let mut cmd = Command::new(bin("storefront"));
+            cmd.arg("--dev").arg("--data-dir").arg(dir.join("storefront"));
+            for (other, other_port) in &ports {
+                cmd.arg("--upstream").arg(format!("{other}=http://127.0.0.1:{other_port}"));
+            }
+            cmd.arg("run").arg(name).arg("--port").arg(port.to_string());
+            self.procs.spawn(&format!("storefront-{name}"), &mut cmd)?;
         }
-        self.procs.spawn("storefront", &mut cmd)?;
-        self.wait_http("storefront", &format!("http://127.0.0.1:{}/readyz", s.ports.gateway), 60).await?;
+        for (name, port) in &ports {
+            self.wait_http(&format!("storefront-{name}"), &format!("http://127.0.0.1:{port}/readyz"), 60).await?;
+        }
 
         say("starting Prometheus");
         std::fs::write(dir.join("prometheus.yml"), configs::prometheus_yml(&s))?;

@@ -217,8 +217,10 @@ pub async fn spawn_all(
 ) -> Result<Vec<JoinHandle<std::io::Result<()>>>, StartError> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
+    // Several services in one process share its CPU and memory: no service reports them.
+    let alone = ports.len() == 1;
     for (service, port) in ports {
-        let app = app(*service, settings).await?;
+        let app = app_in(*service, settings, alone).await?;
         let addr = format!("{host}:{port}");
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|source| StartError::Bind {
             service: service.name(),
@@ -239,11 +241,17 @@ pub async fn spawn_all(
 }
 
 /// The full app of one service (routes, health, metrics, limits), its database reached,
-/// migrated and seeded.
+/// migrated and seeded; the process serves it alone (see [`app_in`]).
 pub async fn app(service: Service, settings: &Settings) -> Result<Router, StartError> {
+    app_in(service, settings, true).await
+}
+
+/// [`app`], saying whether the process serves this service `alone`: only then does it
+/// export the process's CPU and memory as the service's.
+pub async fn app_in(service: Service, settings: &Settings, alone: bool) -> Result<Router, StartError> {
     let keys = settings.keys.clone();
     let mut ingress = None;
-    let metrics = Metrics::new(service.name(), |registry| {
+    let metrics = Metrics::new(service.name(), alone, |registry| {
         if service == Service::Gateway {
             ingress = Some(gateway::IngressMetrics::new(registry));
         }

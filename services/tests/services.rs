@@ -395,6 +395,36 @@ async fn every_service_exposes_health_and_request_metrics() {
 }
 
 #[tokio::test]
+async fn a_process_serving_several_services_reports_its_cpu_and_memory_under_none_of_their_names() {
+    // Under every name it would make each service's cpu_cores and memory_bytes the
+    // whole process's: the features are left missing instead.
+    let dir = tempfile::tempdir().unwrap();
+    let free = prescale_testkit::tools::free_ports(2);
+    let ports = BTreeMap::from([(Service::Product, free[0]), (Service::Profile, free[1])]);
+    let s = settings(dir.path(), Settings::local_urls("127.0.0.1", &ports));
+    let _servers = storefront::spawn_all(&s, "127.0.0.1", &ports, std::future::pending()).await.unwrap();
+    let http = reqwest::Client::new();
+    for port in ports.values() {
+        let text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(text.contains("prescale_build_info"), "{text}");
+        assert!(!text.contains("process_cpu_seconds"), "{text}");
+        assert!(!text.contains("process_resident_memory_bytes"), "{text}");
+    }
+    // One service in its process: both, its own.
+    let alone = BTreeMap::from([(Service::Product, prescale_testkit::tools::free_port())]);
+    let _server = storefront::spawn_all(&s, "127.0.0.1", &alone, std::future::pending()).await.unwrap();
+    let text = http
+        .get(format!("http://127.0.0.1:{}/metrics", alone[&Service::Product]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("process_cpu_seconds_total") && text.contains("process_resident_memory_bytes"), "{text}");
+}
+
+#[tokio::test]
 async fn internal_routes_demand_the_service_credential() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path(), BTreeMap::new());
@@ -433,7 +463,7 @@ async fn a_full_instance_answers_503_with_retry_after_instead_of_queueing_withou
         }),
     );
     let limits = Limits { queue_timeout: std::time::Duration::from_millis(200), ..Limits::with_concurrency(1) };
-    let app = wrap(slow, Metrics::new("test", |_| {}), limits);
+    let app = wrap(slow, Metrics::new("test", true, |_| {}), limits);
     let first = tokio::spawn(app.clone().oneshot(Request::builder().uri("/slow").body(Body::empty()).unwrap()));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let started = std::time::Instant::now();

@@ -1,7 +1,12 @@
 //! Each service's Prometheus metrics, in the names the collector's `storefront` catalog
 //! queries: `http_requests_total{service,route,method,status}`,
 //! `http_request_duration_seconds{service,route,method}` (histogram),
-//! `http_requests_in_flight{service}`, and the process's CPU seconds and resident memory.
+//! `http_requests_in_flight{service}`, and the process's CPU seconds and resident memory
+//! when the process serves this one service. A process serving several (`storefront all`)
+//! does not export them: they would be the whole process's under every service's name,
+//! each service's `cpu_cores` and `memory_bytes` the sum of all seven. Those features are
+//! then missing, which is the truth; run one service per process (as the demo and the
+//! cluster do) to have them.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -58,46 +63,69 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
     in_flight: Family<ServiceLabels, Gauge>,
-    cpu: Counter<f64, AtomicU64>,
-    /// Serialises the read-and-advance of `cpu` (two scrapes at once would add twice).
-    cpu_advance: Arc<std::sync::Mutex<()>>,
-    rss: Gauge,
+    /// The process's CPU time and resident memory, when the process is this service's alone.
+    process: Option<ProcessFigures>,
     registry: Arc<Registry>,
 }
 
 impl Metrics {
-    /// Metrics of `service`; `extra` registers service-specific ones.
-    pub fn new(service: &str, extra: impl FnOnce(&mut Registry)) -> Self {
+    /// Metrics of `service`; `extra` registers service-specific ones. `alone`: whether the
+    /// process serves this service only (then its CPU and memory are the service's).
+    pub fn new(service: &str, alone: bool, extra: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::default();
         prescale_core::ops::register_build_info(&mut registry, &format!("storefront-{service}"));
         let requests = Family::<RequestLabels, Counter>::default();
         let duration =
             Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(BUCKETS.iter().copied()));
         let in_flight = Family::<ServiceLabels, Gauge>::default();
-        let cpu = Counter::<f64, AtomicU64>::default();
-        let rss = Gauge::default();
         registry.register("http_requests", "Requests served", requests.clone());
         registry.register("http_request_duration_seconds", "Request latency, queueing included", duration.clone());
         registry.register("http_requests_in_flight", "Requests being served or queued", in_flight.clone());
-        // A counter (exposed as `process_cpu_seconds_total`, Prometheus' convention, which
-        // the collector's storefront catalog reads with rate()).
-        registry.register("process_cpu_seconds", "CPU time of the process (user and system), seconds", cpu.clone());
-        registry.register("process_resident_memory_bytes", "Resident memory of the process", rss.clone());
+        let process = alone.then(|| ProcessFigures::register(&mut registry));
         extra(&mut registry);
         Self {
             service: service.to_owned(),
             requests,
             duration,
             in_flight,
-            cpu,
-            cpu_advance: Arc::default(),
-            rss,
+            process,
             registry: Arc::new(registry),
         }
     }
 
     /// The text exposition, with process figures read now.
     pub fn render(&self) -> String {
+        if let Some(process) = &self.process {
+            process.update();
+        }
+        prescale_core::ops::encode(&self.registry)
+    }
+}
+
+/// The process's CPU seconds (a counter, exposed as `process_cpu_seconds_total`,
+/// Prometheus' convention, which the storefront catalog reads with `rate()`) and resident
+/// memory.
+#[derive(Debug, Clone)]
+struct ProcessFigures {
+    cpu: Counter<f64, AtomicU64>,
+    /// Serialises the read-and-advance of `cpu` (two scrapes at once would add twice).
+    cpu_advance: Arc<std::sync::Mutex<()>>,
+    rss: Gauge,
+}
+
+impl ProcessFigures {
+    fn register(registry: &mut Registry) -> Self {
+        let figures = Self { cpu: Counter::default(), cpu_advance: Arc::default(), rss: Gauge::default() };
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time of the process (user and system), seconds",
+            figures.cpu.clone(),
+        );
+        registry.register("process_resident_memory_bytes", "Resident memory of the process", figures.rss.clone());
+        figures
+    }
+
+    fn update(&self) {
         if let Some((cpu, rss)) = process_usage() {
             let _one = self.cpu_advance.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // The process' total CPU time only grows; advance the counter to it.
@@ -107,7 +135,6 @@ impl Metrics {
             }
             self.rss.set(rss as i64);
         }
-        prescale_core::ops::encode(&self.registry)
     }
 }
 
