@@ -3,9 +3,10 @@
 //! Operator's schemas, select real Services and ports, the PrometheusRule carries exactly
 //! the rules of `deploy/prometheus`, and the collector and predictor query the Operator's
 //! Prometheus. Then a real Prometheus, configured as the Operator renders the predictor's
-//! ServiceMonitor, scrapes the predictor's real metrics exposition: with `honorLabels`
-//! (as shipped) every recording rule fed by the predictor keeps the service it is about,
-//! every rule, alert and dashboard query runs; without it, the labels become
+//! ServiceMonitor (and the storefront's, as shipped), scrapes the predictor's and the
+//! storefront's real metrics expositions: with `honorLabels` (as shipped) every recording
+//! rule fed by the predictor or the storefront keeps the service it is about, every rule,
+//! alert and dashboard query runs; without it, the labels become
 //! `exported_namespace`/`exported_service` and the rules lose the service, which is why
 //! the ServiceMonitor sets it.
 
@@ -120,6 +121,30 @@ fn predictor_metrics() -> String {
     m.encode()
 }
 
+/// The storefront's `order` exposition, as its `/metrics` writes it after one request
+/// (its series carry `service="order"`, as the target label the Operator adds does).
+fn storefront_metrics(runtime: &tokio::runtime::Runtime) -> String {
+    use storefront::common::metrics::{Metrics, track};
+    use tower::ServiceExt;
+    let metrics = Metrics::new("order", true, |_| {});
+    let app = axum::Router::new()
+        .route("/orders", axum::routing::get(|| async { "[]" }))
+        .layer(axum::middleware::from_fn_with_state(metrics.clone(), track));
+    let request = axum::http::Request::builder().uri("/orders").body(axum::body::Body::empty()).unwrap();
+    let response = runtime.block_on(app.oneshot(request)).unwrap();
+    assert!(response.status().is_success());
+    metrics.render()
+}
+
+/// Serves `text` as `/metrics` on loopback; its address.
+fn serve_metrics(runtime: &tokio::runtime::Runtime, text: String) -> String {
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let app = axum::Router::new().route("/metrics", axum::routing::get(move || async move { text.clone() }));
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
 fn query(prometheus: &Prometheus, q: &str) -> Value {
     let url = format!("{}/api/v1/query", prometheus.url());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -148,14 +173,21 @@ fn the_predictor_scraped_as_the_operator_would_keeps_its_labels_only_with_honor_
     let rule: PrometheusRule =
         serde_json::from_value(objects.iter().find(|o| o["kind"] == "PrometheusRule").unwrap().clone()).unwrap();
     let rules = serde_yaml_ng::to_string(&serde_json::json!({"groups": rule.spec.groups})).unwrap();
-    // The predictor's exposition on loopback.
-    let text = predictor_metrics();
+    // The predictor's and the storefront's `order` expositions on loopback.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let app = axum::Router::new().route("/metrics", axum::routing::get(move || async move { text.clone() }));
-    runtime.spawn(async move { axum::serve(listener, app).await });
-    let targets = [(address, "predictor-0".to_owned())];
+    let targets = [(serve_metrics(&runtime, predictor_metrics()), "predictor-0".to_owned())];
+    let shop = monitors(&objects).into_iter().find(|m| m.metadata.name.as_deref() == Some("storefront")).unwrap();
+    let shop_targets = [(serve_metrics(&runtime, storefront_metrics(&runtime)), "order-5f7d8c9b4-abcde".to_owned())];
+    // Which recording rules the storefront feeds.
+    let shop_fed: Vec<String> = rule
+        .spec
+        .groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .filter(|r| r.expr.contains("http_request"))
+        .filter_map(|r| r.record.clone())
+        .collect();
+    assert!(shop_fed.len() >= 3, "{shop_fed:?}");
     // Which recording rules the predictor alone feeds.
     let fed: Vec<String> = rule
         .spec
@@ -171,12 +203,20 @@ fn the_predictor_scraped_as_the_operator_would_keeps_its_labels_only_with_honor_
         let mut monitor = predictor.clone();
         monitor.spec.endpoints[0].honor_labels = Some(honor);
         let dir = tempfile::tempdir().unwrap();
-        let scrape = scrape_config(&monitor, 0, "predictor", &targets);
+        // The storefront's ServiceMonitor as shipped (its series' `service` is the
+        // Service's name anyway, so it needs no honorLabels).
+        let scrape =
+            scrape_config(&monitor, 0, "predictor", &targets) + &scrape_config(&shop, 0, "order", &shop_targets);
         let prometheus = Prometheus::start_with_rules(dir.path(), "1s", &scrape, &rules);
         prometheus.wait_for_targets("predictor", 1);
+        prometheus.wait_for_targets("order", 1);
         if honor {
             for record in &fed {
                 let r = wait_for(&prometheus, &format!("{record}{{namespace=\"shop\",service=\"order\"}}"));
+                assert!(r.as_array().is_some_and(|a| a.len() == 1), "{record}: {r}");
+            }
+            for record in &shop_fed {
+                let r = wait_for(&prometheus, &format!("{record}{{namespace=\"storefront\",service=\"order\"}}"));
                 assert!(r.as_array().is_some_and(|a| a.len() == 1), "{record}: {r}");
             }
             // Every alert and every dashboard query runs against it.
@@ -197,7 +237,8 @@ fn the_predictor_scraped_as_the_operator_would_keeps_its_labels_only_with_honor_
                     }
                 }
             }
-            assert!(answered >= 5, "only {answered} dashboard queries have data from the predictor");
+            assert!(answered >= 8, "only {answered} dashboard queries have data from the predictor and storefront");
+            eprintln!("{answered} dashboard queries answered");
         } else {
             // The target's labels win: the series now say the predictor's own Service.
             let raw = wait_for(&prometheus, "ml_predicted_replicas");
