@@ -450,6 +450,9 @@ fn the_settings_in_the_config_maps_load_with_the_components_types() {
         // The trainer's selector names every service the predictor serves.
         let selector = env("SERVICES");
         assert!(args.windows(2).any(|w| w == ["--services", "$(SERVICES)"]), "{args:?}");
+        // It reads a bounded history, in a form the trainer takes.
+        assert!(args.windows(2).any(|w| w == ["--from", "$(HISTORY)"]), "{args:?}");
+        prescale_trainer::input::time_bound(&env("HISTORY")).unwrap();
         // It publishes where the predictor reads the fleet model, from the data the
         // collector writes.
         assert_eq!(env("PRESCALE_MODELS"), predictor.fleet_model.as_ref().unwrap().to_string());

@@ -32,6 +32,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use prescale_core::store::{ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
+
+use crate::dataset::TimeRange;
 use sha2::{Digest, Sha256};
 use tch::Device;
 
@@ -190,6 +192,10 @@ pub struct FleetInfo {
     pub services: Vec<String>,
     /// How many shards the per-service work is split into.
     pub shards: u32,
+    /// The steps the fit read (`--from`/`--to`, resolved), which the shards read too;
+    /// absent: the whole table.
+    #[serde(default, skip_serializing_if = "TimeRange::is_all")]
+    pub range: TimeRange,
 }
 
 /// The entries one shard wrote.

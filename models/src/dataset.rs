@@ -81,11 +81,49 @@ pub fn service_series(rows: &[FeatureRow], service: &str) -> Result<Series, Data
     Series::new(name, grid, start, values)?.with_covariates(Covariates { names, values: cov })
 }
 
-/// Reads one service's series from the feature table below `prefix` of a store.
-pub async fn load_service(store: &dyn ObjectStore, prefix: &str, service: &str) -> Result<Series, DataError> {
+/// Steps to read: from and to (both included), either open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TimeRange {
+    /// First step read; unset: the table's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    /// Last step read; unset: the table's last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl TimeRange {
+    /// Whether it leaves the table whole.
+    pub fn is_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    /// `scan` narrowed to the range: the table skips the hour partitions outside it.
+    pub fn narrow(&self, scan: Scan) -> Scan {
+        Scan { from: self.from, to: self.to, ..scan }
+    }
+}
+
+impl std::fmt::Display for TimeRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let end = |t: Option<DateTime<Utc>>| {
+            t.map_or_else(|| "…".to_owned(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        };
+        write!(f, "{} to {}", end(self.from), end(self.to))
+    }
+}
+
+/// Reads one service's series from the feature table below `prefix` of a store, the steps
+/// of `range` only.
+pub async fn load_service(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    service: &str,
+    range: TimeRange,
+) -> Result<Series, DataError> {
     let table = FeatureTable::new(store, prefix);
     let failed = |e: prescale_core::table::TableError| DataError::Parquet(e.to_string());
-    let rows = table.read(&Scan::service(service)).await.map_err(failed)?;
+    let rows = table.read(&range.narrow(Scan::service(service))).await.map_err(failed)?;
     if !rows.is_empty() {
         return service_series(&rows, service);
     }
@@ -102,18 +140,20 @@ pub async fn load_service(store: &dyn ObjectStore, prefix: &str, service: &str) 
 /// `requests_per_second` columns only) and only the named services' values are kept, as
 /// compact (time, value) pairs, until each service's series is built. Memory is that of
 /// the kept values, not of the rows: a fleet's history is read without materialising
-/// every row of it. A named service without rows is an error naming it.
+/// every row of it. Only the steps of `range` are read (the hour partitions outside it are
+/// not opened). A named service without rows there is an error naming it.
 pub async fn load_demands(
     store: &dyn ObjectStore,
     prefix: &str,
     services: &[String],
+    range: TimeRange,
 ) -> Result<Vec<Series>, DataError> {
     let table = FeatureTable::new(store, prefix);
     let failed = |e: prescale_core::table::TableError| DataError::Parquet(e.to_string());
     let wanted: std::collections::HashMap<&str, usize> =
         services.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let mut points: Vec<Vec<(i64, f64)>> = vec![Vec::new(); services.len()];
-    let scan = Scan { features: Some(vec![Feature::RequestsPerSecond]), ..Scan::default() };
+    let scan = range.narrow(Scan { features: Some(vec![Feature::RequestsPerSecond]), ..Scan::default() });
     let mut name = String::new();
     for object in table.objects(&scan).await.map_err(failed)? {
         for row in table.read_object(&object.key, &scan).await.map_err(failed)? {
@@ -224,19 +264,20 @@ mod tests {
         let layout = prescale_core::table::Layout::new("", "c0").unwrap();
         prescale_core::table::write_rows(&store, &layout, rows.clone()).await.unwrap();
         let names = ["shop/order".to_owned(), "shop/late".to_owned(), "shop/cart".to_owned()];
-        let all = load_demands(&store, "", &names).await.unwrap();
+        let all = load_demands(&store, "", &names, TimeRange::default()).await.unwrap();
         for (name, got) in names.iter().zip(&all) {
             let alone = service_series(&rows, name).unwrap();
             assert_eq!((got.start, got.grid, &got.values), (alone.start, alone.grid, &alone.values), "{name}");
             assert!(got.covariates.is_none());
         }
-        let err = load_demands(&store, "", &["shop/none".to_owned()]).await.unwrap_err().to_string();
+        let err =
+            load_demands(&store, "", &["shop/none".to_owned()], TimeRange::default()).await.unwrap_err().to_string();
         assert!(err.contains("shop/none"), "{err}");
         let mut clash = rows;
         clash.push(row(1, "order", Some(99.0)));
         let other = prescale_core::table::Layout::new("", "c1").unwrap();
         prescale_core::table::write_rows(&store, &other, clash).await.unwrap();
-        let err = load_demands(&store, "", &names).await.unwrap_err().to_string();
+        let err = load_demands(&store, "", &names, TimeRange::default()).await.unwrap_err().to_string();
         assert!(err.contains("two different rows"), "{err}");
     }
 }

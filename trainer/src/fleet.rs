@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use prescale_core::store::{ObjectStore, S3Options};
 use prescale_models::artifact::{self, FleetInfo, Manifest, TrainingData};
+use prescale_models::dataset::TimeRange;
 use prescale_models::fleet::{self, Shard};
 use prescale_models::series::{Series, Split};
 use prescale_models::served::{FLEET, ServiceEntry};
@@ -20,10 +21,15 @@ use prescale_models::{backtest, dataset};
 
 use crate::input::{DataArgs, InputError};
 
-/// Loads the demand of each service, in order, in one pass over the table.
-async fn demand(data: &DataArgs, s3: &S3Options, services: &[String]) -> Result<Vec<Series>, InputError> {
+/// Loads the demand of each service, in order, in one pass over the steps of `range`.
+async fn demand(
+    data: &DataArgs,
+    s3: &S3Options,
+    services: &[String],
+    range: TimeRange,
+) -> Result<Vec<Series>, InputError> {
     let (store, prefix) = data.table(s3).await?;
-    Ok(dataset::load_demands(store.as_ref(), &prefix, services).await?)
+    Ok(dataset::load_demands(store.as_ref(), &prefix, services, range).await?)
 }
 
 /// Fits the fleet model on every service of the data `selector` names and stores it as a
@@ -40,9 +46,13 @@ pub async fn fit(
     let started = Instant::now();
     let services: Vec<String> = data.services(s3, selector).await?.iter().map(ToString::to_string).collect();
     anyhow::ensure!(!services.is_empty(), "no service of the data matches {selector:?}");
-    let series = demand(data, s3, &services).await?;
+    let range = data.range()?;
+    let series = demand(data, s3, &services, range).await?;
     let steps: usize = series.iter().map(Series::len).sum();
     eprintln!("fleet: {} services matching {selector:?}, {steps} steps in all", services.len());
+    if !range.is_all() {
+        eprintln!("fleet: steps from {range}");
+    }
     let first = &series[0];
     let horizon = first.grid.steps_in(backtest::HORIZON);
     let trained = tokio::task::block_in_place(|| fleet::train(&series, horizon, config, observer))?;
@@ -71,7 +81,7 @@ pub async fn fit(
         tensors: BTreeMap::new(),
         burst: None,
         policy: None,
-        fleet: Some(FleetInfo { selector: selector.to_owned(), services, shards }),
+        fleet: Some(FleetInfo { selector: selector.to_owned(), services, shards, range }),
     };
     let manifest = artifact::write_version(store, &trained.model, manifest).await?;
     println!(
@@ -104,12 +114,17 @@ pub async fn evaluate_shard(
         fleet_info.shards,
         shard.count
     );
+    // The shards read the steps the fit read: a relative `--from 28d` resolved again in
+    // each pod would give each shard other data.
+    if !data.range()?.is_all() {
+        anyhow::bail!("evaluate reads the steps the fit of {version} read ({}); drop --from/--to", fleet_info.range);
+    }
     let services = artifact::shard_services(&fleet_info, shard);
     eprintln!("shard {shard} of {version}: {} of {} services", services.len(), fleet_info.services.len());
     let period = manifest.params.window.day;
     let mut entries = BTreeMap::new();
     let mut failed = Vec::new();
-    let series = demand(data, s3, &services).await?;
+    let series = demand(data, s3, &services, fleet_info.range).await?;
     for (service, series) in services.iter().zip(&series) {
         let entry = tokio::task::block_in_place(|| fleet::evaluate_service(&model, series, period));
         match entry {

@@ -282,3 +282,72 @@ async fn one_fleet_model_for_every_service_a_selector_names_split_into_shards() 
     let err = String::from_utf8_lossy(&none.stderr);
     assert!(!none.status.success() && err.contains("\"tools/*\""), "{err}");
 }
+
+/// `--from`/`--to`: the fit reads only those steps (a service whose rows all fall before
+/// them is not part of the fleet), the manifest records the resolved range, and the
+/// shards read the same steps without being told; a reversed range or a second range for
+/// the shards is refused, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_range_is_what_the_fleet_and_its_shards_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("s3")).unwrap();
+    let server = S3Server::start(&dir.path().join("s3")).await.unwrap();
+    server.create_bucket("data").unwrap();
+    let mut all = rows();
+    let first = all.iter().map(|r| r.timestamp).min().unwrap();
+    let old: Vec<FeatureRow> = all
+        .iter()
+        .filter(|r| r.service.name() == "order" && r.timestamp < first + Duration::hours(6))
+        .map(|r| FeatureRow { service: ServiceId::new("shop", "old").unwrap(), ..r.clone() })
+        .collect();
+    all.extend(old);
+    write_hive(&S3Store::new(server.client(), "data", ""), &all).await;
+    let config = prescale_models::train::write_small_config(dir.path()).unwrap();
+    let models = dir.path().join("models");
+    let (config, root) = (config.to_str().unwrap(), models.to_str().unwrap());
+    let from = "2024-03-04T12:00:00Z";
+    let train = |range: [&'static str; 4]| {
+        let mut args = vec!["--train-config", config, "--max-seconds", "5", "train", "--data", "s3://data/metrics"];
+        args.extend(range);
+        args.extend(["--services", "shop/*", "--shards", "1", "--no-evaluate", "--models", root]);
+        args
+    };
+    let out = ok(&trainer(&server, &train(["--from", from, "--to", "2024-03-06T23:59:00Z"])).await);
+    let version = out.lines().find_map(|l| l.strip_prefix("stored fleet model ")).unwrap().split(' ').next().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{root}/{version}/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["fleet"]["services"], serde_json::json!(["shop/cart", "shop/order"]), "{manifest}");
+    let recorded = &manifest["fleet"]["range"];
+    assert_eq!(recorded["from"], from, "{recorded}");
+    assert_eq!(recorded["to"], "2024-03-06T23:59:00Z", "{recorded}");
+    assert_eq!(manifest["training"]["from"], from, "the fit's first step is the range's");
+
+    // The shard reads the recorded steps by itself; told a range, it refuses.
+    let evaluate =
+        ["evaluate", "--models", root, "--version", version, "--shard", "0/1", "--data", "s3://data/metrics"];
+    let mut told = evaluate.to_vec();
+    told.extend(["--from", "2d"]);
+    let refused = trainer(&server, &told).await;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("drop --from/--to") && err.contains(from), "{err}");
+    let evaluated = ok(&trainer(&server, &evaluate).await);
+    assert!(evaluated.contains("2 services evaluated"), "{evaluated}");
+    ok(&trainer(&server, &["publish", "--models", root, version]).await);
+    let services: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{root}/{version}/services.json")).unwrap()).unwrap();
+    assert_eq!(services.as_object().unwrap().len(), 2);
+
+    // A reversed range and an unreadable bound: refused, naming them, nothing stored.
+    let versions = std::fs::read_dir(root).unwrap().count();
+    let reversed = trainer(&server, &train(["--from", "2024-03-06T00:00:00Z", "--to", "2024-03-05T00:00:00Z"])).await;
+    let err = String::from_utf8_lossy(&reversed.stderr);
+    assert!(
+        !reversed.status.success()
+            && err.contains("--from 2024-03-06T00:00:00Z is not before --to 2024-03-05T00:00:00Z"),
+        "{err}"
+    );
+    let garbled = trainer(&server, &train(["--from", "soon", "--to", "2024-03-05T00:00:00Z"])).await;
+    let err = String::from_utf8_lossy(&garbled.stderr);
+    assert!(!garbled.status.success() && err.contains("\"soon\"") && err.contains("RFC 3339"), "{err}");
+    assert_eq!(std::fs::read_dir(root).unwrap().count(), versions, "nothing stored");
+}

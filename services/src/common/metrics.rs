@@ -83,14 +83,7 @@ impl Metrics {
         registry.register("http_requests_in_flight", "Requests being served or queued", in_flight.clone());
         let process = alone.then(|| ProcessFigures::register(&mut registry));
         extra(&mut registry);
-        Self {
-            service: service.to_owned(),
-            requests,
-            duration,
-            in_flight,
-            process,
-            registry: Arc::new(registry),
-        }
+        Self { service: service.to_owned(), requests, duration, in_flight, process, registry: Arc::new(registry) }
     }
 
     /// The text exposition, with process figures read now.
