@@ -128,6 +128,25 @@ pub enum PolicyError {
 }
 
 impl PolicySettings {
+    /// The knobs tuning sets, in words, durations in steps of `grid` (for the frontier
+    /// file and the predictor's `policy_info`): e.g. `quantile=p90 headroom=0.1
+    /// lookahead=20 window=10 forecast_scale_down=false floor=0.8 burst=none`.
+    pub fn describe(&self, grid: StepGrid) -> String {
+        let st = self.in_steps(grid);
+        format!(
+            "quantile={} headroom={} lookahead={} window={} forecast_scale_down={} floor={} burst={}",
+            self.shortfall_penalty
+                .map_or(format!("{:?}", self.quantile), |p| format!("newsvendor@{:.2}", p / (p + 1.0))),
+            self.headroom,
+            st.lookahead,
+            st.scale_down_window,
+            self.forecast_scale_down,
+            self.floor_utilisation,
+            self.burst_quantile.map_or("none".to_owned(), |q| format!("{q}+{}", st.burst_span))
+        )
+        .to_lowercase()
+    }
+
     /// The durations in steps of `grid`.
     pub fn in_steps(&self, grid: StepGrid) -> StepSettings {
         StepSettings {

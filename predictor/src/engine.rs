@@ -27,7 +27,7 @@ use prescale_policy::mechanics;
 use prescale_policy::{Decision, ForecastView, Menu, Policy, PolicyError, Present, Reason, replicas_for};
 
 use crate::config::{Planner, ServicePlan};
-use crate::metrics::{ForecastLabels, ModelLabels, ReasonLabels, ServiceLabels};
+use crate::metrics::{ForecastLabels, ModelLabels, PolicyLabels, ReasonLabels, ServiceLabels};
 use crate::model::{Loaded, Models, Serving};
 use crate::state::{Served, Shared};
 use crate::window::Window;
@@ -55,6 +55,10 @@ struct ServiceRun {
     /// The model version the policy's settings were last chosen for (with an objective:
     /// from that version's tuned menu).
     tuned_for: Option<String>,
+    /// Whether the policy runs a setting chosen for the objective (else the configured).
+    chosen: bool,
+    /// Its `policy_info` series.
+    policy_info: Option<PolicyLabels>,
 }
 
 /// Takes a gone service's series out of `/metrics`.
@@ -63,6 +67,9 @@ fn forget(run: &ServiceRun, grid: StepGrid, m: &crate::metrics::Metrics) {
     m.forget(&run.labels);
     for r in Reason::ALL {
         m.reason.remove(&ReasonLabels { namespace: namespace.clone(), service: service.clone(), reason: r.label() });
+    }
+    if let Some(labels) = &run.policy_info {
+        m.policy_info.remove(labels);
     }
     if let Some((version, forecaster)) = &run.last_model {
         m.model_info.remove(&ModelLabels {
@@ -103,6 +110,8 @@ fn new_run(plan: ServicePlan, grid: StepGrid, history_steps: usize) -> Result<Se
         last_model: None,
         exported_points: 0,
         tuned_for: None,
+        chosen: false,
+        policy_info: None,
     })
 }
 
@@ -194,6 +203,7 @@ impl Engine {
                 Some(mut run) => match Policy::new(plan.policy.clone(), self.grid) {
                     Ok(policy) => {
                         run.policy = policy.with_schedules(schedules(&plan));
+                        run.chosen = false;
                         run.plan = plan;
                         // Chosen again from the model's menu for the new settings.
                         run.tuned_for = None;
@@ -481,6 +491,7 @@ fn decide(
     }
 
     tune(run, loaded, grid, m);
+    note_policy(run, grid, m);
     let present = Present {
         time: t,
         forecast: forecast.as_ref().map(|f| (f.p50.as_slice(), f.p90.as_slice())),
@@ -588,6 +599,23 @@ fn note_model(run: &mut ServiceRun, loaded: &Loaded, forecaster: &'static str, m
         .set((Utc::now() - loaded.manifest.created).num_milliseconds() as f64 / 1000.0);
 }
 
+/// Exports the setting the service's policy runs, replacing the series of the one before.
+fn note_policy(run: &mut ServiceRun, grid: StepGrid, m: &crate::metrics::Metrics) {
+    let labels = PolicyLabels {
+        namespace: run.labels.namespace.clone(),
+        service: run.labels.service.clone(),
+        source: if run.chosen { "objective" } else { "configured" },
+        setting: run.policy.settings().describe(grid),
+    };
+    if run.policy_info.as_ref() != Some(&labels) {
+        if let Some(old) = run.policy_info.take() {
+            m.policy_info.remove(&old);
+        }
+        m.policy_info.get_or_create(&labels).set(1);
+        run.policy_info = Some(labels);
+    }
+}
+
 /// The burst profile of a service: its own in a fleet model, the model's otherwise.
 /// The policy tuned on validation that a model carries for a service.
 fn menu<'a>(loaded: &'a Loaded, service: &str) -> Option<&'a Menu> {
@@ -612,6 +640,7 @@ fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid, m: &crate
     let choice = loaded.and_then(|l| menu(l, &run.name)).and_then(|m| m.choose(objective, &run.plan.policy));
     m.objective_validation_share.remove(&run.labels);
     m.objective_met.remove(&run.labels);
+    let chosen = choice.is_some();
     let settings = match choice {
         Some(c) => {
             m.objective_validation_share.get_or_create(&run.labels).set(c.score.under_provisioned);
@@ -634,7 +663,10 @@ fn tune(run: &mut ServiceRun, loaded: Option<&Loaded>, grid: StepGrid, m: &crate
         }
     };
     match Policy::new(settings, grid) {
-        Ok(policy) => run.policy = policy.with_schedules(schedules(&run.plan)),
+        Ok(policy) => {
+            run.policy = policy.with_schedules(schedules(&run.plan));
+            run.chosen = chosen;
+        }
         Err(e) => {
             tracing::warn!(service = %run.plan.id, error = %e, "tuned settings refused; the configured ones stay")
         }

@@ -37,6 +37,20 @@ pub struct ForecastLabels {
     pub horizon_seconds: u32,
 }
 
+/// The policy setting a service runs.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub service: String,
+    /// Where the setting comes from: `objective` (chosen from the model's tuned menu for
+    /// the service's objective) or `configured`.
+    pub source: &'static str,
+    /// The setting in words (`PolicySettings::describe`: durations in steps).
+    pub setting: String,
+}
+
 /// The model of a service.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
@@ -117,6 +131,8 @@ pub struct Metrics {
     pub forecast_error: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     /// 1 for the model version in use.
     pub model_info: Family<ModelLabels, Gauge>,
+    /// 1 for the policy setting each service runs (one series per service).
+    pub policy_info: Family<PolicyLabels, Gauge>,
     /// Seconds since the model in use was trained.
     pub model_age: Family<ServiceLabels, Gauge<f64, AtomicU64>>,
     /// 1 for the reason of the last decision.
@@ -162,6 +178,7 @@ impl Metrics {
             ready_replicas: Family::default(),
             objective_validation_share: Family::default(),
             objective_met: Family::default(),
+            policy_info: Family::default(),
             reactive_replicas: Family::default(),
             forecast_error: Family::default(),
             model_info: Family::default(),
@@ -200,6 +217,11 @@ impl Metrics {
             m.forecast_error.clone(),
         );
         p.register("model_info", "The model version and forecaster in use", m.model_info.clone());
+        p.register(
+            "policy_info",
+            "The policy setting each service runs and where it comes from (objective or configured)",
+            m.policy_info.clone(),
+        );
         p.register(
             "objective_validation_share",
             "Validation share of short steps of the policy setting chosen for the service's objective",

@@ -654,6 +654,15 @@ async fn a_services_objective_chooses_its_policy_from_the_models_menu() {
             let text = metrics.encode();
             let met = r#"prescale_predictor_objective_met{namespace="storefront",service="order"} 1"#;
             assert_eq!(text.contains(met), objective.is_some(), "{text}");
+            // One `policy_info` series, naming the setting run and where it came from.
+            let info: Vec<&str> = text.lines().filter(|l| l.starts_with("prescale_predictor_policy_info{")).collect();
+            assert_eq!(info.len(), 1, "{text}");
+            let (source, headroom) = match objective {
+                None => ("configured", "headroom=0.1 "),
+                Some(o) if o > 0.0 => ("objective", "headroom=1 "),
+                Some(_) => ("objective", "headroom=4 "),
+            };
+            assert!(info[0].contains(&format!("source=\"{source}\"")) && info[0].contains(headroom), "{}", info[0]);
             d.desired_replicas
         }
     };
@@ -699,6 +708,7 @@ async fn a_fleet_model_serves_each_service_with_its_forecaster_and_a_new_one_col
         selector: "storefront/*".into(),
         services: vec!["storefront/cart".into(), "storefront/order".into()],
         shards: 1,
+        range: Default::default(),
     });
     let manifest = artifact::write_version(&store, &trained.model, manifest).await.unwrap();
     let mut entries = BTreeMap::new();

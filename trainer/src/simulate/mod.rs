@@ -204,22 +204,6 @@ pub fn hpa_points(series: &Series, demand: &[Option<f64>], capacity: f64) -> Vec
     out
 }
 
-/// A predictive setting in words, for the frontier file.
-pub fn describe(s: &PolicySettings, grid: prescale_core::StepGrid) -> String {
-    let st = s.in_steps(grid);
-    format!(
-        "quantile={} headroom={} lookahead={} window={} forecast_scale_down={} floor={} burst={}",
-        s.shortfall_penalty.map_or(format!("{:?}", s.quantile), |p| format!("newsvendor@{:.2}", p / (p + 1.0))),
-        s.headroom,
-        st.lookahead,
-        st.scale_down_window,
-        s.forecast_scale_down,
-        s.floor_utilisation,
-        s.burst_quantile.map_or("none".to_owned(), |q| format!("{q}+{}", st.burst_span))
-    )
-    .to_lowercase()
-}
-
 /// Runs the whole benchmark on a series; `objective` is the largest share of
 /// under-provisioned steps accepted on validation (default: the default HPA's there).
 pub fn run(
@@ -327,7 +311,7 @@ pub fn run(
     )?;
     points.extend(on_test.candidates.iter().map(|(s, o)| Point {
         policy: "predictive".into(),
-        setting: describe(s, series.grid),
+        setting: s.describe(series.grid),
         under_provisioned_steps: o.under_steps,
         replica_hours: o.replica_hours,
     }));
