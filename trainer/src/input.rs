@@ -61,13 +61,18 @@ pub enum InputError {
     #[error(transparent)]
     Data(#[from] DataError),
     /// `--from` is not before `--to`.
-    #[error("--from {from} is not before --to {to}")]
-    Range {
-        /// As resolved.
-        from: String,
-        /// As resolved.
-        to: String,
-    },
+    #[error(transparent)]
+    Range(#[from] RangeError),
+}
+
+/// `--from` is not before `--to`.
+#[derive(Debug, thiserror::Error)]
+#[error("--from {from} is not before --to {to}")]
+pub struct RangeError {
+    /// As resolved.
+    pub from: String,
+    /// As resolved.
+    pub to: String,
 }
 
 impl DataArgs {
@@ -85,12 +90,12 @@ impl DataArgs {
     }
 
     /// The steps to read: `--from` to `--to`, checked.
-    pub fn range(&self) -> Result<TimeRange, InputError> {
+    pub fn range(&self) -> Result<TimeRange, RangeError> {
         if let (Some(from), Some(to)) = (self.from, self.to)
             && from >= to
         {
             let text = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-            return Err(InputError::Range { from: text(from), to: text(to) });
+            return Err(RangeError { from: text(from), to: text(to) });
         }
         Ok(TimeRange { from: self.from, to: self.to })
     }
