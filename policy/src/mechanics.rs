@@ -76,7 +76,7 @@ impl Mechanics {
 
 /// Whether the HPA ignores a metric of `metric` replicas at `current` (its own test,
 /// float for float: `|1 - ratio| <= tolerance`).
-fn within(metric: f64, current: u32, tolerance: f64) -> bool {
+pub fn within(metric: f64, current: u32, tolerance: f64) -> bool {
     (1.0 - metric / f64::from(current.max(1))).abs() <= tolerance
 }
 

@@ -116,8 +116,9 @@ pub struct PredictorConfig {
     /// The HPA's tolerance (its `--horizontal-pod-autoscaler-tolerance`, 0.1 by default):
     /// the HPA ignores a metric within it of the current replicas, so a rise of one pod at
     /// ten or more replicas would never happen. What KEDA is told is then the smallest
-    /// count past it (at most about 10% more than decided); a fall within it stays ignored,
-    /// the safe side. 0 tells KEDA the decisions as they are.
+    /// count past it (at most about 10% more than decided), judged against what the HPA
+    /// last acted on while pods start ([`crate::hpa_view`]); a fall within it stays
+    /// ignored, the safe side. 0 tells KEDA the decisions as they are.
     #[serde(default = "default_hpa_tolerance")]
     pub hpa_tolerance: f64,
     /// Logging.

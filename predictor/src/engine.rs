@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use prescale_core::prometheus::source::{QueryError, Source};
 use prescale_core::{Feature, ServiceId, StepGrid};
 use prescale_models::burst::BurstProfile;
@@ -23,10 +23,10 @@ use prescale_models::fleet;
 use prescale_models::forecaster::{Calibration, Live};
 use prescale_models::preprocess::Covariates;
 use prescale_models::series::Series;
-use prescale_policy::mechanics;
 use prescale_policy::{Decision, ForecastView, Menu, Policy, PolicyError, Present, Reason, replicas_for};
 
 use crate::config::{Planner, ServicePlan};
+use crate::hpa_view::HpaView;
 use crate::metrics::{ForecastLabels, ModelLabels, PolicyLabels, ReasonLabels, ServiceLabels};
 use crate::model::{Loaded, Models, Serving};
 use crate::state::{Served, Shared};
@@ -59,6 +59,8 @@ struct ServiceRun {
     chosen: bool,
     /// Its `policy_info` series.
     policy_info: Option<PolicyLabels>,
+    /// What its HPA was last told and acted on, for the tolerance.
+    hpa: HpaView,
 }
 
 /// Takes a gone service's series out of `/metrics`.
@@ -112,6 +114,7 @@ fn new_run(plan: ServicePlan, grid: StepGrid, history_steps: usize) -> Result<Se
         tuned_for: None,
         chosen: false,
         policy_info: None,
+        hpa: HpaView::default(),
     })
 }
 
@@ -537,12 +540,14 @@ fn decide(
         };
         m.reason.get_or_create(&labels).set(i64::from(r.label() == reason.label()));
     }
-    // KEDA is told a rise the HPA's tolerance would swallow as just past it; the ready
-    // count stands for the HPA's current replicas (equal once pods are up).
+    // KEDA is told a rise the HPA's tolerance would swallow as just past it, judged
+    // against what the HPA last acted on while its pods may still start (twice the
+    // startup), the ready count after.
     let replicas = match (shadow, ready_now) {
         (true, _) => ready_now.unwrap_or(desired),
-        (false, Some(now)) if hpa_tolerance > 0.0 => {
-            mechanics::reported(f64::from(desired), now, hpa_tolerance, true).min(f64::from(u32::MAX)) as u32
+        (false, Some(ready)) if hpa_tolerance > 0.0 => {
+            let settle = TimeDelta::from_std(run.plan.policy.startup * 2).unwrap_or(TimeDelta::MAX);
+            run.hpa.tell(desired, ready, t, settle, hpa_tolerance)
         }
         (false, _) => desired,
     };

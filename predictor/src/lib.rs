@@ -12,6 +12,8 @@
 //!   other features for the model's context).
 //! - [`model`]: the models in use (one per model folder, shared by the services that
 //!   name it) and their validated hot reload.
+//! - [`hpa_view`]: the HPA's current replicas as far as the predictor can tell, for a
+//!   rise past its tolerance.
 //! - [`state`]: the latest decisions, shared by the loop and the servers, with staleness.
 //! - [`grpc`]: KEDA's external scaler (`tonic`, optional mutual TLS).
 //! - [`http`]: the JSON API, `/metrics`, health, OpenAPI and admin endpoints (`axum`).
@@ -22,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod grpc;
 pub mod history;
+pub mod hpa_view;
 pub mod http;
 pub mod metrics;
 pub mod model;
