@@ -546,7 +546,7 @@ fn decide(
     let replicas = match (shadow, ready_now) {
         (true, _) => ready_now.unwrap_or(desired),
         (false, Some(ready)) if hpa_tolerance > 0.0 => {
-            let settle = TimeDelta::from_std(run.plan.policy.startup * 2).unwrap_or(TimeDelta::MAX);
+            let settle = TimeDelta::from_std(run.plan.policy.startup.saturating_mul(2)).unwrap_or(TimeDelta::MAX);
             run.hpa.tell(desired, ready, t, settle, hpa_tolerance)
         }
         (false, _) => desired,
